@@ -1,0 +1,1 @@
+"""ghapp: a preview environment for every pull request."""

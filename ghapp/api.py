@@ -1,0 +1,110 @@
+"""Health, readiness and the JSON API over environments."""
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+
+from ghapp import keys, store
+from ghapp.contract import Status
+from ghapp.db import UNAVAILABLE, schema_is_current
+from ghapp.store import Environment
+
+routes = web.RouteTableDef()
+
+MAX_PAGE = 500
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def environment_json(env: Environment) -> dict:
+    return {
+        "id": env.id,
+        "name": env.name,
+        "repository": env.repository,
+        "pr_number": env.pr_number,
+        "pr_url": env.pr_url,
+        "title": env.title,
+        "author": env.author,
+        "head_ref": env.head_ref,
+        "is_fork": env.is_fork,
+        "status": env.status,
+        "desired": env.desired,
+        "head_sha": env.desired_sha,
+        "deployed_sha": env.deployed_sha,
+        "preview_url": env.preview_url,
+        "outputs": env.outputs,
+        "progress": env.progress,
+        "converged": env.observed_generation >= env.generation,
+        "attempts": env.attempts,
+        "last_error": env.last_error,
+        "next_attempt_at": _time(env.next_attempt_at),
+        "created_at": _time(env.created_at),
+        "updated_at": _time(env.updated_at),
+        "expires_at": _time(env.expires_at),
+    }
+
+
+@routes.get("/healthz")
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with request.app[keys.POOL].acquire(timeout=3) as conn:
+            if not await schema_is_current(conn):
+                return web.json_response({"status": "migrations pending"}, status=503)
+    except UNAVAILABLE as e:
+        return web.json_response({"status": "database unavailable", "error": type(e).__name__}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
+    return max(low, min(high, value))
+
+
+@routes.get("/api/environments")
+async def list_environments(request: web.Request) -> web.Response:
+    status = request.query.get("status") or None
+    if status is not None and status not in {s.value for s in Status}:
+        raise web.HTTPBadRequest(text=f"unknown status {status!r}")
+    limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+    after = _int_param(request, "after", 0, 0, 2**62)
+    repository = request.query.get("repository") or None
+    async with request.app[keys.POOL].acquire() as conn:
+        envs = await store.list_environments(conn, status=status, repository=repository, after=after, limit=limit)
+    next_url = None
+    if len(envs) == limit:
+        next_url = str(request.rel_url.update_query(after=envs[-1].id))
+    return web.json_response({"environments": [environment_json(e) for e in envs], "next": next_url})
+
+
+@routes.get("/api/environments/{id:\\d+}")
+async def get_environment(request: web.Request) -> web.Response:
+    async with request.app[keys.POOL].acquire() as conn:
+        env = await store.get_environment(conn, int(request.match_info["id"]))
+        if env is None:
+            raise web.HTTPNotFound(text="no such environment")
+        runs = await store.list_runs(conn, env.id)
+    body = environment_json(env)
+    body["runs"] = [{**r, "started_at": _time(r["started_at"]), "finished_at": _time(r["finished_at"])} for r in runs]
+    return web.json_response(body)
+
+
+@routes.get("/api/runs/{id:\\d+}/log")
+async def run_log(request: web.Request) -> web.Response:
+    after = _int_param(request, "after", -1, -1, 2**31)
+    async with request.app[keys.POOL].acquire() as conn:
+        lines = await store.run_log(conn, int(request.match_info["id"]), after)
+    return web.json_response({"lines": [{"seq": l["seq"], "at": _time(l["at"]), "line": l["line"]} for l in lines]})

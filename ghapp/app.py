@@ -1,0 +1,92 @@
+"""The aiohttp application: routes, and the lifetimes of the database, pool and workers in `cleanup_ctx`."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ghapp import api, db, keys, webhooks
+from ghapp.config import Settings
+from ghapp.reporter import LogReporter, Reporter
+from ghapp.terraform import Terraform, find_binary
+from ghapp.worker import Reconciler
+
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def database_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Any request that finds the database unreachable answers 503, never 500."""
+    try:
+        return await handler(request)
+    except db.UNAVAILABLE as e:
+        log.warning("%s %s: database unavailable (%s)", request.method, request.path, type(e).__name__)
+        return web.json_response({"error": "database unavailable"}, status=503)
+
+
+def create_app(settings: Settings, *, reporter: Reporter | None = None, workers: bool = True) -> web.Application:
+    app = web.Application(client_max_size=webhooks.MAX_BODY, middlewares=[database_errors])
+    app[keys.SETTINGS] = settings
+    app[keys.READY] = asyncio.Event()
+    app.router.add_post("/webhooks", webhooks.receive)
+    app.router.add_routes(api.routes)
+    app.cleanup_ctx.append(_database)
+    if workers:
+        app.cleanup_ctx.append(lambda a: _workers(a, reporter or LogReporter()))
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    async with db.database_url(settings) as url:
+        app[keys.DATABASE_URL] = url
+        pool = await db.create_pool(url, min_size=0, max_size=max(10, settings.max_parallel_runs * 2 + 4))
+        app[keys.POOL] = pool
+        bootstrap = asyncio.create_task(_migrate_when_reachable(app))
+        try:
+            yield
+        finally:
+            bootstrap.cancel()
+            await asyncio.gather(bootstrap, return_exceptions=True)
+            await pool.close()
+
+
+async def _migrate_when_reachable(app: web.Application) -> None:
+    """Apply migrations as soon as the database answers; until then webhooks get 503 and /readyz says why."""
+    delay = 0.5
+    while True:
+        try:
+            await db.migrate(app[keys.POOL])
+            app[keys.READY].set()
+            return
+        except db.UNAVAILABLE as e:
+            log.warning("database not reachable yet (%s); retrying in %.0fs", e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
+
+
+async def _workers(app: web.Application, reporter: Reporter) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    terraform = Terraform(settings.terraform_module, settings.data_dir, find_binary(settings.terraform_bin),
+                          extra_env=settings.terraform_env, database_url=app[keys.DATABASE_URL],
+                          interrupt_grace=settings.interrupt_grace)
+    reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, reporter, settings)
+    app[keys.RECONCILER] = reconciler
+
+    async def start_when_ready() -> None:
+        await app[keys.READY].wait()
+        log.info("worker %s: up to %d parallel runs, module %s, terraform %s", reconciler.owner,
+                 settings.max_parallel_runs, settings.terraform_module, terraform.binary)
+        await reconciler.run()
+
+    task = asyncio.create_task(start_when_ready())
+    try:
+        yield
+    finally:
+        await reconciler.drain(settings.shutdown_grace)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

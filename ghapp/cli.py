@@ -1,0 +1,174 @@
+"""`ghapp` command line: serve, demo, receive, migrate, envs, destroy."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+import sys
+import uuid
+from pathlib import Path
+
+from ghapp.config import ConfigError, Settings
+
+log = logging.getLogger("ghapp")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def serve(settings: Settings) -> int:
+    from aiohttp import web
+
+    from ghapp.app import create_app
+
+    if not settings.webhook_secret:
+        if not settings.offline:
+            raise ConfigError("GITHUB_WEBHOOK_SECRET is required when GITHUB_APP_ID is set")
+        log.warning("GITHUB_WEBHOOK_SECRET is unset: webhook signatures are NOT checked (offline mode only)")
+    if settings.offline:
+        log.info("offline mode (no GITHUB_APP_ID): what would be shown on pull requests goes to this log")
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                shutdown_timeout=settings.shutdown_grace + 5)
+    return 0
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def send_delivery(url: str, event: str, body: bytes, secret: str | None,
+                        delivery_id: str | None = None) -> tuple[int, str]:
+    """POST a delivery the way GitHub does, signed when a secret is given."""
+    import aiohttp
+
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": event,
+               "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()), "User-Agent": "GitHub-Hookshot/ghapp-receive"}
+    if secret:
+        headers["X-Hub-Signature-256"] = sign(body, secret)
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
+        return resp.status, await resp.text()
+
+
+def receive(settings: Settings, event: str, payload: Path, url: str | None) -> int:
+    body = payload.read_bytes()
+    target = url or f"http://{settings.host}:{settings.port}/webhooks"
+    status, text = asyncio.run(send_delivery(target, event, body, settings.webhook_secret))
+    print(f"{status} {text}")
+    return 0 if status < 300 else 1
+
+
+async def _with_pool(settings: Settings, work):
+    from ghapp import db
+
+    async with db.database_url(settings) as url:
+        pool = await db.create_pool(url, min_size=1, max_size=2)
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+
+def migrate(settings: Settings) -> int:
+    from ghapp import db
+
+    applied = asyncio.run(_with_pool(settings, db.migrate))
+    print(f"applied migrations: {', '.join(map(str, applied))}" if applied else "the schema is up to date")
+    return 0
+
+
+def envs(settings: Settings, as_json: bool) -> int:
+    from ghapp import db, store
+    from ghapp.api import environment_json
+
+    async def work(pool):
+        await db.migrate(pool)
+        async with pool.acquire() as conn:
+            return await store.list_environments(conn, limit=10_000)
+
+    found = asyncio.run(_with_pool(settings, work))
+    if as_json:
+        print(json.dumps([environment_json(e) for e in found], indent=2))
+        return 0
+    if not found:
+        print("no environments")
+        return 0
+    print(f"{'ID':>5}  {'PULL REQUEST':<32} {'STATUS':<10} {'SHA':<8} URL")
+    for e in found:
+        print(f"{e.id:>5}  {f'{e.repository}#{e.pr_number}':<32} {e.status:<10} {(e.deployed_sha or '')[:7]:<8} "
+              f"{e.preview_url or ''}")
+    return 0
+
+
+def destroy(settings: Settings, target: str) -> int:
+    from ghapp import db, store
+
+    match = re.fullmatch(r"([\w.-]+/[\w.-]+)#(\d+)", target)
+    if not match:
+        print(f"expected OWNER/REPO#NUMBER, got {target!r}", file=sys.stderr)
+        return 2
+
+    async def work(pool):
+        await db.migrate(pool)
+        async with pool.acquire() as conn:
+            env = await store.find_environment(conn, match[1], int(match[2]))
+            if env is not None:
+                await store.request_destroy(conn, env.id)
+            return env
+
+    env = asyncio.run(_with_pool(settings, work))
+    if env is None:
+        print(f"no environment for {target}", file=sys.stderr)
+        return 1
+    print(f"{target}: destroy requested (environment {env.id}); a running `ghapp serve` carries it out")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ghapp", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the app: webhooks, workers, API")
+    demo = sub.add_parser("demo", help="the embedded default end to end on this machine")
+    demo.add_argument("--port", type=int, default=None, help="listen port (default GHAPP_PORT or 8080)")
+    rec = sub.add_parser("receive", help="sign a payload and POST it to a running app")
+    rec.add_argument("--event", required=True, help="the X-GitHub-Event name, e.g. pull_request")
+    rec.add_argument("payload", type=Path)
+    rec.add_argument("--url", help="default: http://GHAPP_HOST:GHAPP_PORT/webhooks")
+    sub.add_parser("migrate", help="apply database migrations")
+    env_cmd = sub.add_parser("envs", help="list environments")
+    env_cmd.add_argument("--json", action="store_true")
+    des = sub.add_parser("destroy", help="destroy the environment of OWNER/REPO#N")
+    des.add_argument("target")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            return serve(settings)
+        if args.command == "demo":
+            from ghapp.demo import run_demo
+
+            return run_demo(settings if args.port is None else settings.replace(port=args.port))
+        if args.command == "receive":
+            return receive(settings, args.event, args.payload, args.url)
+        if args.command == "migrate":
+            return migrate(settings)
+        if args.command == "envs":
+            return envs(settings, args.json)
+        return destroy(settings, args.target)
+    except ConfigError as e:
+        print(f"ghapp: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

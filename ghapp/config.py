@@ -1,0 +1,155 @@
+"""Settings, read once from the environment (and a `.env` file) and validated."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `30m`, `72h`, `1h30m` or plain seconds → seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 72h)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; `#` comments, optional `export` and quotes. Missing file → {}."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    app_id: str | None = None
+    private_key: str | None = dataclasses.field(default=None, repr=False)
+    webhook_secret: str | None = dataclasses.field(default=None, repr=False)
+    github_api_url: str = "https://api.github.com"
+    database_url: str | None = dataclasses.field(default=None, repr=False)
+    data_dir: Path = Path(".ghapp")
+    terraform_module: Path = Path("terraform/local")
+    terraform_bin: str | None = None
+    max_parallel_runs: int = 4
+    env_ttl: float = 72 * 3600
+    run_timeout: float = 30 * 60
+    resync_interval: float = 10 * 60
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
+    allow_forks: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Reconciler tuning; defaults suit production, tests shorten them.
+    lease_ttl: float = 30.0
+    poll_interval: float = 5.0
+    retry_base: float = 10.0
+    retry_cap: float = 15 * 60
+    max_attempts: int = 6
+    interrupt_grace: float = 10.0
+    shutdown_grace: float = 30.0
+    # Extra environment for every Terraform run (on top of the process's own).
+    terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def offline(self) -> bool:
+        return not self.app_id
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
+        env = {**(read_dotenv(dotenv) if dotenv else {}), **(os.environ if environ is None else environ)}
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, default, kind=int):
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {raw!r}")
+            return value
+
+        def duration(name: str, default: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = parse_duration(raw)
+            except ValueError as e:
+                raise ConfigError(f"{name}: {e}") from None
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {raw!r}")
+            return value
+
+        def flag(name: str) -> bool:
+            raw = (get(name) or "false").lower()
+            if raw not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ConfigError(f"{name} must be true or false, got {raw!r}")
+            return raw in {"true", "1", "yes"}
+
+        private_key = get("GITHUB_PRIVATE_KEY")
+        key_path = get("GITHUB_PRIVATE_KEY_PATH")
+        if private_key is None and key_path is not None:
+            try:
+                private_key = Path(key_path).read_text()
+            except OSError as e:
+                raise ConfigError(f"GITHUB_PRIVATE_KEY_PATH: cannot read {key_path}: {e.strerror}") from None
+        app_id = get("GITHUB_APP_ID")
+        if app_id is not None and private_key is None:
+            raise ConfigError("GITHUB_APP_ID is set but neither GITHUB_PRIVATE_KEY nor GITHUB_PRIVATE_KEY_PATH is")
+
+        defaults = cls()
+        return cls(
+            app_id=app_id,
+            private_key=private_key,
+            webhook_secret=get("GITHUB_WEBHOOK_SECRET"),
+            github_api_url=(get("GITHUB_API_URL") or defaults.github_api_url).rstrip("/"),
+            database_url=get("DATABASE_URL"),
+            data_dir=Path(get("GHAPP_DATA_DIR") or defaults.data_dir).absolute(),
+            terraform_module=Path(get("GHAPP_TERRAFORM_MODULE") or defaults.terraform_module).absolute(),
+            terraform_bin=get("GHAPP_TERRAFORM_BIN"),
+            max_parallel_runs=number("GHAPP_MAX_PARALLEL_RUNS", defaults.max_parallel_runs),
+            env_ttl=duration("GHAPP_ENV_TTL", defaults.env_ttl),
+            run_timeout=duration("GHAPP_RUN_TIMEOUT", defaults.run_timeout),
+            resync_interval=duration("GHAPP_RESYNC_INTERVAL", defaults.resync_interval),
+            admin_token=get("GHAPP_ADMIN_TOKEN"),
+            allow_forks=flag("GHAPP_ALLOW_FORKS"),
+            host=get("GHAPP_HOST") or defaults.host,
+            port=number("GHAPP_PORT", defaults.port),
+            lease_ttl=duration("GHAPP_LEASE_TTL", defaults.lease_ttl),
+            poll_interval=duration("GHAPP_POLL_INTERVAL", defaults.poll_interval),
+            retry_base=duration("GHAPP_RETRY_BASE", defaults.retry_base),
+            retry_cap=duration("GHAPP_RETRY_CAP", defaults.retry_cap),
+            max_attempts=number("GHAPP_MAX_ATTEMPTS", defaults.max_attempts),
+            shutdown_grace=duration("GHAPP_SHUTDOWN_GRACE", defaults.shutdown_grace),
+        )
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,44 @@
+"""Names that operators, scripts and the dashboard rely on (DESIGN.md's contract)."""
+import enum
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    CREATING = "creating"
+    ACTIVE = "active"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+    FAILED = "failed"
+
+
+class Desired(enum.StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"
+
+
+class Action(enum.StrEnum):
+    APPLY = "apply"
+    DESTROY = "destroy"
+
+
+class RunState(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    INTERRUPTED = "interrupted"
+    ABANDONED = "abandoned"
+
+
+CHECK_RUN_NAME = "Preview environment"
+COMMENT_MARKER = "<!-- ghapp:preview -->"
+NOTIFY_CHANNEL = "ghapp_environments"
+
+
+def environment_name(environment_id: int, repository: str, pr_number: int) -> str:
+    """DNS-safe, unique name, also the Terraform workspace: `pr-<n>-<repo>-<id>`, at most 63 characters."""
+    repo = repository.rsplit("/", 1)[-1].lower()
+    slug = "-".join("".join(c if c.isascii() and c.isalnum() else " " for c in repo).split())
+    suffix = f"-{environment_id}"
+    head = f"pr-{pr_number}-{slug}" if slug else f"pr-{pr_number}"
+    return head[: 63 - len(suffix)].rstrip("-") + suffix

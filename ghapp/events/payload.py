@@ -1,0 +1,37 @@
+"""Reading webhook payloads defensively: a missing or mistyped field is a `MalformedPayload` (HTTP 400)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+
+class MalformedPayload(ValueError):
+    pass
+
+
+def field(data: Any, path: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    """`field(payload, "pull_request.head.sha", str)`; `optional` allows a missing key or null."""
+    value = data
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            raise MalformedPayload(f"{path}: expected an object above {key!r}")
+        value = value.get(key)
+        if value is None:
+            if optional:
+                return None
+            raise MalformedPayload(f"{path} is missing")
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise MalformedPayload(f"{path} has the wrong type")
+    if not isinstance(value, kind):
+        raise MalformedPayload(f"{path} has the wrong type")
+    return value
+
+
+def timestamp(data: Any, path: str) -> dt.datetime | None:
+    raw = field(data, path, str, optional=True)
+    if raw is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedPayload(f"{path} is not a timestamp") from None

@@ -1,0 +1,283 @@
+"""All SQL: desired state written by events, work claimed and finished by workers, reads for the API."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import asyncpg
+
+from ghapp.contract import NOTIFY_CHANNEL, Action, Desired, RunState, Status, environment_name
+
+
+@dataclasses.dataclass(frozen=True)
+class PullRequestChange:
+    """What a `pull_request` event says should exist for one PR."""
+
+    repo_id: int
+    repository: str
+    pr_number: int
+    desired: Desired
+    head_sha: str
+    head_ref: str = ""
+    author: str = ""
+    title: str = ""
+    pr_url: str = ""
+    installation_id: int | None = None
+    is_fork: bool = False
+    updated_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    id: int
+    repo_id: int
+    repository: str
+    pr_number: int
+    name: str
+    installation_id: int | None
+    head_ref: str
+    author: str
+    title: str
+    pr_url: str
+    is_fork: bool
+    desired: str
+    desired_sha: str | None
+    generation: int
+    observed_generation: int
+    status: str
+    provisioned: bool
+    deployed_sha: str | None
+    preview_url: str | None
+    outputs: dict
+    progress: dict | None
+    lease_owner: str | None
+    lease_until: dt.datetime | None
+    attempts: int
+    next_attempt_at: dt.datetime | None
+    last_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    last_activity_at: dt.datetime
+    expires_at: dt.datetime | None
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Environment:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in record.items() if k in fields}
+        for key in ("outputs", "progress"):
+            if isinstance(values.get(key), str):
+                values[key] = json.loads(values[key])
+        return cls(**values)
+
+
+_UPSERT = """
+INSERT INTO environments AS e (repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
+                               is_fork, pr_updated_at, desired, desired_sha, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13))
+ON CONFLICT (repo_id, pr_number) DO UPDATE SET
+    repository = EXCLUDED.repository,
+    installation_id = coalesce(EXCLUDED.installation_id, e.installation_id),
+    head_ref = EXCLUDED.head_ref,
+    author = EXCLUDED.author,
+    title = EXCLUDED.title,
+    pr_url = EXCLUDED.pr_url,
+    is_fork = EXCLUDED.is_fork,
+    pr_updated_at = greatest(EXCLUDED.pr_updated_at, e.pr_updated_at),
+    desired = EXCLUDED.desired,
+    desired_sha = EXCLUDED.desired_sha,
+    generation = e.generation + (CASE WHEN {changed} THEN 1 ELSE 0 END),
+    status = CASE WHEN {changed} AND e.status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE e.status END,
+    attempts = CASE WHEN {changed} THEN 0 ELSE e.attempts END,
+    next_attempt_at = CASE WHEN {changed} THEN now() ELSE e.next_attempt_at END,
+    last_activity_at = now(),
+    expires_at = CASE WHEN EXCLUDED.desired = 'present' THEN EXCLUDED.expires_at ELSE e.expires_at END,
+    updated_at = now()
+WHERE e.pr_updated_at IS NULL OR EXCLUDED.pr_updated_at IS NULL OR EXCLUDED.pr_updated_at >= e.pr_updated_at
+RETURNING id, name, generation, (xmax = 0) AS inserted
+""".format(changed="(e.desired, e.desired_sha) IS DISTINCT FROM (EXCLUDED.desired, EXCLUDED.desired_sha)")
+
+
+async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str) -> bool:
+    """False if this delivery id was accepted before (GitHub redelivered it)."""
+    status = await conn.execute(
+        "INSERT INTO deliveries (id, event) VALUES ($1, $2) ON CONFLICT DO NOTHING", delivery_id, event)
+    return status == "INSERT 0 1"
+
+
+async def apply_change(conn: asyncpg.Connection, change: PullRequestChange, ttl_seconds: float) -> int | None:
+    """Write the desired state of one PR; returns the environment id (None: nothing to do, e.g. closing an unknown
+    PR, or an event older than one already applied). Wakes the workers when something changed."""
+    if change.desired is Desired.ABSENT:
+        exists = await conn.fetchval(
+            "SELECT 1 FROM environments WHERE repo_id = $1 AND pr_number = $2", change.repo_id, change.pr_number)
+        if not exists:
+            return None
+    row = await conn.fetchrow(
+        _UPSERT, change.repo_id, change.repository, change.pr_number, change.installation_id, change.head_ref,
+        change.author, change.title, change.pr_url, change.is_fork, change.updated_at, str(change.desired),
+        change.head_sha, ttl_seconds)
+    if row is None:
+        return None
+    if row["name"] is None:
+        await conn.execute("UPDATE environments SET name = $2 WHERE id = $1", row["id"],
+                           environment_name(row["id"], change.repository, change.pr_number))
+    await notify(conn, row["id"])
+    return row["id"]
+
+
+async def request_destroy(conn: asyncpg.Connection, env_id: int) -> bool:
+    """An operator's destroy: desired absent whatever the PR says. False if no such environment."""
+    status = await conn.execute(
+        """UPDATE environments SET desired = 'absent', updated_at = now(),
+               generation = generation + (CASE WHEN desired = 'absent' THEN 0 ELSE 1 END),
+               attempts = 0, next_attempt_at = now(),
+               status = CASE WHEN desired = 'present' AND status IN ('active', 'failed', 'pending')
+                             THEN 'pending' ELSE status END
+           WHERE id = $1""", env_id)
+    if status == "UPDATE 0":
+        return False
+    await notify(conn, env_id)
+    return True
+
+
+async def notify(conn: asyncpg.Connection, env_id: int) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(env_id))
+
+
+# --- workers -------------------------------------------------------------------------------------------------------
+
+async def claim(conn: asyncpg.Connection, owner: str, lease_seconds: float) -> Environment | None:
+    """Take the lease of one unconverged environment that is due and not leased by a live worker."""
+    row = await conn.fetchrow(
+        """UPDATE environments SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
+           WHERE id = (SELECT id FROM environments
+                       WHERE generation > observed_generation AND next_attempt_at <= now()
+                         AND (lease_until IS NULL OR lease_until < now())
+                       ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING *""", owner, lease_seconds)
+    return Environment.from_record(row) if row else None
+
+
+async def renew_lease(conn: asyncpg.Connection, env_id: int, owner: str, lease_seconds: float) -> int | None:
+    """Extend our lease; returns the current generation, or None if the lease is no longer ours."""
+    return await conn.fetchval(
+        """UPDATE environments SET lease_until = now() + make_interval(secs => $3)
+           WHERE id = $1 AND lease_owner = $2 RETURNING generation""", env_id, owner, lease_seconds)
+
+
+async def start_run(conn: asyncpg.Connection, env: Environment, action: Action, owner: str) -> int:
+    async with conn.transaction():
+        await conn.execute(
+            """UPDATE runs SET state = 'abandoned', finished_at = now(), error = 'the worker running it stopped'
+               WHERE environment_id = $1 AND state = 'running'""", env.id)
+        await conn.execute(
+            """UPDATE environments SET status = $2, updated_at = now(), provisioned = provisioned OR $3
+               WHERE id = $1""",
+            env.id, str(Status.CREATING if action is Action.APPLY else Status.DESTROYING), action is Action.APPLY)
+        sha = env.desired_sha if action is Action.APPLY else env.deployed_sha
+        return await conn.fetchval(
+            """INSERT INTO runs (environment_id, action, sha, generation, owner) VALUES ($1, $2, $3, $4, $5)
+               RETURNING id""", env.id, str(action), sha, env.generation, owner)
+
+
+async def append_logs(conn: asyncpg.Connection, run_id: int, first_seq: int, lines: list[str]) -> None:
+    await conn.executemany(
+        "INSERT INTO run_logs (run_id, seq, line) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [(run_id, first_seq + i, line) for i, line in enumerate(lines)])
+
+
+async def set_progress(conn: asyncpg.Connection, env_id: int, progress: dict) -> None:
+    await conn.execute("UPDATE environments SET progress = $2 WHERE id = $1", env_id, json.dumps(progress))
+
+
+async def finish_run(conn: asyncpg.Connection, run_id: int, state: RunState, exit_code: int | None = None,
+                     error: str | None = None) -> None:
+    await conn.execute(
+        "UPDATE runs SET state = $2, exit_code = $3, error = $4, finished_at = now() WHERE id = $1 AND state = 'running'",
+        run_id, str(state), exit_code, error)
+
+
+_RELEASE = "lease_owner = NULL, lease_until = NULL, progress = NULL, updated_at = now()"
+
+
+async def mark_active(conn: asyncpg.Connection, env: Environment, owner: str, url: str | None,
+                      outputs: dict) -> bool:
+    return await _finish(conn, f"""UPDATE environments SET status = 'active', deployed_sha = $3, preview_url = $4,
+        outputs = $5, observed_generation = greatest(observed_generation, $6), attempts = 0, last_error = NULL,
+        {_RELEASE} WHERE id = $1 AND lease_owner = $2""",
+        env.id, owner, env.desired_sha, url, json.dumps(outputs), env.generation)
+
+
+async def mark_destroyed(conn: asyncpg.Connection, env: Environment, owner: str) -> bool:
+    return await _finish(conn, f"""UPDATE environments SET status = 'destroyed', provisioned = false,
+        deployed_sha = NULL, preview_url = NULL, outputs = '{{}}',
+        observed_generation = greatest(observed_generation, $3), attempts = 0, last_error = NULL,
+        {_RELEASE} WHERE id = $1 AND lease_owner = $2""", env.id, owner, env.generation)
+
+
+async def mark_failed(conn: asyncpg.Connection, env: Environment, owner: str, error: str,
+                      retry_in: float | None) -> bool:
+    """Failed; retried after `retry_in` seconds, or parked (None) until the desired state changes."""
+    return await _finish(conn, f"""UPDATE environments SET status = 'failed', last_error = $3,
+        attempts = attempts + 1,
+        next_attempt_at = CASE WHEN $4::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $4) END,
+        {_RELEASE} WHERE id = $1 AND lease_owner = $2""", env.id, owner, error, retry_in)
+
+
+async def release(conn: asyncpg.Connection, env: Environment, owner: str) -> bool:
+    """Give the environment back unconverged (superseded or shutting down): pending, due now."""
+    return await _finish(conn, f"""UPDATE environments SET status = 'pending', next_attempt_at = now(),
+        {_RELEASE} WHERE id = $1 AND lease_owner = $2""", env.id, owner)
+
+
+async def _finish(conn: asyncpg.Connection, sql: str, *args: Any) -> bool:
+    status = await conn.execute(sql, *args)
+    if status == "UPDATE 1":
+        await notify(conn, args[0])
+        return True
+    return False
+
+
+# --- reads -----------------------------------------------------------------------------------------------------------
+
+async def get_environment(conn: asyncpg.Connection, env_id: int) -> Environment | None:
+    row = await conn.fetchrow("SELECT * FROM environments WHERE id = $1", env_id)
+    return Environment.from_record(row) if row else None
+
+
+async def find_environment(conn: asyncpg.Connection, repository: str, pr_number: int) -> Environment | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM environments WHERE lower(repository) = lower($1) AND pr_number = $2 ORDER BY id DESC LIMIT 1",
+        repository, pr_number)
+    return Environment.from_record(row) if row else None
+
+
+async def list_environments(conn: asyncpg.Connection, *, status: str | None = None, repository: str | None = None,
+                            after: int = 0, limit: int = 100) -> list[Environment]:
+    rows = await conn.fetch(
+        """SELECT * FROM environments
+           WHERE id > $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR repository = $3)
+           ORDER BY id LIMIT $4""", after, status, repository, limit)
+    return [Environment.from_record(r) for r in rows]
+
+
+async def list_runs(conn: asyncpg.Connection, env_id: int, limit: int = 50) -> list[dict]:
+    rows = await conn.fetch(
+        """SELECT id, action, sha, state, started_at, finished_at, exit_code, error FROM runs
+           WHERE environment_id = $1 ORDER BY id DESC LIMIT $2""", env_id, limit)
+    return [dict(r) for r in rows]
+
+
+async def run_log(conn: asyncpg.Connection, run_id: int, after_seq: int = -1, limit: int = 10000) -> list[dict]:
+    rows = await conn.fetch(
+        "SELECT seq, at, line FROM run_logs WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        run_id, after_seq, limit)
+    return [dict(r) for r in rows]
+
+
+async def prune_deliveries(conn: asyncpg.Connection, older_than_days: float = 7) -> int:
+    status = await conn.execute(
+        "DELETE FROM deliveries WHERE received_at < now() - make_interval(days => $1::int)", int(older_than_days))
+    return int(status.split()[-1])

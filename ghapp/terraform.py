@@ -1,0 +1,245 @@
+"""Running Terraform: argv only, a clean environment, `init` once per module content, a workspace per environment.
+
+The module is copied to `<data>/terraform/<module name>/` and initialised once for each distinct content; every
+run then only sets `TF_WORKSPACE`. Cancelling a run (the task awaiting `run`) interrupts Terraform's whole process
+group: SIGINT (Terraform saves state), then SIGKILL after a grace period.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from ghapp.contract import Action
+from ghapp.tfevents import Progress, parse_line
+
+log = logging.getLogger(__name__)
+
+# The app's own credentials never reach Terraform: variables and provisioner environments can end up in state.
+WITHHELD = ("GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET", "GHAPP_ADMIN_TOKEN",
+            "DATABASE_URL")
+_IGNORED_FILES = shutil.ignore_patterns(".terraform", "terraform.tfstate*", "*.tfstate*", ".terraform.lock.hcl.bak",
+                                        "__pycache__", "previews")
+_PR_SET_PDEATHSIG = 1
+
+
+class TerraformError(RuntimeError):
+    """Terraform could not be prepared (init failed, binary missing); the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleInputs:
+    """The module contract's inputs for one environment."""
+
+    environment_id: int
+    environment_name: str
+    repository: str
+    pr_number: int
+    git_sha: str
+    head_ref: str
+
+    def tf_vars(self) -> dict[str, str]:
+        return {f"TF_VAR_{k}": str(v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass
+class RunResult:
+    exit_code: int
+    progress: Progress
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def error(self) -> str | None:
+        if self.ok:
+            return None
+        return "\n".join(self.progress.errors) or f"terraform exited with code {self.exit_code}"
+
+
+LineHandler = Callable[[str, Progress, bool], Awaitable[None] | None]
+
+
+def find_binary(configured: str | None) -> str:
+    """`GHAPP_TERRAFORM_BIN`, else `terraform` on PATH, else the bundled `ghapp-terraform`."""
+    if configured:
+        found = shutil.which(configured)
+        if not found:
+            raise TerraformError(f"GHAPP_TERRAFORM_BIN={configured!r} is not an executable")
+        return found
+    for candidate in ("terraform", str(Path(sys.executable).with_name("ghapp-terraform")), "ghapp-terraform"):
+        if found := shutil.which(candidate):
+            return found
+    raise TerraformError("no Terraform found: install one, set GHAPP_TERRAFORM_BIN, or reinstall ghapp "
+                         "(it ships ghapp-terraform)")
+
+
+def module_digest(module: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in module.rglob("*") if p.is_file()):
+        rel = path.relative_to(module)
+        if rel.parts[0] in (".terraform", "previews", "__pycache__") or "tfstate" in rel.name:
+            continue
+        h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _child_setup() -> None:
+    """In Terraform's process, before exec: die with the app; take SIGINT even if the app was started ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+class Terraform:
+    def __init__(self, module: Path, data_dir: Path, binary: str, extra_env: Mapping[str, str] | None = None,
+                 database_url: str | None = None, interrupt_grace: float = 10.0):
+        self.module = module
+        self.binary = binary
+        self.root = data_dir / "terraform"
+        self.workdir = self.root / module.name
+        self.extra_env = dict(extra_env or {})
+        self.database_url = database_url
+        self.interrupt_grace = interrupt_grace
+        self._prepare_lock = asyncio.Lock()
+        self._workspace_lock = asyncio.Lock()
+        self._prepared_digest: str | None = None
+        self._workspaces: set[str] = set()
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in WITHHELD and k != "TF_WORKSPACE"}
+        env.update(
+            TF_IN_AUTOMATION="1",
+            TF_INPUT="0",
+            CHECKPOINT_DISABLE="1",
+            TF_CLI_CONFIG_FILE=str(self.root / "terraformrc"),
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")]),
+        )
+        if self.database_url and "PG_CONN_STR" not in env:
+            env["PG_CONN_STR"] = self.database_url
+        env.update(self.extra_env)
+        return env
+
+    async def prepare(self) -> Path:
+        """Copy the module and run `init` if its content changed since the last init; return the work dir."""
+        async with self._prepare_lock:
+            digest = await asyncio.to_thread(module_digest, self.module)
+            if digest == self._prepared_digest:
+                return self.workdir
+            marker = self.workdir / ".ghapp-module-digest"
+            if not (marker.is_file() and marker.read_text() == digest):
+                await asyncio.to_thread(self._copy_module)
+                self._write_cli_config()
+                code, out = await self._capture("init", "-input=false", "-no-color")
+                if code != 0:
+                    raise TerraformError(f"terraform init failed in {self.workdir}:\n{out[-4000:]}")
+                marker.write_text(digest)
+                log.info("terraform init done for %s (%s)", self.module, digest[:12])
+            self._write_cli_config()
+            code, out = await self._capture("workspace", "list", "-no-color")
+            self._workspaces = {w.strip(" *") for w in out.splitlines() if w.strip(" *")} if code == 0 else set()
+            self._prepared_digest = digest
+            return self.workdir
+
+    def _copy_module(self) -> None:
+        if not self.module.is_dir():
+            raise TerraformError(f"the Terraform module {self.module} does not exist (GHAPP_TERRAFORM_MODULE)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for old in self.workdir.iterdir():  # remove the previous content's files, keep .terraform and state
+            if old.name not in (".terraform", "terraform.tfstate.d", "terraform.tfstate", "previews") \
+                    and not old.name.startswith(".ghapp"):
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        shutil.copytree(self.module, self.workdir, ignore=_IGNORED_FILES, dirs_exist_ok=True)
+
+    def _write_cli_config(self) -> None:
+        cache = self.root / "plugin-cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        (self.root / "terraformrc").write_text(f'disable_checkpoint = true\nplugin_cache_dir = "{cache}"\n')
+
+    async def _capture(self, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+        proc = await self._spawn(args, env or self.base_env())
+        out, _ = await proc.communicate()
+        return proc.returncode, out.decode(errors="replace")
+
+    async def _spawn(self, args, env) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            self.binary, *args, cwd=self.workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_child_setup, limit=1 << 22,
+        )
+
+    async def _ensure_workspace(self, name: str) -> None:
+        """Create workspaces one at a time: concurrent creation races in some backends (pg: "Already locked")."""
+        if name in self._workspaces:
+            return
+        async with self._workspace_lock:
+            if name in self._workspaces:
+                return
+            for attempt in range(5):
+                code, out = await self._capture("workspace", "new", "-no-color", name,
+                                                env={**self.base_env(), "TF_WORKSPACE": name})
+                if code == 0 or "already exists" in out:
+                    self._workspaces.add(name)
+                    return
+                if "locked" not in out.lower():
+                    raise TerraformError(f"cannot create workspace {name}:\n{out[-2000:]}")
+                await asyncio.sleep(0.2 * (attempt + 1))
+            raise TerraformError(f"cannot create workspace {name}: still locked")
+
+    async def delete_workspace(self, name: str) -> None:
+        async with self._workspace_lock:
+            code, out = await self._capture("workspace", "delete", "-no-color", name,
+                                            env={**self.base_env(), "TF_WORKSPACE": "default"})
+            self._workspaces.discard(name)
+            if code != 0 and "doesn't exist" not in out:
+                log.warning("could not delete workspace %s: %s", name, out.strip()[-500:])
+
+    async def run(self, action: Action, inputs: ModuleInputs, on_line: LineHandler) -> RunResult:
+        """`apply` or `destroy` one environment; every line goes to `on_line(line, progress, changed)`."""
+        await self.prepare()
+        await self._ensure_workspace(inputs.environment_name)
+        env = {**self.base_env(), **inputs.tf_vars(), "TF_WORKSPACE": inputs.environment_name}
+        args = [str(action), "-auto-approve", "-input=false", "-no-color", "-json", "-lock-timeout=60s"]
+        progress = Progress()
+        proc = await self._spawn(args, env)
+        try:
+            assert proc.stdout is not None
+            async for raw in proc.stdout:
+                line, event = parse_line(raw.decode(errors="replace"))
+                changed = progress.feed(event) if event else False
+                if line:
+                    result = on_line(line, progress, changed)
+                    if asyncio.iscoroutine(result):
+                        await result
+            code = await proc.wait()
+        except BaseException:
+            await self.interrupt(proc)
+            raise
+        return RunResult(code, progress)
+
+    async def interrupt(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGINT to the process group, SIGKILL after the grace period; returns when Terraform has exited."""
+        if proc.returncode is not None:
+            return
+        _killpg(proc.pid, signal.SIGINT)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), self.interrupt_grace)
+        except asyncio.TimeoutError:
+            log.warning("terraform (pid %s) ignored SIGINT for %.0fs, killing it", proc.pid, self.interrupt_grace)
+        _killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group: provisioner children
+        await proc.wait()
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,267 @@
+"""Reconcile workers: claim unconverged environments under a lease and run Terraform until they converge."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
+import time
+import uuid
+
+import asyncpg
+
+from ghapp import store
+from ghapp.config import Settings
+from ghapp.contract import NOTIFY_CHANNEL, Action, RunState
+from ghapp.db import UNAVAILABLE
+from ghapp.reconcile import next_action, retry_delay
+from ghapp.reporter import Outcome, Reporter, RunInfo
+from ghapp.runlog import RunLog
+from ghapp.store import Environment
+from ghapp.terraform import ModuleInputs, Terraform
+from ghapp.tfevents import Progress
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 1.0  # at most one progress report per second per run
+
+
+class Stop(Exception):
+    """Why a run was interrupted; passed as the cancellation message."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Reconciler:
+    def __init__(self, pool: asyncpg.Pool, database_url: str, terraform: Terraform, reporter: Reporter,
+                 settings: Settings, owner: str | None = None):
+        self.pool = pool
+        self.database_url = database_url
+        self.terraform = terraform
+        self.reporter = reporter
+        self.settings = settings
+        self.owner = owner or worker_id()
+        self.slots = asyncio.Semaphore(settings.max_parallel_runs)
+        self.running: dict[int, asyncio.Event] = {}  # env id → "look again" (set on NOTIFY)
+        self._tasks: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._interrupting = False
+
+    # --- the claiming loop -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen())
+        failures = 0
+        try:
+            while not self._stopping:
+                try:
+                    await self._claim_all()
+                    failures = 0
+                except UNAVAILABLE as e:
+                    failures += 1
+                    delay = min(30.0, 0.5 * 2 ** failures)
+                    log.warning("database unavailable (%s); claiming again in %.1fs", e, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                self._wake.clear()
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _claim_all(self) -> None:
+        while not self._stopping:
+            await self.slots.acquire()
+            try:
+                async with self.pool.acquire() as conn:
+                    env = await store.claim(conn, self.owner, self.settings.lease_ttl)
+            except BaseException:
+                self.slots.release()
+                raise
+            if env is None:
+                self.slots.release()
+                return
+            task = asyncio.create_task(self._reconcile(env), name=f"reconcile-{env.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self.slots.release()
+        self._wake.set()  # a slot is free: look for more work
+        if not task.cancelled() and task.exception():
+            log.error("reconcile task crashed", exc_info=task.exception())
+
+    async def _listen(self) -> None:
+        """LISTEN for changes; reconnects by itself. The slow poll covers whatever is missed meanwhile."""
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(self.database_url, timeout=5)
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _c: closed.set())
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self._wake.set()
+                await closed.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure here means "reconnect later"
+                log.debug("listener connection failed: %s", e)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close(timeout=2)
+            await asyncio.sleep(1.0)
+
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        self._wake.set()
+        with contextlib.suppress(ValueError):
+            if (event := self.running.get(int(payload))) is not None:
+                event.set()
+
+    # --- shutdown ----------------------------------------------------------------------------------------------------
+
+    async def drain(self, grace: float) -> None:
+        """Stop claiming; let running runs finish within `grace`, then interrupt them and release their leases."""
+        self._stopping = True
+        self._wake.set()
+        if not self._tasks:
+            return
+        log.info("waiting up to %.0fs for %d run(s) to finish", grace, len(self._tasks))
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        if pending:
+            self._interrupting = True
+            for event in self.running.values():
+                event.set()
+            await asyncio.wait(pending)
+
+    # --- one environment ---------------------------------------------------------------------------------------------
+
+    async def _reconcile(self, env: Environment) -> None:
+        action = next_action(env)
+        if action is None:
+            async with self.pool.acquire() as conn:
+                await store.mark_destroyed(conn, env, self.owner)
+            return
+        async with self.pool.acquire() as conn:
+            run_id = await store.start_run(conn, env, action, self.owner)
+        run = RunInfo(run_id, action, env.desired_sha if action is Action.APPLY else env.deployed_sha)
+        runlog = RunLog(self.pool, run_id, env.id)
+        started = time.monotonic()
+        await self._report("started", env, run)
+        outcome = await self._execute(env, run, runlog)
+        await runlog.close()
+        outcome = dataclasses.replace(outcome, duration=time.monotonic() - started, log_tail=runlog.tail())
+        await self._record(env, run, outcome)
+        if action is Action.DESTROY and outcome.state is RunState.SUCCEEDED:
+            await self.terraform.delete_workspace(env.name)
+        await self._report("finished", env, run, outcome)
+
+    async def _execute(self, env: Environment, run: RunInfo, runlog: RunLog) -> Outcome:
+        inputs = ModuleInputs(
+            environment_id=env.id, environment_name=env.name, repository=env.repository, pr_number=env.pr_number,
+            git_sha=run.sha or env.desired_sha or "", head_ref=env.head_ref)
+        last_report = 0.0
+
+        async def on_line(line: str, progress: Progress, changed: bool) -> None:
+            nonlocal last_report
+            runlog.add(line)
+            now = time.monotonic()
+            if changed and now - last_report >= PROGRESS_INTERVAL:
+                last_report = now
+                await self._report("progress", env, run, progress)
+                runlog.set_progress(progress.as_dict())
+
+        look_again = self.running.setdefault(env.id, asyncio.Event())
+        task = asyncio.create_task(self.terraform.run(run.action, inputs, on_line))
+        try:
+            interrupted = await self._supervise(env, task, look_again)
+        finally:
+            self.running.pop(env.id, None)
+        if interrupted is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return interrupted
+        try:
+            result = task.result()
+        except Exception as e:  # noqa: BLE001 - Terraform could not even start: a failed run, retried
+            log.exception("run %d could not run terraform", run.id)
+            return Outcome(RunState.FAILED, "failed", error=str(e))
+        if not result.ok:
+            return Outcome(RunState.FAILED, "failed", error=result.error, outputs=result.progress.outputs)
+        outputs = result.progress.outputs
+        if run.action is Action.APPLY and not outputs.get("preview_url"):
+            return Outcome(RunState.FAILED, "failed", outputs=outputs,
+                           error="the module has no `preview_url` output (see the module contract)")
+        return Outcome(RunState.SUCCEEDED, "active" if run.action is Action.APPLY else "destroyed",
+                       preview_url=outputs.get("preview_url"), outputs=outputs)
+
+    async def _supervise(self, env: Environment, task: asyncio.Task, look_again: asyncio.Event) -> Outcome | None:
+        """Wait for the run; return the outcome of interrupting it instead when it is superseded, times out, loses
+        its lease or the app shuts down."""
+        heartbeat = self.settings.lease_ttl / 3
+        deadline = time.monotonic() + self.settings.run_timeout
+        lease_valid_until = time.monotonic() + self.settings.lease_ttl
+        while not task.done():
+            waiter = asyncio.create_task(look_again.wait())
+            timeout = max(0.0, min(heartbeat, deadline - time.monotonic()))
+            await asyncio.wait({task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            look_again.clear()
+            if task.done():
+                break
+            if self._interrupting:
+                return Outcome(RunState.INTERRUPTED, "pending", error="interrupted: ghapp is shutting down")
+            if time.monotonic() >= deadline:
+                return Outcome(RunState.FAILED, "failed",
+                               error=f"timed out after {self.settings.run_timeout:.0f}s (GHAPP_RUN_TIMEOUT)")
+            try:
+                async with self.pool.acquire() as conn:
+                    generation = await store.renew_lease(conn, env.id, self.owner, self.settings.lease_ttl)
+            except UNAVAILABLE:
+                if time.monotonic() > lease_valid_until - heartbeat:
+                    return Outcome(RunState.INTERRUPTED, "pending",
+                                   error="interrupted: the database is unreachable and the lease is expiring")
+                continue
+            if generation is None:
+                return Outcome(RunState.INTERRUPTED, "pending", error="interrupted: lease lost to another worker")
+            lease_valid_until = time.monotonic() + self.settings.lease_ttl
+            if generation != env.generation:
+                return Outcome(RunState.SUPERSEDED, "pending", error="superseded by a newer desired state")
+        return None
+
+    async def _record(self, env: Environment, run: RunInfo, outcome: Outcome) -> None:
+        """Write the outcome; if the database is down, retry until our lease would have expired anyway."""
+        for attempt in range(8):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await store.finish_run(conn, run.id, outcome.state, error=outcome.error)
+                    await self._record_env(conn, env, outcome)
+                return
+            except UNAVAILABLE as e:
+                log.warning("cannot record run %d yet (%s)", run.id, e)
+                await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt))
+        log.error("gave up recording run %d; the environment will be reconciled again", run.id)
+
+    async def _record_env(self, conn: asyncpg.Connection, env: Environment, outcome: Outcome) -> None:
+        if outcome.state is RunState.SUCCEEDED and outcome.status == "active":
+            await store.mark_active(conn, env, self.owner, outcome.preview_url, outcome.outputs)
+        elif outcome.state is RunState.SUCCEEDED:
+            await store.mark_destroyed(conn, env, self.owner)
+        elif outcome.state is RunState.FAILED:
+            delay = retry_delay(env.attempts + 1, self.settings.retry_base, self.settings.retry_cap,
+                                self.settings.max_attempts)
+            await store.mark_failed(conn, env, self.owner, outcome.error or "failed", delay)
+        else:
+            await store.release(conn, env, self.owner)
+
+    async def _report(self, what: str, env: Environment, *args) -> None:
+        try:
+            await getattr(self.reporter, what)(env, *args)
+        except Exception:  # noqa: BLE001 - reporting never stops provisioning
+            log.exception("reporter failed on %s for environment %d", what, env.id)
