@@ -61,6 +61,7 @@ class Settings:
     allow_forks: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    push_settle: float = 2.0  # a change to an existing environment waits this long for more pushes
     # Reconciler tuning; defaults suit production, tests shorten them.
     lease_ttl: float = 30.0
     poll_interval: float = 5.0
@@ -96,7 +97,7 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {raw!r}")
             return value
 
-        def duration(name: str, default: float) -> float:
+        def duration(name: str, default: float, allow_zero: bool = False) -> float:
             raw = get(name)
             if raw is None:
                 return default
@@ -104,7 +105,7 @@ class Settings:
                 value = parse_duration(raw)
             except ValueError as e:
                 raise ConfigError(f"{name}: {e}") from None
-            if value <= 0:
+            if value < 0 or (value == 0 and not allow_zero):
                 raise ConfigError(f"{name} must be positive, got {raw!r}")
             return value
 
@@ -143,6 +144,7 @@ class Settings:
             allow_forks=flag("GHAPP_ALLOW_FORKS"),
             host=get("GHAPP_HOST") or defaults.host,
             port=number("GHAPP_PORT", defaults.port),
+            push_settle=duration("GHAPP_PUSH_SETTLE", defaults.push_settle, allow_zero=True),
             lease_ttl=duration("GHAPP_LEASE_TTL", defaults.lease_ttl),
             poll_interval=duration("GHAPP_POLL_INTERVAL", defaults.poll_interval),
             retry_base=duration("GHAPP_RETRY_BASE", defaults.retry_base),

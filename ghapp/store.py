@@ -26,7 +26,6 @@ class PullRequestChange:
     pr_url: str = ""
     installation_id: int | None = None
     is_fork: bool = False
-    updated_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +73,8 @@ class Environment:
 
 _UPSERT = """
 INSERT INTO environments AS e (repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
-                               is_fork, pr_updated_at, desired, desired_sha, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13))
+                               is_fork, desired, desired_sha, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12))
 ON CONFLICT (repo_id, pr_number) DO UPDATE SET
     repository = EXCLUDED.repository,
     installation_id = coalesce(EXCLUDED.installation_id, e.installation_id),
@@ -84,17 +83,15 @@ ON CONFLICT (repo_id, pr_number) DO UPDATE SET
     title = EXCLUDED.title,
     pr_url = EXCLUDED.pr_url,
     is_fork = EXCLUDED.is_fork,
-    pr_updated_at = greatest(EXCLUDED.pr_updated_at, e.pr_updated_at),
     desired = EXCLUDED.desired,
     desired_sha = EXCLUDED.desired_sha,
     generation = e.generation + (CASE WHEN {changed} THEN 1 ELSE 0 END),
     status = CASE WHEN {changed} AND e.status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE e.status END,
     attempts = CASE WHEN {changed} THEN 0 ELSE e.attempts END,
-    next_attempt_at = CASE WHEN {changed} THEN now() ELSE e.next_attempt_at END,
+    next_attempt_at = CASE WHEN {changed} THEN now() + make_interval(secs => $13) ELSE e.next_attempt_at END,
     last_activity_at = now(),
     expires_at = CASE WHEN EXCLUDED.desired = 'present' THEN EXCLUDED.expires_at ELSE e.expires_at END,
     updated_at = now()
-WHERE e.pr_updated_at IS NULL OR EXCLUDED.pr_updated_at IS NULL OR EXCLUDED.pr_updated_at >= e.pr_updated_at
 RETURNING id, name, generation, (xmax = 0) AS inserted
 """.format(changed="(e.desired, e.desired_sha) IS DISTINCT FROM (EXCLUDED.desired, EXCLUDED.desired_sha)")
 
@@ -106,9 +103,11 @@ async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str
     return status == "INSERT 0 1"
 
 
-async def apply_change(conn: asyncpg.Connection, change: PullRequestChange, ttl_seconds: float) -> int | None:
+async def apply_change(conn: asyncpg.Connection, change: PullRequestChange, ttl_seconds: float,
+                       settle_seconds: float = 0.0) -> int | None:
     """Write the desired state of one PR; returns the environment id (None: nothing to do, e.g. closing an unknown
-    PR, or an event older than one already applied). Wakes the workers when something changed."""
+    PR). A change to an existing environment is due after `settle_seconds`, so a burst of pushes ends in one run
+    at the last SHA. Wakes the workers when something changed."""
     if change.desired is Desired.ABSENT:
         exists = await conn.fetchval(
             "SELECT 1 FROM environments WHERE repo_id = $1 AND pr_number = $2", change.repo_id, change.pr_number)
@@ -116,8 +115,8 @@ async def apply_change(conn: asyncpg.Connection, change: PullRequestChange, ttl_
             return None
     row = await conn.fetchrow(
         _UPSERT, change.repo_id, change.repository, change.pr_number, change.installation_id, change.head_ref,
-        change.author, change.title, change.pr_url, change.is_fork, change.updated_at, str(change.desired),
-        change.head_sha, ttl_seconds)
+        change.author, change.title, change.pr_url, change.is_fork, str(change.desired),
+        change.head_sha, ttl_seconds, settle_seconds)
     if row is None:
         return None
     if row["name"] is None:
@@ -158,6 +157,13 @@ async def claim(conn: asyncpg.Connection, owner: str, lease_seconds: float) -> E
                        ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
            RETURNING *""", owner, lease_seconds)
     return Environment.from_record(row) if row else None
+
+
+async def seconds_until_due(conn: asyncpg.Connection) -> float | None:
+    """When the next unconverged environment becomes due (retry backoff, settling pushes); None if none waits."""
+    return await conn.fetchval(
+        """SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now()))::float8
+           FROM environments WHERE generation > observed_generation AND next_attempt_at IS NOT NULL""")
 
 
 async def renew_lease(conn: asyncpg.Connection, env_id: int, owner: str, lease_seconds: float) -> int | None:
@@ -228,7 +234,8 @@ async def mark_failed(conn: asyncpg.Connection, env: Environment, owner: str, er
 
 async def release(conn: asyncpg.Connection, env: Environment, owner: str) -> bool:
     """Give the environment back unconverged (superseded or shutting down): pending, due now."""
-    return await _finish(conn, f"""UPDATE environments SET status = 'pending', next_attempt_at = now(),
+    return await _finish(conn, f"""UPDATE environments SET status = 'pending',
+        next_attempt_at = greatest(next_attempt_at, now()),
         {_RELEASE} WHERE id = $1 AND lease_owner = $2""", env.id, owner)
 
 

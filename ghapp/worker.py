@@ -69,7 +69,7 @@ class Reconciler:
                     await asyncio.sleep(delay)
                     continue
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), await self._idle_time())
                 self._wake.clear()
         finally:
             listener.cancel()
@@ -90,6 +90,15 @@ class Reconciler:
             task = asyncio.create_task(self._reconcile(env), name=f"reconcile-{env.id}")
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
+
+    async def _idle_time(self) -> float:
+        """Sleep until woken, the next environment is due, or the slow poll, whichever comes first."""
+        try:
+            async with self.pool.acquire() as conn:
+                due = await store.seconds_until_due(conn)
+        except UNAVAILABLE:
+            return self.settings.poll_interval
+        return self.settings.poll_interval if due is None else min(self.settings.poll_interval, due + 0.01)
 
     def _task_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)

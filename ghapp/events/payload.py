@@ -1,7 +1,6 @@
 """Reading webhook payloads defensively: a missing or mistyped field is a `MalformedPayload` (HTTP 400)."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 
@@ -25,13 +24,3 @@ def field(data: Any, path: str, kind: type | tuple[type, ...], *, optional: bool
     if not isinstance(value, kind):
         raise MalformedPayload(f"{path} has the wrong type")
     return value
-
-
-def timestamp(data: Any, path: str) -> dt.datetime | None:
-    raw = field(data, path, str, optional=True)
-    if raw is None:
-        return None
-    try:
-        return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise MalformedPayload(f"{path} is not a timestamp") from None

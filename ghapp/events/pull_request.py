@@ -9,7 +9,7 @@ from gidgethub.sansio import Event
 
 from ghapp import store
 from ghapp.contract import Desired
-from ghapp.events.payload import MalformedPayload, field, timestamp
+from ghapp.events.payload import MalformedPayload, field
 from ghapp.store import PullRequestChange
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ def change_from_payload(data: dict, desired: Desired) -> PullRequestChange:
         pr_url=field(pr, "html_url", str, optional=True) or "",
         installation_id=field(data, "installation.id", int, optional=True),
         is_fork=head_repo_id != base_repo_id,
-        updated_at=timestamp(pr, "updated_at"),
     )
 
 
@@ -50,7 +49,7 @@ async def _write(event: Event, desired: Desired, *, conn, settings, result: dict
                  change.repository, change.pr_number)
         result["ignored"] = "fork pull requests are not deployed automatically"
         return
-    result["environment_id"] = await store.apply_change(conn, change, settings.env_ttl)
+    result["environment_id"] = await store.apply_change(conn, change, settings.env_ttl, settings.push_settle)
 
 
 async def present(event: Event, **deps) -> None:

@@ -11,7 +11,6 @@ CREATE TABLE environments (
     title               text NOT NULL DEFAULT '',
     pr_url              text NOT NULL DEFAULT '',
     is_fork             boolean NOT NULL DEFAULT false,
-    pr_updated_at       timestamptz,
     -- desired state, written by events; every change bumps generation
     desired             text NOT NULL CHECK (desired IN ('present', 'absent')),
     desired_sha         text,

@@ -1,0 +1,95 @@
+"""Shared fixtures: a real PostgreSQL (one server per session, a fresh database per test), real Terraform,
+real HTTP servers, and the real GitHub deliveries from ../shared/github/webhooks."""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ghapp.config import Settings
+from ghapp.embedded_pg import EmbeddedPostgres
+from tests.support import ROOT, Deliveries
+
+SCRIPTED_MODULE = ROOT / "tests" / "modules" / "scripted"
+LOCAL_MODULE = ROOT / "terraform" / "local"
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> str:
+    """A PostgreSQL server for the session: `GHAPP_TEST_DATABASE_URL` if set, else the embedded one."""
+    if url := os.environ.get("GHAPP_TEST_DATABASE_URL"):
+        yield url
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+async def database_url(pg_server) -> str:
+    """A fresh, empty database on the session's server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(pg_server, name)
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return f"{base}?{query}" if query else base
+
+
+@pytest.fixture
+def terraform_bin() -> str:
+    found = os.environ.get("GHAPP_TERRAFORM_BIN") or shutil.which("terraform") or shutil.which("ghapp-terraform")
+    assert found, "no Terraform: `pip install -e '.[dev]'` installs ghapp-terraform"
+    return found
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, terraform_bin) -> Settings:
+    """Settings for a test app: its own data dir and database, the scripted module, short timings."""
+    return Settings(
+        webhook_secret=WEBHOOK_SECRET,
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        terraform_module=SCRIPTED_MODULE,
+        terraform_bin=terraform_bin,
+        max_parallel_runs=4,
+        lease_ttl=3.0,
+        poll_interval=0.5,
+        retry_base=0.3,
+        retry_cap=2.0,
+        max_attempts=4,
+        interrupt_grace=5.0,
+        shutdown_grace=5.0,
+        push_settle=1.0,
+    )
+
+
+@pytest.fixture
+def deliveries() -> Deliveries:
+    return Deliveries(WEBHOOK_SECRET)
+
+
+@pytest.fixture
+async def db(database_url):
+    """A pool on the test's database (the app under test migrates it)."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()

@@ -1,0 +1,153 @@
+"""Test helpers: real deliveries (and variants derived from them in code), signing, waiting on conditions,
+and a real `ghapp serve` process."""
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ghapp.cli import sign
+
+ROOT = Path(__file__).resolve().parent.parent
+WEBHOOKS = ROOT.parent / "shared" / "github" / "webhooks"
+
+
+def fake_sha(n: int | str) -> str:
+    return hashlib.sha1(str(n).encode()).hexdigest()
+
+
+class Deliveries:
+    """Real example deliveries from ../shared/github/webhooks, signed with the test secret."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+
+    @staticmethod
+    def payload(name: str) -> dict[str, Any]:
+        return json.loads((WEBHOOKS / f"{name}.json").read_text())
+
+    def pull_request(self, action: str, *, number: int | None = None, sha: str | None = None,
+                     repo_id: int | None = None, repository: str | None = None, fork: bool = False) -> dict:
+        """`pull_request.<action>` with the PR number, head SHA or repository changed; `fork` makes the head a fork."""
+        data = copy.deepcopy(self.payload(f"pull_request.{action}"))
+        pr = data["pull_request"]
+        if number is not None:
+            data["number"] = pr["number"] = number
+        if sha is not None:
+            pr["head"]["sha"] = sha
+        if repo_id is not None:
+            data["repository"]["id"] = pr["base"]["repo"]["id"] = pr["head"]["repo"]["id"] = repo_id
+        if repository is not None:
+            data["repository"]["full_name"] = pr["base"]["repo"]["full_name"] = repository
+            pr["head"]["repo"]["full_name"] = repository
+        if fork:
+            pr["head"]["repo"] = {**pr["head"]["repo"], "id": data["repository"]["id"] + 1000,
+                                  "full_name": "contributor/Hello-World", "fork": True}
+        return data
+
+    def headers(self, event: str, body: bytes, delivery_id: str | None = None) -> dict[str, str]:
+        return {"Content-Type": "application/json", "X-GitHub-Event": event,
+                "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+                "X-Hub-Signature-256": sign(body, self.secret)}
+
+    def signed(self, event: str, data: dict, delivery_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(data).encode()
+        return body, self.headers(event, body, delivery_id)
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.1,
+                   what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+async def environment(pool, env_id: int) -> dict:
+    row = await pool.fetchrow("SELECT * FROM environments WHERE id = $1", env_id)
+    return dict(row) if row else {}
+
+
+async def runs(pool, env_id: int) -> list[dict]:
+    return [dict(r) for r in await pool.fetch("SELECT * FROM runs WHERE environment_id = $1 ORDER BY id", env_id)]
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids of live processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next((l for l in (entry / "status").read_text().splitlines() if l.startswith("State:")), "")
+        except OSError:
+            continue
+        if text in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+def processes_in_env(name: str, value: str) -> list[int]:
+    """Pids of live processes whose environment has `name=value`."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                state = next(l for l in (entry / "status").read_text().splitlines() if l.startswith("State:"))
+                if "zombie" not in state:
+                    found.append(int(entry.name))
+        except (OSError, StopIteration):
+            continue
+    return found
+
+
+class ServeProcess:
+    """`ghapp serve` as a real child process (for SIGKILL and restart tests)."""
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path):
+        self.env = env
+        self.port = port
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "ghapp", "serve"], env=self.env, cwd=ROOT,
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
