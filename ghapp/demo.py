@@ -1,0 +1,169 @@
+"""`ghapp demo`: the embedded default end to end on one machine.
+
+Embedded PostgreSQL, `terraform/local`, a replayed real `pull_request.opened` delivery; prints the preview URL
+and keeps serving until Ctrl-C, then destroys what it created and stops everything it started. The demo holds an
+exclusive lock on a file for its whole life and its previews stop when nobody holds it, so even a second Ctrl-C or
+a SIGKILL leaves no preview process behind (and PostgreSQL dies with its parent).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import secrets
+import shutil
+import signal
+import sys
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from ghapp import keys, store
+from ghapp.app import create_app
+from ghapp.cli import send_delivery
+from ghapp.config import Settings
+
+log = logging.getLogger("ghapp.demo")
+
+DESTROY_WAIT = 120.0
+
+
+def module_dir(configured: Path) -> Path:
+    """The configured module, else the `terraform/local` next to this package (a source checkout)."""
+    if configured.is_dir():
+        return configured
+    bundled = Path(__file__).resolve().parent.parent / "terraform" / "local"
+    if bundled.is_dir():
+        return bundled
+    raise SystemExit(f"ghapp demo: no Terraform module at {configured}; set GHAPP_TERRAFORM_MODULE")
+
+
+def sample_delivery() -> bytes:
+    return resources.files("ghapp.fixtures").joinpath("pull_request.opened.json").read_bytes()
+
+
+def run_demo(settings: Settings) -> int:
+    home = settings.data_dir / "demo"
+    home.mkdir(parents=True, exist_ok=True)
+    lock_file = open(home / "demo.lock", "w")  # held until this process ends, however it ends
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"ghapp demo: another demo is running on {home}", file=sys.stderr)
+        return 1
+    for leftover in ("state", "postgres"):  # a previous demo's throwaway data
+        shutil.rmtree(home / leftover, ignore_errors=True)
+    demo = settings.replace(
+        app_id=None, database_url=None, data_dir=home / "state", webhook_secret=secrets.token_hex(16),
+        terraform_module=module_dir(settings.terraform_module), push_settle=0.0,
+        terraform_env={**settings.terraform_env, "TF_VAR_lifetime_lock": str(home / "demo.lock")},
+    )
+    try:
+        return asyncio.run(_demo(demo))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        lock_file.close()
+
+
+async def _demo(settings: Settings) -> int:
+    loop = asyncio.get_running_loop()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            print("\nstopping now; previews stop by themselves", flush=True)
+            hurry.set()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        port = await _listen(runner, settings)
+        base = f"http://{settings.host}:{port}"
+        print(f"ghapp demo: serving on {base} (data in {settings.data_dir.parent})", flush=True)
+        await app[keys.READY].wait()
+        status, text = await send_delivery(f"{base}/webhooks", "pull_request", sample_delivery(),
+                                           settings.webhook_secret)
+        if status != 202:
+            print(f"ghapp demo: the replayed delivery was refused: {status} {text}", file=sys.stderr)
+            return 1
+        env_id = json.loads(text)["environment_id"]
+        env = await _until(stop, lambda: _settled(app, env_id))
+        if env is not None:
+            _announce(env, base)
+            await stop.wait()
+        print("\nghapp demo: destroying the demo environments (Ctrl-C again to skip)", flush=True)
+        await _destroy_all(app, hurry)
+        return 0
+    finally:
+        await runner.cleanup()
+        print("ghapp demo: stopped", flush=True)
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> int:
+    """Listen on GHAPP_PORT, or any free port if it is taken."""
+    for port in (settings.port, 0):
+        site = web.TCPSite(runner, settings.host, port)
+        try:
+            await site.start()
+        except OSError as e:
+            log.warning("port %d is taken (%s); using a free port", port, e.strerror)
+            continue
+        return site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no public accessor
+    raise SystemExit("ghapp demo: cannot listen")
+
+
+async def _settled(app: web.Application, env_id: int):
+    async with app[keys.POOL].acquire() as conn:
+        env = await store.get_environment(conn, env_id)
+    return env if env and env.status in ("active", "failed") else None
+
+
+async def _until(stop: asyncio.Event, check, interval: float = 0.2):
+    while not stop.is_set():
+        if found := await check():
+            return found
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+    return None
+
+
+def _announce(env: store.Environment, base: str) -> None:
+    if env.status != "active":
+        print(f"\nghapp demo: the preview failed: {env.last_error}\n  run log: {base}/api/environments/{env.id}",
+              flush=True)
+        return
+    print(f"""
+  Preview environment for {env.repository}#{env.pr_number} ({(env.deployed_sha or '')[:7]}) is active:
+
+    preview      {env.preview_url}
+    environment  {base}/api/environments/{env.id}
+    all          {base}/api/environments
+
+  Press Ctrl-C to destroy it and stop.
+""", flush=True)
+
+
+async def _destroy_all(app: web.Application, hurry: asyncio.Event) -> None:
+    async with app[keys.POOL].acquire() as conn:
+        envs = await store.list_environments(conn, limit=10_000)
+        for env in envs:
+            await store.request_destroy(conn, env.id)
+
+    async def all_destroyed():
+        async with app[keys.POOL].acquire() as conn:
+            return await conn.fetchval(
+                "SELECT count(*) = 0 FROM environments WHERE provisioned OR generation > observed_generation")
+
+    try:
+        await asyncio.wait_for(_until(hurry, all_destroyed), DESTROY_WAIT)
+    except asyncio.TimeoutError:
+        log.warning("environments not destroyed after %.0fs; their previews stop when the demo exits", DESTROY_WAIT)
