@@ -114,11 +114,13 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
         _open_up(self.pgdata, user)
         if not (self.pgdata / "PG_VERSION").exists():
-            subprocess.run(
+            init = subprocess.run(
                 [str(bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
                  "--encoding=UTF8", "--no-instructions"],
-                check=True, capture_output=True, **user,
+                capture_output=True, text=True, **user,
             )
+            if init.returncode != 0:
+                raise EmbeddedPostgresError(f"initdb failed in {self.pgdata}:\n{init.stdout}{init.stderr}")
         socket_dir = _socket_dir(self.pgdata)
         socket_dir.mkdir(parents=True, exist_ok=True)
         if user:

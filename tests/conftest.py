@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -19,16 +20,33 @@ LOCAL_MODULE = ROOT / "terraform" / "local"
 WEBHOOK_SECRET = "test-webhook-secret"
 
 
+def _pg_dir() -> Path:
+    """A directory the embedded server's unprivileged user can reach. Not under pytest's tmp_path: pytest keeps
+    its base directory at mode 0700, and another pytest session starting resets it."""
+    path = Path(tempfile.mkdtemp(prefix="ghapp-test-pg-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def pg_dir():
+    path = _pg_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory) -> str:
+def pg_server() -> str:
     """A PostgreSQL server for the session: `GHAPP_TEST_DATABASE_URL` if set, else the embedded one."""
     if url := os.environ.get("GHAPP_TEST_DATABASE_URL"):
         yield url
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    path = _pg_dir()
+    server = EmbeddedPostgres(path / "data")
     url = server.start()
     yield url
     server.stop()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,211 @@
+"""The Terraform runner on real Terraform: init once per module content, workspaces, environment hygiene,
+progress from -json events, interruption of the whole process group."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+
+import pytest
+
+from ghapp.contract import Action
+from ghapp.terraform import ModuleInputs, Terraform, find_binary, module_digest
+from tests.conftest import SCRIPTED_MODULE
+from tests.support import fake_sha, processes_with, wait_for
+
+PROBE_MODULE = """
+variable "environment_name" { type = string }
+resource "terraform_data" "probe" {
+  input = var.environment_name
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", "-c"]
+    command     = "env > \\"$OUT\\""
+    environment = { OUT = "${path.root}/env-${var.environment_name}.txt" }
+  }
+}
+output "preview_url" { value = "http://${var.environment_name}/" }
+output "secret_thing" {
+  value     = "hidden"
+  sensitive = true
+}
+"""
+
+
+def inputs(n: int = 1, sha: str | None = None) -> ModuleInputs:
+    return ModuleInputs(environment_id=n, environment_name=f"pr-{n}-repo-{n}", repository="acme/repo",
+                        pr_number=n, git_sha=sha or fake_sha(n), head_ref="feature/x")
+
+
+@pytest.fixture
+def module(tmp_path):
+    path = tmp_path / "module"
+    shutil.copytree(SCRIPTED_MODULE, path)
+    return path
+
+
+def runner(module, tmp_path, terraform_bin, **kw) -> Terraform:
+    return Terraform(module, tmp_path / "data", terraform_bin, **kw)
+
+
+class Lines:
+    def __init__(self):
+        self.lines: list[str] = []
+        self.progress: list[tuple[int, int | None, str | None]] = []
+
+    def __call__(self, line, progress, changed):
+        self.lines.append(line)
+        if changed:
+            self.progress.append((progress.done, progress.total, progress.current))
+
+
+async def test_apply_reports_progress_outputs_and_destroy(module, tmp_path, terraform_bin):
+    tf = runner(module, tmp_path, terraform_bin)
+    seen = Lines()
+    result = await tf.run(Action.APPLY, inputs(), seen)
+    assert result.ok, seen.lines
+    assert result.progress.outputs == {"preview_url": "http://pr-1-repo-1.preview.test/", "sha": fake_sha(1)}
+    assert result.progress.done == result.progress.total == 2
+    assert seen.progress[0][1] == 2 and seen.progress[-1] == (2, 2, None)
+    assert any(p[2] and p[2].startswith("terraform_data.step") for p in seen.progress)
+    assert "Apply complete! Resources: 2 added, 0 changed, 0 destroyed." in seen.lines
+
+    destroyed = Lines()
+    result = await tf.run(Action.DESTROY, inputs(), destroyed)
+    assert result.ok and "Destroy complete! Resources: 2 destroyed." in destroyed.lines
+
+
+@pytest.fixture
+def counting_terraform(tmp_path, terraform_bin):
+    """A wrapper that records each Terraform subcommand, then runs the real Terraform."""
+    calls = tmp_path / "calls.log"
+    wrapper = tmp_path / "terraform-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$1 start $(date +%s%N)" >> "{calls}"\n"{terraform_bin}" "$@"\nrc=$?\n'
+                       f'echo "$1 end $(date +%s%N)" >> "{calls}"\nexit $rc\n')
+    wrapper.chmod(0o755)
+
+    def started() -> list[str]:
+        lines = calls.read_text().splitlines() if calls.exists() else []
+        return [line.split()[0] for line in lines if line.split()[1] == "start"]
+    return wrapper, started, calls
+
+
+async def test_init_runs_once_per_module_content(module, tmp_path, counting_terraform):
+    binary, calls, _ = counting_terraform
+    tf = runner(module, tmp_path, str(binary))
+    results = await asyncio.gather(*(tf.run(Action.APPLY, inputs(n), Lines()) for n in range(1, 4)))
+    assert all(r.ok for r in results)
+    assert calls().count("init") == 1
+    assert calls().count("apply") == 3
+
+    # a restart (a new runner) with the same module content does not init again
+    again = runner(module, tmp_path, str(binary))
+    assert (await again.run(Action.APPLY, inputs(1), Lines())).ok
+    assert calls().count("init") == 1
+
+    (module / "extra.tf").write_text('output "extra" { value = "yes" }\n')
+    result = await again.run(Action.APPLY, inputs(1), Lines())
+    assert result.ok and result.progress.outputs["extra"] == "yes"
+    assert calls().count("init") == 2
+    assert (tf.workdir / ".ghapp-module-digest").read_text() == module_digest(module)
+    # the state of the other workspaces survived the new content
+    assert (tf.workdir / "terraform.tfstate.d" / "pr-2-repo-2" / "terraform.tfstate").is_file()
+
+
+async def test_workspaces_are_created_one_at_a_time(module, tmp_path, counting_terraform):
+    binary, calls, log = counting_terraform
+    tf = runner(module, tmp_path, str(binary))
+    results = await asyncio.gather(*(tf.run(Action.APPLY, inputs(n), Lines()) for n in range(1, 6)))
+    assert all(r.ok for r in results)
+    assert calls().count("workspace") == 1 + 5, "one `workspace list`, one `workspace new` per environment"
+    spans, open_at = [], None
+    for word, edge, stamp in (line.split() for line in log.read_text().splitlines()):
+        if word == "workspace":
+            if edge == "start":
+                assert open_at is None, "two workspace commands overlapped"
+                open_at = int(stamp)
+            else:
+                spans.append((open_at, int(stamp)))
+                open_at = None
+    assert len(spans) == 6
+
+
+async def test_parallel_runs_in_separate_workspaces(module, tmp_path, terraform_bin):
+    tf = runner(module, tmp_path, terraform_bin)
+    results = await asyncio.gather(*(tf.run(Action.APPLY, inputs(n), Lines()) for n in range(1, 9)))
+    assert all(r.ok for r in results)
+    assert [r.progress.outputs["sha"] for r in results] == [fake_sha(n) for n in range(1, 9)]
+    states = sorted(p.parent.name for p in (tf.workdir / "terraform.tfstate.d").glob("*/terraform.tfstate"))
+    assert states == sorted(f"pr-{n}-repo-{n}" for n in range(1, 9))
+
+
+async def test_environment_hygiene_and_withheld_secrets(tmp_path, terraform_bin, monkeypatch):
+    module = tmp_path / "probe"
+    module.mkdir()
+    (module / "main.tf").write_text(PROBE_MODULE)
+    for name in ("GITHUB_WEBHOOK_SECRET", "GITHUB_PRIVATE_KEY", "GHAPP_ADMIN_TOKEN", "DATABASE_URL"):
+        monkeypatch.setenv(name, f"do-not-leak-{name}")
+    monkeypatch.setenv("TF_VAR_operator_input", "kept")
+    monkeypatch.setenv("TF_WORKSPACE", "stale-value")
+    tf = runner(module, tmp_path, terraform_bin, database_url="postgresql://db/x", extra_env={"EXTRA": "1"})
+    seen = Lines()
+    result = await tf.run(Action.APPLY, inputs(7), seen)
+    assert result.ok
+    assert result.progress.outputs == {"preview_url": "http://pr-7-repo-7/"}, "sensitive outputs are not shown"
+
+    env = dict(line.split("=", 1) for line in (tf.workdir / "env-pr-7-repo-7.txt").read_text().splitlines()
+               if "=" in line)
+    assert not [v for v in env.values() if "do-not-leak" in v]
+    assert env["TF_WORKSPACE"] == "pr-7-repo-7"
+    assert env["TF_IN_AUTOMATION"] == "1" and env["TF_INPUT"] == "0" and env["CHECKPOINT_DISABLE"] == "1"
+    assert env["PG_CONN_STR"] == "postgresql://db/x" and env["EXTRA"] == "1"
+    assert env["TF_VAR_operator_input"] == "kept"
+    assert env["TF_VAR_head_ref"] == "feature/x" and env["TF_VAR_environment_id"] == "7"
+    config = (tmp_path / "data" / "terraform" / "terraformrc").read_text()
+    assert "disable_checkpoint = true" in config
+    assert not [line for line in seen.lines if "problems with the CLI configuration" in line]
+
+
+async def test_operator_pg_conn_str_wins(tmp_path, terraform_bin, monkeypatch):
+    monkeypatch.setenv("PG_CONN_STR", "postgresql://operator/own")
+    tf = runner(tmp_path, tmp_path, terraform_bin, database_url="postgresql://db/x")
+    assert tf.base_env()["PG_CONN_STR"] == "postgresql://operator/own"
+
+
+async def test_cancelling_a_run_interrupts_the_whole_process_group(module, tmp_path, terraform_bin):
+    tf = runner(module, tmp_path, terraform_bin, extra_env={"TF_VAR_delay": "60"}, interrupt_grace=5)
+    seen = Lines()
+    task = asyncio.create_task(tf.run(Action.APPLY, inputs(), seen))
+    await wait_for(lambda: _has(seen, "Provisioning with 'local-exec'"), what="provisioner running")
+    await wait_for(lambda: _sleepers(), what="the provisioner's sleep")
+    started = asyncio.get_running_loop().time()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert asyncio.get_running_loop().time() - started < 5
+    assert not processes_with(str(tmp_path / "data")), "terraform left running"
+    assert not await _sleepers(), "the provisioner's children were left running"
+
+
+async def _has(seen: Lines, text: str):
+    return any(text in line for line in seen.lines)
+
+
+async def _sleepers():
+    return processes_with("sleep 60")
+
+
+async def test_failed_apply_reports_the_error(module, tmp_path, terraform_bin):
+    marker = tmp_path / "fail"
+    marker.touch()
+    tf = runner(module, tmp_path, terraform_bin, extra_env={"TF_VAR_fail_marker": str(marker)})
+    result = await tf.run(Action.APPLY, inputs(), Lines())
+    assert not result.ok and result.exit_code == 1
+    assert "local-exec provisioner error" in result.error and "exit status 3" in result.error
+
+
+def test_find_binary(monkeypatch, tmp_path):
+    assert os.path.basename(find_binary(None)) in ("terraform", "ghapp-terraform")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_binary(None).endswith("ghapp-terraform"), "falls back to the bundled Terraform"
+    with pytest.raises(Exception, match="GHAPP_TERRAFORM_BIN"):
+        find_binary("/nonexistent/terraform")
