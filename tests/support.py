@@ -88,8 +88,8 @@ async def runs(pool, env_id: int) -> list[dict]:
     return [dict(r) for r in await pool.fetch("SELECT * FROM runs WHERE environment_id = $1 ORDER BY id", env_id)]
 
 
-def processes_with(text: str) -> list[int]:
-    """Pids of live processes whose command line contains `text`."""
+def processes_with(*texts: str) -> list[int]:
+    """Pids of live processes whose command line contains every one of `texts`."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -99,7 +99,7 @@ def processes_with(text: str) -> list[int]:
             state = next((l for l in (entry / "status").read_text().splitlines() if l.startswith("State:")), "")
         except OSError:
             continue
-        if text in cmdline and "zombie" not in state:
+        if all(t in cmdline for t in texts) and "zombie" not in state:
             found.append(int(entry.name))
     return found
 

@@ -1,0 +1,178 @@
+"""`ghapp serve` as a real process on terraform/local: killed with SIGKILL mid-apply and started again, stopped with
+SIGTERM; and the database going away under a running app."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+import aiohttp
+import pytest
+
+from ghapp import keys
+from ghapp.app import create_app
+from ghapp.embedded_pg import EmbeddedPostgres
+from tests.conftest import LOCAL_MODULE, WEBHOOK_SECRET
+from tests.support import ServeProcess, environment, processes_with, runs, wait_for
+
+SLOW_START = "sleep 4; exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def serve(tmp_path, database_url, terraform_bin):
+    """Start `ghapp serve` processes sharing one data dir and database; all are killed at the end."""
+    started: list[ServeProcess] = []
+    data_dir = tmp_path / "data"
+    port_base = 30000 + os.getpid() % 5000
+
+    def make(**extra) -> ServeProcess:
+        env = {**os.environ, "DATABASE_URL": database_url, "GHAPP_DATA_DIR": str(data_dir),
+               "GHAPP_TERRAFORM_MODULE": str(LOCAL_MODULE), "GHAPP_TERRAFORM_BIN": terraform_bin,
+               "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GHAPP_LEASE_TTL": "3s", "GHAPP_POLL_INTERVAL": "0.5s",
+               "GHAPP_PUSH_SETTLE": "0", "GHAPP_SHUTDOWN_GRACE": "2s", "TF_VAR_port_base": str(port_base),
+               "TF_VAR_command": SLOW_START, **extra}
+        env.pop("GITHUB_APP_ID", None)
+        port = free_port()
+        env["GHAPP_PORT"] = str(port)
+        proc = ServeProcess(env, port, tmp_path / f"serve-{len(started)}.log")
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.kill()
+    # whatever the tests left: destroy the previews through Terraform's own way would need the app; kill them
+    for pid in processes_with(str(data_dir)):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def ready(proc: ServeProcess):
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{proc.url}/readyz") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def deliver(proc: ServeProcess, deliveries, data: dict, event: str = "pull_request") -> dict:
+    body, headers = deliveries.signed(event, data)
+    async with aiohttp.ClientSession() as s, s.post(f"{proc.url}/webhooks", data=body, headers=headers) as r:
+        assert r.status == 202, await r.text()
+        return await r.json()
+
+
+def supervisors(env_name: str) -> list[int]:
+    """The preview supervisors of one environment (terraform/local runs one per environment)."""
+    return processes_with("preview.py supervise", f"/{env_name}")
+
+
+async def test_sigkill_during_apply_then_restart_converges_without_duplicates(serve, deliveries, db):
+    first = serve()
+    await wait_for(lambda: ready(first), what="serve ready")
+    env_id = (await deliver(first, deliveries, deliveries.pull_request("opened")))["environment_id"]
+    env = await wait_for(lambda: _status(db, env_id, "creating"), what="apply started")
+    await wait_for(lambda: _supervisor_started(env["name"]), what="the preview process to be started")
+
+    first.kill(signal.SIGKILL)
+    second = serve()
+    env = await wait_for(lambda: _converged(db, env_id, "active"), timeout=60, what="active after the restart")
+
+    assert len(supervisors(env["name"])) == 1, "a duplicate preview process was left running"
+    async with aiohttp.ClientSession() as s, s.get(env["preview_url"]) as r:
+        assert r.status == 200
+    states = [r["state"] for r in await runs(db, env_id)]
+    assert states[0] in ("abandoned", "running") and states[-1] == "succeeded", states
+    assert await db.fetchval("SELECT count(*) FROM runs WHERE state = 'running'") == 0
+
+    # the restarted app can still destroy it: no stuck lock, the process goes away
+    await deliver(second, deliveries, deliveries.pull_request("closed"))
+    await wait_for(lambda: _converged(db, env_id, "destroyed"), timeout=60, what="destroyed")
+    assert supervisors(env["name"]) == []
+
+
+async def _supervisor_started(name: str):
+    return supervisors(name)
+
+
+async def _status(db, env_id, status):
+    env = await environment(db, env_id)
+    return env if env.get("status") == status else None
+
+
+async def _converged(db, env_id, status):
+    env = await environment(db, env_id)
+    return env if env.get("status") == status and env["observed_generation"] == env["generation"] else None
+
+
+async def test_sigterm_interrupts_runs_after_the_grace_and_releases_leases(serve, deliveries, db):
+    proc = serve(TF_VAR_command="sleep 60")
+    await wait_for(lambda: ready(proc), what="serve ready")
+    env_id = (await deliver(proc, deliveries, deliveries.pull_request("opened")))["environment_id"]
+    await wait_for(lambda: _status(db, env_id, "creating"), what="apply started")
+
+    proc.kill(signal.SIGTERM)
+    assert proc.proc.returncode == 0, proc.log()[-2000:]
+    env = await environment(db, env_id)
+    assert env["lease_owner"] is None and env["status"] == "pending"
+    assert [r["state"] for r in await runs(db, env_id)] == ["interrupted"]
+    assert processes_with(proc.env["GHAPP_TERRAFORM_BIN"], "apply") == [], "terraform left running"
+
+
+async def test_database_outage_gives_503_then_recovers_by_itself(aiohttp_client, settings, deliveries, pg_dir):
+    server = EmbeddedPostgres(pg_dir / "data")
+    url = server.start()
+    try:
+        app = create_app(settings.replace(database_url=url))
+        client = await aiohttp_client(app)
+        await wait_for(lambda: _is_set(app), what="migrations")
+
+        server.stop()
+        body, headers = deliveries.signed("pull_request", deliveries.pull_request("opened"))
+        resp = await client.post("/webhooks", data=body, headers=headers)
+        assert resp.status == 503
+        assert (await client.get("/readyz")).status == 503
+        assert (await client.get("/api/environments")).status == 503
+        assert (await client.get("/healthz")).status == 200
+
+        server.start()
+        resp = await client.post("/webhooks", data=body, headers=headers)  # GitHub's redelivery
+        assert resp.status == 202, await resp.text()
+        env_id = (await resp.json())["environment_id"]
+        assert (await client.get("/readyz")).status == 200
+
+        async def active():
+            r = await client.get(f"/api/environments/{env_id}")
+            return r.status == 200 and (await r.json())["status"] == "active"
+        await wait_for(active, timeout=30, what="active after the database came back")
+    finally:
+        server.stop()
+
+
+async def _is_set(app):
+    return app[keys.READY].is_set()
+
+
+async def test_database_down_at_start_then_up(aiohttp_client, settings, pg_dir):
+    server = EmbeddedPostgres(pg_dir / "data")
+    url = server.start()
+    server.stop()
+    try:
+        app = create_app(settings.replace(database_url=url))
+        client = await aiohttp_client(app)
+        assert (await client.get("/readyz")).status == 503
+        server.start()
+        await wait_for(lambda: _is_set(app), timeout=30, what="migrations once the database is up")
+        assert (await client.get("/readyz")).status == 200
+    finally:
+        server.stop()
+
