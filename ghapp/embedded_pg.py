@@ -102,10 +102,11 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedPostgres:
-    """One server on one data directory, owned by this process."""
+    """One server on one data directory, owned by this process; a unix socket only, or TCP on `tcp_port`."""
 
-    def __init__(self, pgdata: Path):
+    def __init__(self, pgdata: Path, tcp_port: int | None = None):
         self.pgdata = pgdata.absolute()
+        self.tcp_port = tcp_port
         self.process: subprocess.Popen | None = None
         self.url: str | None = None
 
@@ -127,8 +128,9 @@ class EmbeddedPostgres:
             os.chown(socket_dir, user["user"], user["group"])
         logfile = open(self.pgdata / "server.log", "ab")
         self.process = subprocess.Popen(
-            [str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-k", str(socket_dir), "-c", "listen_addresses=",
-             "-p", "5432", "-c", "max_connections=200"],
+            [str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-k", str(socket_dir),
+             "-c", f"listen_addresses={'127.0.0.1' if self.tcp_port else ''}", "-p", str(self.tcp_port or 5432),
+             "-c", "max_connections=200"],
             stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent, **user,
         )
@@ -139,7 +141,8 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(f"PostgreSQL exited at start:\n{self._log_tail()}")
             lines = _read_postmaster_pid(self.pgdata)
             if lines and len(lines) >= 8 and lines[7].strip() == "ready" and lines[0].strip() == str(self.process.pid):
-                self.url = _url(socket_dir, 5432)
+                self.url = (f"postgresql://postgres@127.0.0.1:{self.tcp_port}/postgres?sslmode=disable"
+                            if self.tcp_port else _url(socket_dir, 5432))
                 log.info("embedded PostgreSQL ready in %s", self.pgdata)
                 return self.url
             time.sleep(0.05)

@@ -1,0 +1,60 @@
+"""ghapp against a PostgreSQL server reached over TCP through DATABASE_URL, with a preview module that keeps its
+Terraform state in that database (`backend "pg" {}` and the PG_CONN_STR the app exports)."""
+from __future__ import annotations
+
+import pytest
+
+from ghapp import keys
+from ghapp.app import create_app
+from ghapp.embedded_pg import EmbeddedPostgres
+from tests.conftest import ROOT
+from tests.support import wait_for
+from tests.test_recovery import free_port
+
+PG_MODULE = ROOT / "tests" / "modules" / "pgstate"
+
+
+@pytest.fixture
+def tcp_server(pg_dir):
+    server = EmbeddedPostgres(pg_dir / "tcp", tcp_port=free_port())
+    yield server.start()
+    server.stop()
+
+
+async def test_pg_backend_state_lives_in_the_apps_database(tcp_server, settings, aiohttp_client, deliveries):
+    app = create_app(settings.replace(database_url=tcp_server, terraform_module=PG_MODULE))
+    client = await aiohttp_client(app)
+    await wait_for(lambda: _ready(app), what="migrations")
+    assert tcp_server.startswith("postgresql://postgres@127.0.0.1:")
+
+    body, headers = deliveries.signed("pull_request", deliveries.pull_request("opened"))
+    env_id = (await (await client.post("/webhooks", data=body, headers=headers)).json())["environment_id"]
+    env = await wait_for(lambda: _env(client, env_id, "active"), what="active")
+    assert env["preview_url"] == f"http://{env['name']}.preview.test/"
+
+    pool = app[keys.POOL]
+    states = await pool.fetch("SELECT name, data FROM terraform_remote_state.states")
+    assert [r["name"] for r in states if r["name"] == env["name"]], states
+    assert "terraform_data" in next(r["data"] for r in states if r["name"] == env["name"])
+    workdir = settings.data_dir / "terraform" / PG_MODULE.name
+    assert not (workdir / "terraform.tfstate.d").exists(), "state must not be on local disk"
+    assert tcp_server not in (workdir / ".terraform" / "terraform.tfstate").read_text(), "connection string leaked"
+
+    body, headers = deliveries.signed("pull_request", deliveries.pull_request("closed"))
+    assert (await client.post("/webhooks", data=body, headers=headers)).status == 202
+    await wait_for(lambda: _env(client, env_id, "destroyed"), what="destroyed")
+    await wait_for(lambda: _no_state(pool, env["name"]), what="the workspace to be deleted")
+
+
+async def _ready(app):
+    return app[keys.READY].is_set()
+
+
+async def _env(client, env_id, status):
+    r = await client.get(f"/api/environments/{env_id}")
+    body = await r.json()
+    return body if body["status"] == status and body["converged"] else None
+
+
+async def _no_state(pool, name):
+    return not await pool.fetchval("SELECT count(*) FROM terraform_remote_state.states WHERE name = $1", name)
