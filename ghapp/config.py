@@ -39,6 +39,8 @@ def read_dotenv(path: Path) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
+        elif " #" in value:  # an inline comment after an unquoted value
+            value = value.split(" #", 1)[0].rstrip()
         values[key.strip()] = value
     return values
 
@@ -115,6 +117,12 @@ class Settings:
                 raise ConfigError(f"{name} must be true or false, got {raw!r}")
             return raw in {"true", "1", "yes"}
 
+        def port() -> int:
+            value = number("GHAPP_PORT", defaults.port)
+            if value > 65535:
+                raise ConfigError(f"GHAPP_PORT must be a TCP port (1-65535), got {value}")
+            return value
+
         private_key = get("GITHUB_PRIVATE_KEY")
         key_path = get("GITHUB_PRIVATE_KEY_PATH")
         if private_key is None and key_path is not None:
@@ -143,7 +151,7 @@ class Settings:
             admin_token=get("GHAPP_ADMIN_TOKEN"),
             allow_forks=flag("GHAPP_ALLOW_FORKS"),
             host=get("GHAPP_HOST") or defaults.host,
-            port=number("GHAPP_PORT", defaults.port),
+            port=port(),
             push_settle=duration("GHAPP_PUSH_SETTLE", defaults.push_settle, allow_zero=True),
             lease_ttl=duration("GHAPP_LEASE_TTL", defaults.lease_ttl),
             poll_interval=duration("GHAPP_POLL_INTERVAL", defaults.poll_interval),

@@ -2,11 +2,13 @@
 no Terraform, no GitHub call; workers pick the change up from the database."""
 from __future__ import annotations
 
+import json
 import logging
+import urllib.parse
 
 from aiohttp import web
-from gidgethub import BadRequest, ValidationFailure
-from gidgethub.sansio import Event
+from gidgethub import ValidationFailure
+from gidgethub.sansio import Event, validate_event
 
 from ghapp import keys, store
 from ghapp.db import UNAVAILABLE
@@ -16,7 +18,6 @@ from ghapp.events.payload import MalformedPayload
 log = logging.getLogger(__name__)
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
-_SIGNATURE_HEADERS = ("x-hub-signature-256", "x-hub-signature")
 
 
 def _reply(status: int, **body) -> web.Response:
@@ -24,27 +25,48 @@ def _reply(status: int, **body) -> web.Response:
 
 
 def parse_delivery(headers, body: bytes, secret: str | None) -> Event:
-    """Raise `ValidationFailure` (401) or `MalformedPayload` (400); never anything else for bad input."""
+    """Signature first (401 before anything else is looked at), then the headers and the JSON body (400).
+    Raises only `ValidationFailure` or `MalformedPayload`, whatever the input."""
     headers = {k.lower(): v for k, v in headers.items()}
-    if secret is None:  # offline mode without a secret: signatures are not checked (see `ghapp serve` warning)
-        for name in _SIGNATURE_HEADERS:
-            headers.pop(name, None)
+    if secret is not None:  # offline mode without a secret: signatures are not checked (see `ghapp serve` warning)
+        signature = headers.get("x-hub-signature-256") or headers.get("x-hub-signature") or ""
+        if not signature:
+            raise ValidationFailure("signature is missing")
+        if not signature.isascii():
+            raise ValidationFailure("signature is not ASCII")
+        validate_event(body, signature=signature, secret=secret)
     for name in ("x-github-event", "x-github-delivery"):
         if not headers.get(name, "").strip():
             raise MalformedPayload(f"the {name} header is missing")
     if len(headers["x-github-delivery"]) > 200 or len(headers["x-github-event"]) > 100:
         raise MalformedPayload("the X-GitHub-Event or X-GitHub-Delivery header is too long")
-    try:
-        event = Event.from_http(headers, body, secret=secret)
-    except BadRequest as e:
-        raise MalformedPayload(str(e) or "expected a JSON body") from None
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedPayload("the body is not valid JSON") from None
-    if not isinstance(event.data, dict):
+    data = _decode_json(headers.get("content-type", ""), body)
+    if not isinstance(data, dict):
         raise MalformedPayload("the body is not a JSON object")
-    if not isinstance(event.data.get("action", ""), str):
+    if not isinstance(data.get("action", ""), str):
         raise MalformedPayload("action must be a string")
-    return event
+    return Event(data, event=headers["x-github-event"], delivery_id=headers["x-github-delivery"])
+
+
+def _decode_json(content_type: str, body: bytes):
+    mime, _, params = content_type.partition(";")
+    charset = "utf-8"
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "charset" and value:
+            charset = value.strip('"')
+    try:
+        text = body.decode(charset)
+        mime = mime.strip().lower()
+        if mime == "application/x-www-form-urlencoded":  # the webhook's other content type on GitHub
+            text = urllib.parse.parse_qs(text)["payload"][0]
+        elif mime != "application/json":
+            raise MalformedPayload("expected Content-Type: application/json")
+        return json.loads(text)
+    except (LookupError, UnicodeDecodeError):
+        raise MalformedPayload(f"the body is not valid {charset}") from None
+    except (ValueError, KeyError, IndexError, RecursionError):
+        raise MalformedPayload("the body is not valid JSON") from None
 
 
 async def receive(request: web.Request) -> web.Response:

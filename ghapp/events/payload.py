@@ -24,3 +24,19 @@ def field(data: Any, path: str, kind: type | tuple[type, ...], *, optional: bool
     if not isinstance(value, kind):
         raise MalformedPayload(f"{path} has the wrong type")
     return value
+
+
+def text(data: Any, path: str, *, limit: int = 1000, optional: bool = False) -> str:
+    """A string field made safe to store: NUL and unpaired surrogates removed, cut to `limit` characters."""
+    value = field(data, path, str, optional=optional)
+    if value is None:
+        return ""
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:limit]
+
+
+def integer(data: Any, path: str, *, bits: int = 63, optional: bool = False) -> int | None:
+    """A positive integer that fits the database column (`bits`: 31 for integer, 63 for bigint)."""
+    value = field(data, path, int, optional=optional)
+    if value is not None and not 0 < value < 2**bits:
+        raise MalformedPayload(f"{path} is out of range")
+    return value

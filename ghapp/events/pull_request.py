@@ -9,7 +9,7 @@ from gidgethub.sansio import Event
 
 from ghapp import store
 from ghapp.contract import Desired
-from ghapp.events.payload import MalformedPayload, field
+from ghapp.events.payload import MalformedPayload, field, integer, text
 from ghapp.store import PullRequestChange
 
 log = logging.getLogger(__name__)
@@ -25,19 +25,19 @@ def change_from_payload(data: dict, desired: Desired) -> PullRequestChange:
     sha = field(pr, "head.sha", str)
     if not _SHA.fullmatch(sha):
         raise MalformedPayload("pull_request.head.sha is not a commit SHA")
-    base_repo_id = field(data, "repository.id", int)
-    head_repo_id = field(pr, "head.repo.id", int, optional=True)  # null when the fork was deleted
+    base_repo_id = integer(data, "repository.id")
+    head_repo_id = integer(pr, "head.repo.id", optional=True)  # null when the fork was deleted
     return PullRequestChange(
         repo_id=base_repo_id,
-        repository=field(data, "repository.full_name", str),
-        pr_number=field(data, "number", int) if "number" in data else field(pr, "number", int),
+        repository=text(data, "repository.full_name", limit=255),
+        pr_number=integer(data, "number", bits=31) if "number" in data else integer(pr, "number", bits=31),
         desired=desired,
         head_sha=sha,
-        head_ref=field(pr, "head.ref", str)[:255],
-        author=field(pr, "user.login", str, optional=True) or "",
-        title=(field(pr, "title", str, optional=True) or "")[:500],
-        pr_url=field(pr, "html_url", str, optional=True) or "",
-        installation_id=field(data, "installation.id", int, optional=True),
+        head_ref=text(pr, "head.ref", limit=255),
+        author=text(pr, "user.login", limit=100, optional=True),
+        title=text(pr, "title", limit=500, optional=True),
+        pr_url=text(pr, "html_url", limit=500, optional=True),
+        installation_id=integer(data, "installation.id", optional=True),
         is_fork=head_repo_id != base_repo_id,
     )
 
@@ -49,7 +49,11 @@ async def _write(event: Event, desired: Desired, *, conn, settings, result: dict
                  change.repository, change.pr_number)
         result["ignored"] = "fork pull requests are not deployed automatically"
         return
-    result["environment_id"] = await store.apply_change(conn, change, settings.env_ttl, settings.push_settle)
+    env_id = await store.apply_change(conn, change, settings.env_ttl, settings.push_settle)
+    if env_id is None:
+        result["ignored"] = "no environment for this pull request"
+    else:
+        result["environment_id"] = env_id
 
 
 async def present(event: Event, **deps) -> None:

@@ -1,0 +1,258 @@
+"""Settings from the environment and `.env`: durations, dotenv parsing, defaults (DESIGN.md's table), errors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ghapp.config import ConfigError, Settings, parse_duration, read_dotenv
+
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
+
+
+def from_env(**environ: str) -> Settings:
+    return Settings.from_env(environ, dotenv=None)
+
+
+# --- parse_duration --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("30m", 1800), ("72h", 72 * 3600), ("2d", 172800), ("500ms", 0.5), ("1h30m", 5400),
+    ("1d12h", 129600), ("1m30s500ms", 90.5), ("1.5h", 5400), ("0.25s", 0.25), ("45", 45), ("2.5", 2.5),
+    ("0", 0), ("0s", 0), (" 10m ", 600), ("10M", 600), ("72H", 72 * 3600),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", [
+    "", " ", "abc", "h", "10x", "10 m", "1h 30m", "-5s", "-5", "+5s", "1h30", "30m1", "1.5.5s", ".5s", "5.s",
+    "1e3", "nan", "inf", "10mm", "s10", "1h-30m", "1_000s", "½h",
+])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_parse_duration_error_shows_the_input():
+    with pytest.raises(ValueError, match="'soon'"):
+        parse_duration("soon")
+
+
+# --- read_dotenv -----------------------------------------------------------------------------------------------------
+
+def test_read_dotenv(tmp_path):
+    path = tmp_path / ".env"
+    path.write_text(
+        "# a comment\n"
+        "\n"
+        "PLAIN=value\n"
+        "export EXPORTED=yes\n"
+        'DOUBLE="quoted value"\n'
+        "SINGLE='single # not a comment'\n"
+        "  SPACED  =  padded  \n"
+        "EMPTY=\n"
+        'EMPTY_QUOTED=""\n'
+        "URL=postgresql://u:p@h/db?sslmode=disable&x=1\n"
+        "MISMATCHED=\"half'\n"
+        "LONE_QUOTE=\"\n"
+        "   # indented comment\n"
+        "not a pair\n"
+        "#COMMENTED=out\n"
+        "DUP=first\n"
+        "DUP=second\n")
+    assert read_dotenv(path) == {
+        "PLAIN": "value", "EXPORTED": "yes", "DOUBLE": "quoted value", "SINGLE": "single # not a comment",
+        "SPACED": "padded", "EMPTY": "", "EMPTY_QUOTED": "", "URL": "postgresql://u:p@h/db?sslmode=disable&x=1",
+        "MISMATCHED": "\"half'", "LONE_QUOTE": '"', "DUP": "second"}
+
+
+def test_read_dotenv_missing_file_or_directory(tmp_path):
+    assert read_dotenv(tmp_path / "missing.env") == {}
+    assert read_dotenv(tmp_path) == {}
+
+
+# --- Settings.from_env: defaults -------------------------------------------------------------------------------------
+
+def test_defaults_match_the_design_table():
+    settings = from_env()
+    assert settings.app_id is None and settings.offline
+    assert settings.private_key is None and settings.webhook_secret is None
+    assert settings.github_api_url == "https://api.github.com"
+    assert settings.database_url is None
+    assert settings.data_dir == Path(".ghapp").absolute()
+    assert settings.terraform_module == Path("terraform/local").absolute()
+    assert settings.terraform_bin is None
+    assert settings.max_parallel_runs == 4
+    assert settings.env_ttl == 72 * 3600
+    assert settings.run_timeout == 30 * 60
+    assert settings.resync_interval == 10 * 60
+    assert settings.admin_token is None
+    assert settings.allow_forks is False
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+
+
+def test_blank_values_mean_unset():
+    settings = from_env(GITHUB_APP_ID="  ", GITHUB_WEBHOOK_SECRET="", GHAPP_PORT=" ", GHAPP_ENV_TTL="",
+                        GHAPP_ALLOW_FORKS="", GHAPP_HOST="")
+    assert settings == from_env()
+
+
+def test_every_variable(tmp_path):
+    settings = from_env(
+        GITHUB_APP_ID="12345", GITHUB_PRIVATE_KEY=PEM, GITHUB_WEBHOOK_SECRET="s3cret",
+        GITHUB_API_URL="https://ghe.example.com/api/v3/", DATABASE_URL="postgresql://u@db/ghapp",
+        GHAPP_DATA_DIR=str(tmp_path / "data"), GHAPP_TERRAFORM_MODULE="terraform/kubernetes",
+        GHAPP_TERRAFORM_BIN="/usr/bin/tofu", GHAPP_MAX_PARALLEL_RUNS="8", GHAPP_ENV_TTL="24h",
+        GHAPP_RUN_TIMEOUT="1h", GHAPP_RESYNC_INTERVAL="5m", GHAPP_ADMIN_TOKEN="t0ken", GHAPP_ALLOW_FORKS="true",
+        GHAPP_HOST="0.0.0.0", GHAPP_PORT="9000", GHAPP_PUSH_SETTLE="0")
+    assert settings.app_id == "12345" and not settings.offline
+    assert settings.private_key == PEM.strip() and settings.webhook_secret == "s3cret"
+    assert settings.github_api_url == "https://ghe.example.com/api/v3"
+    assert settings.database_url == "postgresql://u@db/ghapp"
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.terraform_module == Path("terraform/kubernetes").absolute()
+    assert settings.terraform_bin == "/usr/bin/tofu"
+    assert settings.max_parallel_runs == 8
+    assert (settings.env_ttl, settings.run_timeout, settings.resync_interval) == (86400, 3600, 300)
+    assert settings.admin_token == "t0ken" and settings.allow_forks is True
+    assert (settings.host, settings.port, settings.push_settle) == ("0.0.0.0", 9000, 0)
+
+
+def test_secrets_stay_out_of_repr():
+    settings = from_env(GITHUB_APP_ID="1", GITHUB_PRIVATE_KEY=PEM, GITHUB_WEBHOOK_SECRET="hook-secret",
+                        GHAPP_ADMIN_TOKEN="admin-token", DATABASE_URL="postgresql://u:db-password@h/d")
+    text = repr(settings)
+    for secret in ("MIIB", "hook-secret", "admin-token", "db-password"):
+        assert secret not in text
+
+
+def test_process_environment_is_read_when_no_mapping_is_given(monkeypatch):
+    monkeypatch.setenv("GHAPP_PORT", "9123")
+    assert Settings.from_env(dotenv=None).port == 9123
+
+
+# --- .env ------------------------------------------------------------------------------------------------------------
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GHAPP_PORT=9000\nexport GHAPP_HOST=0.0.0.0\nGITHUB_WEBHOOK_SECRET='from file'\n")
+    settings = Settings.from_env({"GHAPP_PORT": "9100"}, dotenv=dotenv)
+    assert (settings.port, settings.host, settings.webhook_secret) == (9100, "0.0.0.0", "from file")
+
+
+def test_missing_dotenv_is_fine(tmp_path):
+    assert Settings.from_env({}, dotenv=tmp_path / "nope.env") == from_env()
+
+
+def test_dotenv_none_reads_no_file(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("GHAPP_PORT=9000\n")
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}, dotenv=None).port == 8080
+    assert Settings.from_env({}).port == 9000, "the default is ./.env"
+
+
+def test_errors_in_dotenv_are_reported_too(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GHAPP_MAX_PARALLEL_RUNS=lots\n")
+    with pytest.raises(ConfigError, match="GHAPP_MAX_PARALLEL_RUNS"):
+        Settings.from_env({}, dotenv=dotenv)
+
+
+# --- flags -----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "value"), [
+    ("true", True), ("TRUE", True), ("True", True), ("1", True), ("yes", True), (" Yes ", True),
+    ("false", False), ("FALSE", False), ("0", False), ("no", False), ("No", False),
+])
+def test_allow_forks_flag(raw, value):
+    assert from_env(GHAPP_ALLOW_FORKS=raw).allow_forks is value
+
+
+# --- errors, each naming its variable --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "raw"), [
+    ("GHAPP_MAX_PARALLEL_RUNS", "four"),
+    ("GHAPP_MAX_PARALLEL_RUNS", "2.5"),
+    ("GHAPP_MAX_PARALLEL_RUNS", "0"),
+    ("GHAPP_MAX_PARALLEL_RUNS", "-1"),
+    ("GHAPP_PORT", "http"),
+    ("GHAPP_PORT", "0"),
+    ("GHAPP_PORT", "-8080"),
+    ("GHAPP_PORT", "8080.0"),
+    ("GHAPP_PORT", "70000"),
+    ("GHAPP_MAX_ATTEMPTS", "many"),
+    ("GHAPP_MAX_ATTEMPTS", "0"),
+    ("GHAPP_ENV_TTL", "soon"),
+    ("GHAPP_ENV_TTL", "0"),
+    ("GHAPP_ENV_TTL", "0h"),
+    ("GHAPP_ENV_TTL", "-1h"),
+    ("GHAPP_ENV_TTL", "72 hours"),
+    ("GHAPP_RUN_TIMEOUT", "30 minutes"),
+    ("GHAPP_RUN_TIMEOUT", "0s"),
+    ("GHAPP_RESYNC_INTERVAL", "often"),
+    ("GHAPP_RESYNC_INTERVAL", "0m"),
+    ("GHAPP_PUSH_SETTLE", "later"),
+    ("GHAPP_PUSH_SETTLE", "-1s"),
+    ("GHAPP_LEASE_TTL", "0"),
+    ("GHAPP_POLL_INTERVAL", "x"),
+    ("GHAPP_RETRY_BASE", "0"),
+    ("GHAPP_RETRY_CAP", "never"),
+    ("GHAPP_SHUTDOWN_GRACE", "0"),
+    ("GHAPP_ALLOW_FORKS", "maybe"),
+    ("GHAPP_ALLOW_FORKS", "on"),
+    ("GHAPP_ALLOW_FORKS", "2"),
+])
+def test_bad_values_name_the_variable(name, raw):
+    with pytest.raises(ConfigError, match=name):
+        from_env(**{name: raw})
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_app_id_without_a_key():
+    with pytest.raises(ConfigError, match="GITHUB_APP_ID") as info:
+        from_env(GITHUB_APP_ID="12345")
+    assert "GITHUB_PRIVATE_KEY" in str(info.value)
+
+
+def test_private_key_from_a_path(tmp_path):
+    key = tmp_path / "app.pem"
+    key.write_text(PEM)
+    settings = from_env(GITHUB_APP_ID="12345", GITHUB_PRIVATE_KEY_PATH=str(key))
+    assert settings.private_key == PEM
+
+
+def test_private_key_text_wins_over_the_path(tmp_path):
+    settings = from_env(GITHUB_APP_ID="1", GITHUB_PRIVATE_KEY=PEM, GITHUB_PRIVATE_KEY_PATH=str(tmp_path / "none"))
+    assert settings.private_key == PEM.strip()
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "unreadable"])
+def test_unreadable_key_path(tmp_path, kind):
+    path = tmp_path / "app.pem"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "unreadable":
+        path.write_text(PEM)
+        path.chmod(0)
+        if os.access(path, os.R_OK):  # root reads anything: make it unreadable another way
+            path.unlink()
+            path.symlink_to(path)  # a symlink loop cannot be read by anyone
+    with pytest.raises(ConfigError, match="GITHUB_PRIVATE_KEY_PATH") as info:
+        from_env(GITHUB_APP_ID="12345", GITHUB_PRIVATE_KEY_PATH=str(path))
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_key_path_fails_even_without_app_id(tmp_path):
+    with pytest.raises(ConfigError, match="GITHUB_PRIVATE_KEY_PATH"):
+        from_env(GITHUB_PRIVATE_KEY_PATH=str(tmp_path / "missing.pem"))
+
+
+def test_replace_keeps_other_fields():
+    settings = from_env(GHAPP_PORT="9000")
+    changed = settings.replace(allow_forks=True)
+    assert (changed.port, changed.allow_forks, settings.allow_forks) == (9000, True, False)
