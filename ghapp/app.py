@@ -8,9 +8,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+import aiohttp
+
 from ghapp import api, db, keys, webhooks
+from ghapp.commands import CommandProcessor
 from ghapp.config import Settings
-from ghapp.reporter import LogReporter, Reporter
+from ghapp.github.client import USER_AGENT, GitHubApp
+from ghapp.github.sink import GitHubSink
+from ghapp.publish import LogSink, Publisher
+from ghapp.tasks import forever
 from ghapp.terraform import Terraform, find_binary
 from ghapp.worker import Reconciler
 
@@ -27,7 +33,7 @@ async def database_errors(request: web.Request, handler) -> web.StreamResponse:
         return web.json_response({"error": "database unavailable"}, status=503)
 
 
-def create_app(settings: Settings, *, reporter: Reporter | None = None, workers: bool = True) -> web.Application:
+def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
     app = web.Application(client_max_size=webhooks.MAX_BODY, middlewares=[database_errors])
     app[keys.SETTINGS] = settings
     app[keys.READY] = asyncio.Event()
@@ -35,7 +41,8 @@ def create_app(settings: Settings, *, reporter: Reporter | None = None, workers:
     app.router.add_routes(api.routes)
     app.cleanup_ctx.append(_database)
     if workers:
-        app.cleanup_ctx.append(lambda a: _workers(a, reporter or LogReporter()))
+        app.cleanup_ctx.append(_github)
+        app.cleanup_ctx.append(_workers)
     return app
 
 
@@ -68,19 +75,53 @@ async def _migrate_when_reachable(app: web.Application) -> None:
             delay = min(delay * 2, 30)
 
 
-async def _workers(app: web.Application, reporter: Reporter) -> AsyncIterator[None]:
+async def _github(app: web.Application) -> AsyncIterator[None]:
+    """One HTTP session for the app's lifetime; publishing to pull requests (or to the log, offline) and the
+    command processor."""
+    settings = app[keys.SETTINGS]
+    session = None
+    tasks = []
+    if settings.offline:
+        sink = LogSink()
+    else:
+        session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT},
+                                        timeout=aiohttp.ClientTimeout(total=30))
+        github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
+        sink = GitHubSink(github, settings.base_url)
+        processor = CommandProcessor(app[keys.POOL], github, settings)
+        app[keys.COMMANDS_WAKE] = processor.wake
+        tasks.append(_when_ready(app, "command processor", processor.run))
+    publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
+    tasks.append(_when_ready(app, "publisher", publisher.run))
+    running = [asyncio.create_task(t) for t in tasks]
+    try:
+        yield
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if session is not None:
+            await session.close()
+
+
+async def _when_ready(app: web.Application, name: str, loop) -> None:
+    await app[keys.READY].wait()
+    await forever(name, loop)
+
+
+async def _workers(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     terraform = Terraform(settings.terraform_module, settings.data_dir, find_binary(settings.terraform_bin),
                           extra_env=settings.terraform_env, database_url=app[keys.DATABASE_URL],
                           interrupt_grace=settings.interrupt_grace)
-    reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, reporter, settings)
+    reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, settings)
     app[keys.RECONCILER] = reconciler
 
     async def start_when_ready() -> None:
         await app[keys.READY].wait()
         log.info("worker %s: up to %d parallel runs, module %s, terraform %s", reconciler.owner,
                  settings.max_parallel_runs, settings.terraform_module, terraform.binary)
-        await reconciler.run()
+        await forever("reconciler", reconciler.run)
 
     task = asyncio.create_task(start_when_ready())
     try:

@@ -63,6 +63,7 @@ class Settings:
     allow_forks: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url: str | None = None  # how people reach this app (links on pull requests); default http://host:port
     push_settle: float = 2.0  # a change to an existing environment waits this long for more pushes
     # Reconciler tuning; defaults suit production, tests shorten them.
     lease_ttl: float = 30.0
@@ -78,6 +79,10 @@ class Settings:
     @property
     def offline(self) -> bool:
         return not self.app_id
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
@@ -151,6 +156,7 @@ class Settings:
             admin_token=get("GHAPP_ADMIN_TOKEN"),
             allow_forks=flag("GHAPP_ALLOW_FORKS"),
             host=get("GHAPP_HOST") or defaults.host,
+            public_url=get("GHAPP_PUBLIC_URL"),
             port=port(),
             push_settle=duration("GHAPP_PUSH_SETTLE", defaults.push_settle, allow_zero=True),
             lease_ttl=duration("GHAPP_LEASE_TTL", defaults.lease_ttl),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
 import asyncpg
@@ -13,7 +12,6 @@ from ghapp.db import UNAVAILABLE
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 20_000  # lines kept in memory while the database is unreachable
-TAIL_LINES = 200
 
 
 class RunLog:
@@ -25,13 +23,11 @@ class RunLog:
         self._progress: dict | None = None
         self._next_seq = 0
         self._dropped = 0
-        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._ready = asyncio.Event()
         self._closed = False
         self._flusher = asyncio.create_task(self._flush_loop())
 
     def add(self, line: str) -> None:
-        self._tail.append(line)
         if len(self._pending) >= MAX_BUFFERED:
             self._pending.pop(0)
             self._dropped += 1
@@ -41,9 +37,6 @@ class RunLog:
     def set_progress(self, progress: dict) -> None:
         self._progress = progress
         self._ready.set()
-
-    def tail(self) -> str:
-        return "\n".join(self._tail)
 
     async def close(self) -> None:
         """Flush what is left (bounded: a dead database does not hold the run up for long)."""

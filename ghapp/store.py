@@ -29,6 +29,25 @@ class PullRequestChange:
 
 
 @dataclasses.dataclass(frozen=True)
+class DesiredNow:
+    desired: str
+    desired_sha: str | None
+    approved_sha: str | None
+
+
+def desired_state(change: PullRequestChange, current: DesiredNow | None, gated: bool) -> tuple[Desired, str | None]:
+    """What should exist after this event (pure). A gated fork PR deploys only a commit a maintainer approved;
+    an unapproved push leaves what exists as it is."""
+    if change.desired is Desired.ABSENT:
+        return Desired.ABSENT, current.desired_sha if current else None
+    if not gated or (current is not None and current.approved_sha == change.head_sha):
+        return Desired.PRESENT, change.head_sha
+    if current is None:
+        return Desired.ABSENT, None
+    return Desired(current.desired), current.desired_sha
+
+
+@dataclasses.dataclass(frozen=True)
 class Environment:
     id: int
     repo_id: int
@@ -60,12 +79,19 @@ class Environment:
     updated_at: dt.datetime
     last_activity_at: dt.datetime
     expires_at: dt.datetime | None
+    head_sha: str | None = None
+    approved_sha: str | None = None
+    version: int = 0
+    published_version: int = 0
+    published: dict = dataclasses.field(default_factory=dict)
+    publish_attempts: int = 0
+    github_gone: bool = False
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Environment:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in record.items() if k in fields}
-        for key in ("outputs", "progress"):
+        for key in ("outputs", "progress", "published"):
             if isinstance(values.get(key), str):
                 values[key] = json.loads(values[key])
         return cls(**values)
@@ -73,8 +99,9 @@ class Environment:
 
 _UPSERT = """
 INSERT INTO environments AS e (repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
-                               is_fork, desired, desired_sha, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12))
+                               is_fork, desired, desired_sha, head_sha, expires_at, observed_generation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13),
+        CASE WHEN $10 = 'absent' THEN 1 ELSE 0 END)
 ON CONFLICT (repo_id, pr_number) DO UPDATE SET
     repository = EXCLUDED.repository,
     installation_id = coalesce(EXCLUDED.installation_id, e.installation_id),
@@ -83,14 +110,16 @@ ON CONFLICT (repo_id, pr_number) DO UPDATE SET
     title = EXCLUDED.title,
     pr_url = EXCLUDED.pr_url,
     is_fork = EXCLUDED.is_fork,
+    head_sha = EXCLUDED.head_sha,
     desired = EXCLUDED.desired,
     desired_sha = EXCLUDED.desired_sha,
     generation = e.generation + (CASE WHEN {changed} THEN 1 ELSE 0 END),
     status = CASE WHEN {changed} AND e.status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE e.status END,
     attempts = CASE WHEN {changed} THEN 0 ELSE e.attempts END,
-    next_attempt_at = CASE WHEN {changed} THEN now() + make_interval(secs => $13) ELSE e.next_attempt_at END,
+    next_attempt_at = CASE WHEN {changed} THEN now() + make_interval(secs => $14) ELSE e.next_attempt_at END,
     last_activity_at = now(),
     expires_at = CASE WHEN EXCLUDED.desired = 'present' THEN EXCLUDED.expires_at ELSE e.expires_at END,
+    github_gone = false,
     updated_at = now()
 RETURNING id, name, generation, (xmax = 0) AS inserted
 """.format(changed="(e.desired, e.desired_sha) IS DISTINCT FROM (EXCLUDED.desired, EXCLUDED.desired_sha)")
@@ -104,26 +133,38 @@ async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str
 
 
 async def apply_change(conn: asyncpg.Connection, change: PullRequestChange, ttl_seconds: float,
-                       settle_seconds: float = 0.0) -> int | None:
+                       settle_seconds: float = 0.0, gate_forks: bool = True) -> int | None:
     """Write the desired state of one PR; returns the environment id (None: nothing to do, e.g. closing an unknown
     PR). A change to an existing environment is due after `settle_seconds`, so a burst of pushes ends in one run
     at the last SHA. Wakes the workers when something changed."""
-    if change.desired is Desired.ABSENT:
-        exists = await conn.fetchval(
-            "SELECT 1 FROM environments WHERE repo_id = $1 AND pr_number = $2", change.repo_id, change.pr_number)
-        if not exists:
-            return None
+    current = await conn.fetchrow(
+        "SELECT desired, desired_sha, approved_sha FROM environments WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE",
+        change.repo_id, change.pr_number)
+    if current is None and change.desired is Desired.ABSENT:
+        return None
+    desired, sha = desired_state(change, current and DesiredNow(**current), gate_forks and change.is_fork)
     row = await conn.fetchrow(
         _UPSERT, change.repo_id, change.repository, change.pr_number, change.installation_id, change.head_ref,
-        change.author, change.title, change.pr_url, change.is_fork, str(change.desired),
-        change.head_sha, ttl_seconds, settle_seconds)
-    if row is None:
-        return None
+        change.author, change.title, change.pr_url, change.is_fork, str(desired), sha, change.head_sha,
+        ttl_seconds, settle_seconds)
     if row["name"] is None:
         await conn.execute("UPDATE environments SET name = $2 WHERE id = $1", row["id"],
                            environment_name(row["id"], change.repository, change.pr_number))
     await notify(conn, row["id"])
     return row["id"]
+
+
+async def deploy_head(conn: asyncpg.Connection, env_id: int, head_sha: str, *, approve: bool) -> None:
+    """A person asked for `head_sha` to be deployed (again): desired present there, a new generation even if
+    nothing else changed (redeploy); `approve` records a maintainer's approval of a fork's commit."""
+    await conn.execute(
+        """UPDATE environments SET desired = 'present', desired_sha = $2, head_sha = $2,
+               approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END,
+               generation = generation + 1, attempts = 0, next_attempt_at = now(), last_activity_at = now(),
+               status = CASE WHEN status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE status END,
+               updated_at = now()
+           WHERE id = $1""", env_id, head_sha, approve)
+    await notify(conn, env_id)
 
 
 async def request_destroy(conn: asyncpg.Connection, env_id: int) -> bool:

@@ -101,4 +101,6 @@ async def receive(request: web.Request) -> web.Response:
         return _reply(503, error="database unavailable; redeliver later")
     if "ignored" in result:
         return _reply(200, **result)
+    if "command" in result and (wake := request.app.get(keys.COMMANDS_WAKE)) is not None:
+        wake.set()
     return _reply(202, accepted=event.delivery_id, **result)

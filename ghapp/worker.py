@@ -17,7 +17,6 @@ from ghapp.config import Settings
 from ghapp.contract import NOTIFY_CHANNEL, Action, RunState
 from ghapp.db import UNAVAILABLE
 from ghapp.reconcile import next_action, retry_delay
-from ghapp.reporter import Outcome, Reporter, RunInfo
 from ghapp.runlog import RunLog
 from ghapp.store import Environment
 from ghapp.terraform import ModuleInputs, Terraform
@@ -28,8 +27,21 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 1.0  # at most one progress report per second per run
 
 
-class Stop(Exception):
-    """Why a run was interrupted; passed as the cancellation message."""
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    id: int
+    action: Action
+    sha: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    state: RunState
+    status: str  # the environment's status after the run
+    preview_url: str | None = None
+    outputs: dict = dataclasses.field(default_factory=dict)
+    error: str | None = None
+    duration: float = 0.0
 
 
 def worker_id() -> str:
@@ -37,12 +49,11 @@ def worker_id() -> str:
 
 
 class Reconciler:
-    def __init__(self, pool: asyncpg.Pool, database_url: str, terraform: Terraform, reporter: Reporter,
-                 settings: Settings, owner: str | None = None):
+    def __init__(self, pool: asyncpg.Pool, database_url: str, terraform: Terraform, settings: Settings,
+                 owner: str | None = None):
         self.pool = pool
         self.database_url = database_url
         self.terraform = terraform
-        self.reporter = reporter
         self.settings = settings
         self.owner = owner or worker_id()
         self.slots = asyncio.Semaphore(settings.max_parallel_runs)
@@ -68,8 +79,9 @@ class Reconciler:
                     log.warning("database unavailable (%s); claiming again in %.1fs", e, delay)
                     await asyncio.sleep(delay)
                     continue
+                idle = await self._idle_time()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), await self._idle_time())
+                    await asyncio.wait_for(self._wake.wait(), idle)
                 self._wake.clear()
         finally:
             listener.cancel()
@@ -162,14 +174,17 @@ class Reconciler:
         run = RunInfo(run_id, action, env.desired_sha if action is Action.APPLY else env.deployed_sha)
         runlog = RunLog(self.pool, run_id, env.id)
         started = time.monotonic()
-        await self._report("started", env, run)
+        label = f"{env.repository}#{env.pr_number}"
+        log.info("%s: %s %s started (run %d)", label, action, (run.sha or "")[:7], run_id)
         outcome = await self._execute(env, run, runlog)
         await runlog.close()
-        outcome = dataclasses.replace(outcome, duration=time.monotonic() - started, log_tail=runlog.tail())
+        outcome = dataclasses.replace(outcome, duration=time.monotonic() - started)
         await self._record(env, run, outcome)
         if action is Action.DESTROY and outcome.state is RunState.SUCCEEDED:
             await self.terraform.delete_workspace(env.name)
-        await self._report("finished", env, run, outcome)
+        log.log(logging.WARNING if outcome.state is RunState.FAILED else logging.INFO, "%s: %s %s in %.1fs%s",
+                label, action, outcome.state, outcome.duration,
+                f" at {outcome.preview_url}" if outcome.preview_url else f": {outcome.error}" if outcome.error else "")
 
     async def _execute(self, env: Environment, run: RunInfo, runlog: RunLog) -> Outcome:
         inputs = ModuleInputs(
@@ -177,13 +192,12 @@ class Reconciler:
             git_sha=run.sha or env.desired_sha or "", head_ref=env.head_ref)
         last_report = 0.0
 
-        async def on_line(line: str, progress: Progress, changed: bool) -> None:
+        def on_line(line: str, progress: Progress, changed: bool) -> None:
             nonlocal last_report
             runlog.add(line)
             now = time.monotonic()
             if changed and now - last_report >= PROGRESS_INTERVAL:
                 last_report = now
-                await self._report("progress", env, run, progress)
                 runlog.set_progress(progress.as_dict())
 
         look_again = self.running.setdefault(env.id, asyncio.Event())
@@ -268,9 +282,3 @@ class Reconciler:
             await store.mark_failed(conn, env, self.owner, outcome.error or "failed", delay)
         else:
             await store.release(conn, env, self.owner)
-
-    async def _report(self, what: str, env: Environment, *args) -> None:
-        try:
-            await getattr(self.reporter, what)(env, *args)
-        except Exception:  # noqa: BLE001 - reporting never stops provisioning
-            log.exception("reporter failed on %s for environment %d", what, env.id)

@@ -104,6 +104,21 @@ def processes_with(*texts: str) -> list[int]:
     return found
 
 
+def processes_in_dir(path: Path) -> list[int]:
+    """Pids of live processes whose working directory is `path` or below it."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(path) or cwd.startswith(f"{path}/"):
+            found.append(int(entry.name))
+    return found
+
+
 def processes_in_env(name: str, value: str) -> list[int]:
     """Pids of live processes whose environment has `name=value`."""
     needle = f"{name}={value}".encode()

@@ -92,7 +92,7 @@ async def test_demo_serves_a_preview_and_ctrl_c_cleans_up(demo):
 
     d.proc.send_signal(signal.SIGINT)
     assert d.proc.wait(60) == 0, d.text()
-    assert "destroyed" in d.text()
+    assert "destroy succeeded" in d.text()
     await wait_for(lambda: _gone(d), timeout=10, what="no process left")
     with pytest.raises(OSError):
         fetch(url)

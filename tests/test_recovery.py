@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,7 +14,7 @@ from ghapp import keys
 from ghapp.app import create_app
 from ghapp.embedded_pg import EmbeddedPostgres
 from tests.conftest import LOCAL_MODULE, WEBHOOK_SECRET
-from tests.support import ServeProcess, environment, processes_with, runs, wait_for
+from tests.support import ServeProcess, environment, processes_in_dir, processes_with, runs, wait_for
 
 SLOW_START = "sleep 4; exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"
 
@@ -100,6 +101,13 @@ async def test_sigkill_during_apply_then_restart_converges_without_duplicates(se
     assert supervisors(env["name"]) == []
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 async def _supervisor_started(name: str):
     return supervisors(name)
 
@@ -125,7 +133,9 @@ async def test_sigterm_interrupts_runs_after_the_grace_and_releases_leases(serve
     env = await environment(db, env_id)
     assert env["lease_owner"] is None and env["status"] == "pending"
     assert [r["state"] for r in await runs(db, env_id)] == ["interrupted"]
-    assert processes_with(proc.env["GHAPP_TERRAFORM_BIN"], "apply") == [], "terraform left running"
+    workdir = Path(proc.env["GHAPP_DATA_DIR"]) / "terraform"
+    terraform = [p for p in processes_in_dir(workdir) if _cmdline(p).startswith(proc.env["GHAPP_TERRAFORM_BIN"])]
+    assert terraform == [], "terraform left running"
 
 
 async def test_database_outage_gives_503_then_recovers_by_itself(aiohttp_client, settings, deliveries, pg_dir):

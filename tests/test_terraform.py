@@ -172,26 +172,27 @@ async def test_operator_pg_conn_str_wins(tmp_path, terraform_bin, monkeypatch):
 
 
 async def test_cancelling_a_run_interrupts_the_whole_process_group(module, tmp_path, terraform_bin):
-    tf = runner(module, tmp_path, terraform_bin, extra_env={"TF_VAR_delay": "60"}, interrupt_grace=5)
+    delay = f"60.{os.getpid()}{id(module) % 1000}"  # a command line no other test runs
+    tf = runner(module, tmp_path, terraform_bin, extra_env={"TF_VAR_delay": delay}, interrupt_grace=5)
     seen = Lines()
     task = asyncio.create_task(tf.run(Action.APPLY, inputs(), seen))
     await wait_for(lambda: _has(seen, "Provisioning with 'local-exec'"), what="provisioner running")
-    await wait_for(lambda: _sleepers(), what="the provisioner's sleep")
+    await wait_for(lambda: _sleepers(delay), what="the provisioner's sleep")
     started = asyncio.get_running_loop().time()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert asyncio.get_running_loop().time() - started < 5
     assert not processes_with(str(tmp_path / "data")), "terraform left running"
-    assert not await _sleepers(), "the provisioner's children were left running"
+    assert not await _sleepers(delay), "the provisioner's children were left running"
 
 
 async def _has(seen: Lines, text: str):
     return any(text in line for line in seen.lines)
 
 
-async def _sleepers():
-    return processes_with("sleep 60")
+async def _sleepers(delay: str):
+    return processes_with(f"sleep {delay}")
 
 
 async def test_failed_apply_reports_the_error(module, tmp_path, terraform_bin):

@@ -1,6 +1,6 @@
 """One module and one gidgethub Router per event; `router` composes them."""
 from gidgethub.routing import Router
 
-from ghapp.events import pull_request
+from ghapp.events import check_run, installation, issue_comment, pull_request
 
-router = Router(pull_request.router)
+router = Router(pull_request.router, issue_comment.router, check_run.router, installation.router)

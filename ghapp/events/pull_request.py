@@ -42,14 +42,10 @@ def change_from_payload(data: dict, desired: Desired) -> PullRequestChange:
     )
 
 
-async def _write(event: Event, desired: Desired, *, conn, settings, result: dict) -> None:
+async def _write(event: Event, desired: Desired, *, conn, settings, result: dict, **_deps) -> None:
     change = change_from_payload(event.data, desired)
-    if change.is_fork and desired is Desired.PRESENT and not settings.allow_forks:
-        log.info("%s#%d: fork PR not deployed automatically (GHAPP_ALLOW_FORKS=false)",
-                 change.repository, change.pr_number)
-        result["ignored"] = "fork pull requests are not deployed automatically"
-        return
-    env_id = await store.apply_change(conn, change, settings.env_ttl, settings.push_settle)
+    env_id = await store.apply_change(conn, change, settings.env_ttl, settings.push_settle,
+                                      gate_forks=not settings.allow_forks)
     if env_id is None:
         result["ignored"] = "no environment for this pull request"
     else:

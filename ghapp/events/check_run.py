@@ -1,0 +1,49 @@
+"""`check_run` buttons on our own check runs: Redeploy / Destroy (`requested_action`), and "Re-run"."""
+from __future__ import annotations
+
+from gidgethub.routing import Router
+from gidgethub.sansio import Event
+
+from ghapp.events.payload import field, integer, text
+
+router = Router()
+ACTIONS = {"redeploy": "redeploy", "destroy": "destroy"}
+
+
+async def _store(event: Event, command: str, *, conn, result: dict) -> None:
+    data = event.data
+    env_id = field(data, "check_run.external_id", str, optional=True) or ""
+    env = await conn.fetchrow("SELECT repository, pr_number FROM environments WHERE id = $1 AND repo_id = $2",
+                              int(env_id) if env_id.isdigit() and len(env_id) < 18 else -1,
+                              integer(data, "repository.id"))
+    if env is None:
+        result["ignored"] = "not a check run of a known environment"
+        return
+    await conn.execute(
+        """INSERT INTO commands (source, command, installation_id, repo_id, repository, pr_number, author)
+           VALUES ('check_run', $1, $2, $3, $4, $5, $6)""",
+        command, integer(data, "installation.id"), integer(data, "repository.id"), env["repository"],
+        env["pr_number"], text(data, "sender.login", limit=100))
+    result["command"] = command
+
+
+def _ours(event: Event, settings) -> bool:
+    app_id = field(event.data, "check_run.app.id", int, optional=True)
+    return not settings.offline and str(app_id) == str(settings.app_id)
+
+
+@router.register("check_run", action="requested_action")
+async def requested_action(event: Event, *, conn, settings, result: dict, **_deps) -> None:
+    identifier = field(event.data, "requested_action.identifier", str, optional=True)
+    if not _ours(event, settings) or identifier not in ACTIONS:
+        result["ignored"] = "not one of our check-run buttons"
+        return
+    await _store(event, ACTIONS[identifier], conn=conn, result=result)
+
+
+@router.register("check_run", action="rerequested")
+async def rerequested(event: Event, *, conn, settings, result: dict, **_deps) -> None:
+    if not _ours(event, settings):
+        result["ignored"] = "not our check run"
+        return
+    await _store(event, "redeploy", conn=conn, result=result)

@@ -1,0 +1,1 @@
+"""Talking to GitHub: App authentication, retries, and publishing state to pull requests."""

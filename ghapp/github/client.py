@@ -1,0 +1,107 @@
+"""GitHub App authentication (JWT, installation tokens narrowed to one repository, cached) and an API client that
+retries 5xx, 429 and rate limits with capped backoff honouring `Retry-After`."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+
+import aiohttp
+import cachetools
+from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded
+from gidgethub import apps as gh_apps
+from gidgethub.aiohttp import GitHubAPI
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "ghapp (preview environments)"
+# What the app needs, and nothing more (app.yml asks for the same).
+PERMISSIONS = {"checks": "write", "deployments": "write", "issues": "write", "pull_requests": "read",
+               "metadata": "read"}
+TOKEN_REFRESH_MARGIN = 10 * 60  # installation tokens live an hour; renew with ten minutes to spare
+MAX_RETRIES = 4
+BACKOFF_BASE, BACKOFF_CAP = 1.0, 60.0
+
+
+def retry_delay(exc: BaseException, attempt: int, now: float | None = None) -> float | None:
+    """Seconds to wait before retrying after `exc` on the `attempt`-th try; None: do not retry (pure)."""
+    if attempt > MAX_RETRIES:
+        return None
+    backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    headers = getattr(exc, "headers", None) or {}
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        try:
+            return min(BACKOFF_CAP, max(0.0, float(retry_after)))
+        except ValueError:
+            return backoff
+    if isinstance(exc, RateLimitExceeded):
+        reset = exc.rate_limit.reset_datetime.timestamp()
+        return min(BACKOFF_CAP, max(1.0, reset - (now or time.time())))
+    if isinstance(exc, GitHubBroken):
+        return backoff
+    if isinstance(exc, BadRequest) and exc.status_code == 429:
+        return backoff
+    if isinstance(exc, BadRequest) and exc.status_code == 403 and "secondary rate limit" in str(exc).lower():
+        return 60.0  # GitHub: wait at least a minute when no Retry-After is given
+    return None
+
+
+class RetryingGitHubAPI(GitHubAPI):
+    """gidgethub's client, retrying what GitHub asks to be retried (via its `handle_rate_limit_error` hook)."""
+
+    async def handle_rate_limit_error(self, *, method: str, url: str, exception: HTTPException, attempt: int) -> bool:
+        delay = retry_delay(exception, attempt)
+        if delay is None:
+            return False
+        log.info("GitHub %s %s: %s; retrying in %.1fs", method, url, exception.status_code, delay)
+        await asyncio.sleep(delay)
+        return True
+
+
+class GitHubApp:
+    """One App: its JWT, and installation tokens cached per (installation, repository)."""
+
+    def __init__(self, session: aiohttp.ClientSession, app_id: str, private_key: str, base_url: str):
+        self.session = session
+        self.app_id = str(app_id)
+        self.private_key = private_key
+        self.base_url = base_url
+        self._tokens: cachetools.TTLCache = cachetools.TTLCache(maxsize=4096, ttl=3600)
+        self._locks: dict[tuple, asyncio.Lock] = {}
+        self._app_api = RetryingGitHubAPI(session, USER_AGENT, base_url=base_url)
+
+    def jwt(self) -> str:
+        return gh_apps.get_jwt(app_id=self.app_id, private_key=self.private_key)
+
+    async def app_info(self) -> dict:
+        return await self._app_api.getitem("/app", jwt=self.jwt())
+
+    async def token(self, installation_id: int, repository_id: int | None = None) -> str:
+        key = (installation_id, repository_id)
+        cached = self._tokens.get(key)
+        if cached and cached[1] - time.time() > TOKEN_REFRESH_MARGIN:
+            return cached[0]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(key)
+            if cached and cached[1] - time.time() > TOKEN_REFRESH_MARGIN:
+                return cached[0]
+            body: dict = {"permissions": PERMISSIONS}
+            if repository_id is not None:
+                body["repository_ids"] = [repository_id]
+            data = await self._app_api.post(f"/app/installations/{installation_id}/access_tokens", data=body,
+                                            jwt=self.jwt())
+            expires = dt.datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00")).timestamp()
+            self._tokens[key] = (data["token"], expires)
+            return data["token"]
+
+    async def installation(self, installation_id: int, repository_id: int | None = None) -> GitHubAPI:
+        """A client acting as the installation, narrowed to one repository when given."""
+        token = await self.token(installation_id, repository_id)
+        return RetryingGitHubAPI(self.session, USER_AGENT, oauth_token=token, base_url=self.base_url)
+
+    def forget(self, installation_id: int) -> None:
+        for key in [k for k in self._tokens if k[0] == installation_id]:
+            self._tokens.pop(key, None)

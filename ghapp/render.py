@@ -1,0 +1,242 @@
+"""What people see on the pull request, rendered from an environment's state (pure): the check run, the sticky
+comment and the deployment status. The GitHub publisher and the offline log show exactly this."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+
+from ghapp.contract import CHECK_RUN_NAME, COMMENT_MARKER, Status
+
+MAX_TEXT = 65_535  # GitHub's limit for check-run summary/text and comment bodies
+LOG_LINES = 60
+
+HELP = """\
+| command | what it does |
+|---|---|
+| `/preview deploy` | deploy the current head commit (for a fork, a maintainer's approval of this commit) |
+| `/preview redeploy` | run Terraform again for the deployed commit |
+| `/preview destroy` | destroy the environment (push or `/preview deploy` to bring it back) |
+| `/preview help` | show this help |"""
+
+_STATUS_WORDS = {
+    Status.PENDING: ("🟡", "pending"),
+    Status.CREATING: ("🔵", "deploying"),
+    Status.ACTIVE: ("🟢", "active"),
+    Status.DESTROYING: ("🟠", "destroying"),
+    Status.DESTROYED: ("⚪", "destroyed"),
+    Status.FAILED: ("🔴", "failed"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Everything the rendering needs, as plain data."""
+
+    repository: str
+    pr_number: int
+    status: str
+    desired: str
+    head_sha: str
+    desired_sha: str | None
+    deployed_sha: str | None
+    preview_url: str | None
+    outputs: dict
+    progress: dict | None
+    awaiting_approval: bool
+    attempts: int
+    retrying_at: dt.datetime | None
+    last_error: str | None
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
+    run_action: str | None = None
+    run_started_at: dt.datetime | None = None
+    run_finished_at: dt.datetime | None = None
+    log_tail: str = ""
+    details_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckRunView:
+    sha: str
+    status: str
+    conclusion: str | None
+    title: str
+    summary: str
+    text: str | None = None
+    actions: tuple[tuple[str, str, str], ...] = ()  # (label, description, identifier)
+    started_at: dt.datetime | None = None
+    completed_at: dt.datetime | None = None
+
+    def body(self, details_url: str | None = None, external_id: str | None = None) -> dict:
+        body: dict = {"name": CHECK_RUN_NAME, "status": self.status,
+                      "output": {"title": self.title, "summary": self.summary}}
+        if self.text:
+            body["output"]["text"] = self.text
+        if self.conclusion:
+            body["conclusion"] = self.conclusion
+        if self.started_at:
+            body["started_at"] = iso(self.started_at)
+        if self.completed_at:
+            body["completed_at"] = iso(self.completed_at)
+        body["actions"] = [{"label": l, "description": d, "identifier": i} for l, d, i in self.actions]
+        if details_url:
+            body["details_url"] = details_url
+        if external_id:
+            body["external_id"] = external_id
+        return body
+
+
+@dataclasses.dataclass(frozen=True)
+class DeploymentView:
+    sha: str
+    state: str  # in_progress, success, failure, inactive
+    environment_url: str | None
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Presentation:
+    check_run: CheckRunView | None
+    comment: str
+    deployment: DeploymentView | None
+
+
+def iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+def short(sha: str | None) -> str:
+    return (sha or "")[:7]
+
+
+def fingerprint(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cut_front(text: str, limit: int) -> str:
+    """Keep the end of a long log (errors are there), marking what was cut."""
+    if len(text) <= limit:
+        return text
+    marker = "…(earlier lines cut)\n"
+    return marker + text[-(limit - len(marker)):]
+
+
+def _duration(s: Snapshot) -> str:
+    if s.run_started_at and s.run_finished_at:
+        return f"{(s.run_finished_at - s.run_started_at).total_seconds():.0f} s"
+    return "-"
+
+
+def _progress(s: Snapshot, code: bool = True) -> str:
+    p = s.progress or {}
+    total = p.get("total")
+    done = p.get("done", 0)
+    text = f"{done}/{total} resources" if total is not None else "planning"
+    tick = "`" if code else ""
+    return text + (f", now {tick}{p['current']}{tick}" if p.get("current") else "")
+
+
+def _log_block(s: Snapshot, limit: int) -> str:
+    lines = "\n".join(s.log_tail.splitlines()[-LOG_LINES:]).replace("```", "ʼʼʼ")
+    return f"```\n{cut_front(lines, limit - 10)}\n```" if lines else ""
+
+
+def _outputs_table(outputs: dict) -> str:
+    rows = [f"| `{k}` | {str(v)[:200]} |" for k, v in sorted(outputs.items()) if k != "preview_url"]
+    return "| output | value |\n|---|---|\n" + "\n".join(rows) if rows else ""
+
+
+ACTIONS_ACTIVE = (("Redeploy", "Run Terraform again", "redeploy"), ("Destroy", "Destroy this preview", "destroy"))
+ACTIONS_DESTROYED = (("Redeploy", "Deploy this commit again", "redeploy"),)
+
+
+def check_run(s: Snapshot) -> CheckRunView | None:
+    sha = s.head_sha
+    if s.awaiting_approval:
+        return CheckRunView(sha, "completed", "action_required", "Approval needed",
+                            "This pull request comes from a fork, so its commits are not deployed automatically. "
+                            f"A maintainer's `/preview deploy` comment approves `{short(sha)}`; each later push "
+                            "needs approval again.", completed_at=s.updated_at)
+    if s.desired_sha and s.desired_sha != sha:
+        return None  # the head is not what is deployed here (a fork's unapproved push): nothing to say on it
+    if s.desired == "absent" or s.status in (Status.DESTROYING, Status.DESTROYED):
+        return CheckRunView(sha, "completed", "neutral", "Preview destroyed",
+                            "The preview environment was destroyed. Comment `/preview deploy` or push to bring it "
+                            "back.", actions=ACTIONS_DESTROYED, completed_at=s.updated_at)
+    if s.status == Status.ACTIVE and s.deployed_sha == sha:
+        summary = (f"**{s.preview_url}**\n\nDeployed `{short(sha)}` in {_duration(s)}."
+                   f"\n\n{_outputs_table(s.outputs)}").strip()
+        return CheckRunView(sha, "completed", "success", f"Active: {s.preview_url}", summary,
+                            actions=ACTIONS_ACTIVE, started_at=s.run_started_at, completed_at=s.run_finished_at)
+    if s.status == Status.FAILED and s.retrying_at is None:
+        first = (s.last_error or "failed").strip().splitlines()[0][:200]
+        summary = f"Terraform failed for `{short(sha)}` after {s.attempts} attempt(s):\n\n> {first}"
+        return CheckRunView(sha, "completed", "failure", "Deployment failed", summary,
+                            text=_log_block(s, MAX_TEXT) or None, actions=ACTIONS_ACTIVE,
+                            started_at=s.run_started_at, completed_at=s.run_finished_at)
+    if s.status == Status.FAILED:
+        first = (s.last_error or "failed").strip().splitlines()[0][:200]
+        return CheckRunView(sha, "in_progress", None, f"Attempt {s.attempts} failed, retrying",
+                            f"Terraform failed for `{short(sha)}`:\n\n> {first}\n\nRetrying at {when(s.retrying_at)}.",
+                            text=_log_block(s, MAX_TEXT) or None, started_at=s.run_started_at)
+    if s.status == Status.CREATING:
+        return CheckRunView(sha, "in_progress", None, f"Deploying {short(sha)}: {_progress(s, code=False)}",
+                            f"Terraform is applying `{short(sha)}`: {_progress(s)}.", started_at=s.run_started_at)
+    return CheckRunView(sha, "queued", None, f"Queued {short(sha)}", f"Waiting for a worker to deploy `{short(sha)}`.")
+
+
+def superseded(sha: str, by: str, at: dt.datetime) -> CheckRunView:
+    return CheckRunView(sha, "completed", "neutral", f"Superseded by {short(by)}",
+                        f"A newer commit, `{short(by)}`, is deployed instead.", completed_at=at)
+
+
+def deployment(s: Snapshot) -> DeploymentView | None:
+    if s.status in (Status.DESTROYING, Status.DESTROYED) and s.deployed_sha is None:
+        return DeploymentView("", "inactive", None, "Preview destroyed")
+    sha = s.deployed_sha if s.status == Status.ACTIVE else (s.desired_sha if s.desired == "present" else None)
+    if not sha or s.awaiting_approval and s.status != Status.ACTIVE:
+        return None
+    if s.status == Status.ACTIVE:
+        return DeploymentView(sha, "success", s.preview_url, f"Active at {s.preview_url}"[:140])
+    if s.status == Status.FAILED:
+        return DeploymentView(sha, "failure", None, ((s.last_error or "failed").splitlines() or ["failed"])[0][:140])
+    if s.status == Status.CREATING:
+        return DeploymentView(sha, "in_progress", None, f"Deploying {short(sha)}")
+    return None
+
+
+def comment(s: Snapshot, ttl: float) -> str:
+    icon, word = _STATUS_WORDS.get(Status(s.status), ("", s.status))
+    rows = []
+    if s.awaiting_approval:
+        icon, word = "✋", "waiting for approval"
+    if s.preview_url and s.status == Status.ACTIVE:
+        rows.append(("Preview", s.preview_url))
+    if s.status == Status.CREATING:
+        rows.append(("Progress", _progress(s)))
+    rows.append(("Commit", f"`{short(s.deployed_sha)}`" if s.deployed_sha else "-"))
+    if s.head_sha != s.deployed_sha:
+        rows.append(("Head", f"`{short(s.head_sha)}`"))
+    rows.append(("Updated", when(s.updated_at)))
+    if s.desired == "present" and s.expires_at:
+        rows.append(("Expires", f"{when(s.expires_at)} ({ttl / 3600:g} h after the last push)"))
+    if s.details_url:
+        rows.append(("Details", s.details_url))
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    parts = [COMMENT_MARKER, f"### Preview environment {icon} {word}", "", "| | |\n|---|---|\n" + table]
+    if s.awaiting_approval:
+        parts += ["", f"This pull request comes from a fork: a maintainer's `/preview deploy` approves "
+                      f"`{short(s.head_sha)}` for deployment. Each later push needs approval again."]
+    if s.status == Status.FAILED and s.last_error:
+        retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
+        parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]
+    if s.desired == "absent" and s.status == Status.DESTROYED:
+        parts += ["", "The environment is destroyed. Comment `/preview deploy` to bring it back."]
+    parts += ["", "<details><summary>Commands</summary>", "", HELP, "", "</details>"]
+    return "\n".join(parts)  # bounded: the log block is at most 20,000 characters
