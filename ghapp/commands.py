@@ -11,6 +11,7 @@ import logging
 
 import asyncpg
 import cachetools
+from gidgethub import BadRequest
 
 from ghapp import render, store
 from ghapp.command_parser import Parsed, parse_command  # noqa: F401 - re-exported
@@ -77,6 +78,8 @@ class CommandProcessor:
         except UNAVAILABLE:
             raise
         except Exception as e:  # noqa: BLE001 - GitHub failing: retried with backoff, then given up
+            if isinstance(e, BadRequest) and e.status_code == 401:
+                self.app.forget(cmd["installation_id"])
             if cmd["attempts"] < 6:
                 delay = min(600, 5 * 2 ** cmd["attempts"])
                 log.warning("command %d failed (attempt %d), retrying in %ds: %s", cmd["id"], cmd["attempts"],
@@ -96,7 +99,7 @@ class CommandProcessor:
         gh = await self.app.installation(cmd["installation_id"], cmd["repo_id"])
         repo = f"/repos/{cmd['repository']}"
         if cmd["comment_id"] and cmd["attempts"] == 1:
-            await gh.post(f"{repo}/issues/comments/{cmd['comment_id']}/reactions", data={"content": "eyes"})
+            await self._acknowledge(gh, repo, cmd["comment_id"])
         if cmd["command"] == "help":
             await self._reply(gh, repo, cmd, help_reply(cmd.get("unknown")))
             return "helped"
@@ -126,6 +129,14 @@ class CommandProcessor:
             sha = pr["head"]["sha"] if cmd["command"] == "deploy" else (env.desired_sha or pr["head"]["sha"])
             await store.deploy_head(conn, env.id, sha, approve=is_fork)
         return f"{cmd['command']} {sha[:7]}"
+
+    @staticmethod
+    async def _acknowledge(gh, repo: str, comment_id: int) -> None:
+        """👀 on the comment: seen. Best effort: a comment deleted meanwhile does not stop the command."""
+        try:
+            await gh.post(f"{repo}/issues/comments/{comment_id}/reactions", data={"content": "eyes"})
+        except BadRequest as e:
+            log.info("could not react to comment %d: %s", comment_id, e)
 
     async def _permission(self, gh, repo: str, user: str) -> str:
         key = (repo, user.lower())

@@ -13,6 +13,7 @@ import pytest
 
 from ghapp.config import Settings
 from ghapp.embedded_pg import EmbeddedPostgres
+from tests.fake_github import fake_github  # noqa: F401 - the fixture, shared by every test module
 from tests.support import ROOT, Deliveries
 
 SCRIPTED_MODULE = ROOT / "tests" / "modules" / "scripted"

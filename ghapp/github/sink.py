@@ -24,6 +24,14 @@ class GitHubSink:
     async def publish(self, env: Environment, view: render.Presentation, published: dict) -> None:
         if env.installation_id is None:
             return
+        try:
+            await self._publish(env, view, published)
+        except BadRequest as e:
+            if e.status_code == 401:  # the token was revoked or expired early: get a new one next time
+                self.app.forget(env.installation_id)
+            raise
+
+    async def _publish(self, env: Environment, view: render.Presentation, published: dict) -> None:
         gh = await self.app.installation(env.installation_id, env.repo_id)
         repo = f"/repos/{env.repository}"
         details = f"{self.public_url}/environments/{env.id}"
