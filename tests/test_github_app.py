@@ -346,7 +346,8 @@ def check_run_event(deliveries: Deliveries, github, env_id: int, action: str, id
 
 
 async def test_destroy_button_then_rerun_redeploys(start_app, deliveries, db, github):
-    github.set_permission(REPO, deliveries.payload("check_run.requested_action")["sender"]["login"], "write")
+    for action in ("requested_action", "rerequested"):
+        github.set_permission(REPO, deliveries.payload(f"check_run.{action}")["sender"]["login"], "write")
     client = await start_app()
     env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
     await wait_for(lambda: _active_published(db, env_id), what="active")

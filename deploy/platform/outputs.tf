@@ -1,0 +1,38 @@
+output "cluster_name" {
+  description = "Name of the EKS cluster (aws eks update-kubeconfig --name <cluster_name> --region <region>)."
+  value       = aws_eks_cluster.this.name
+}
+
+output "cluster_endpoint" {
+  description = "URL of the cluster's Kubernetes API."
+  value       = aws_eks_cluster.this.endpoint
+}
+
+output "region" {
+  description = "AWS region of the cluster."
+  value       = var.region
+}
+
+output "load_balancer_hostname" {
+  description = "Host name of the ingress-nginx load balancer that *.<preview_domain> points at."
+  value       = local.load_balancer_hostname
+}
+
+output "preview_wildcard_record" {
+  description = "The wildcard DNS record of the previews."
+  value       = aws_route53_record.previews.fqdn
+}
+
+output "ingress_class_name" {
+  description = "IngressClass to give terraform/kubernetes (its ingress_class_name)."
+  value       = "nginx"
+}
+
+output "preview_module_settings" {
+  description = "Settings for ghapp's ConfigMap (deploy/kubernetes/configmap.yaml) that follow from this platform."
+  value = {
+    TF_VAR_preview_domain          = var.preview_domain
+    TF_VAR_ingress_class_name      = "nginx"
+    TF_VAR_tls_default_certificate = var.default_certificate_secret_name != "" ? "true" : "false"
+  }
+}
