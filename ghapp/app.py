@@ -15,6 +15,7 @@ from ghapp.commands import CommandProcessor
 from ghapp.config import Settings
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.sink import GitHubSink
+from ghapp.periodic import Resync, reaper
 from ghapp.publish import LogSink, Publisher
 from ghapp.tasks import forever
 from ghapp.terraform import Terraform, find_binary
@@ -91,6 +92,9 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         processor = CommandProcessor(app[keys.POOL], github, settings)
         app[keys.COMMANDS_WAKE] = processor.wake
         tasks.append(_when_ready(app, "command processor", processor.run))
+        tasks.append(_when_ready(app, "resync", Resync(app[keys.POOL], github, settings).run))
+    reap_every = min(60.0, max(1.0, settings.env_ttl / 20))
+    tasks.append(_when_ready(app, "reaper", lambda: reaper(app[keys.POOL], reap_every)))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
     tasks.append(_when_ready(app, "publisher", publisher.run))
     running = [asyncio.create_task(t) for t in tasks]

@@ -127,7 +127,7 @@ class CommandProcessor:
                 await store.apply_change(conn, change, self.settings.env_ttl, gate_forks=True)
                 env = await store.find_environment(conn, cmd["repository"], cmd["pr_number"])
             sha = pr["head"]["sha"] if cmd["command"] == "deploy" else (env.desired_sha or pr["head"]["sha"])
-            await store.deploy_head(conn, env.id, sha, approve=is_fork)
+            await store.deploy_head(conn, env.id, sha, approve=is_fork, ttl_seconds=self.settings.env_ttl)
         return f"{cmd['command']} {sha[:7]}"
 
     @staticmethod

@@ -51,7 +51,7 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         updated_at=env.updated_at, expires_at=env.expires_at,
         run_action=run["action"] if run else None, run_started_at=run["started_at"] if run else None,
         run_finished_at=run["finished_at"] if run else None, log_tail=tail,
-        details_url=f"{settings.base_url}/environments/{env.id}",
+        details_url=f"{settings.base_url}/environments/{env.id}", expired=env.expired_at is not None,
     )
 
 

@@ -55,6 +55,7 @@ class Snapshot:
     run_finished_at: dt.datetime | None = None
     log_tail: str = ""
     details_url: str | None = None
+    expired: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +237,10 @@ def comment(s: Snapshot, ttl: float) -> str:
     if s.status == Status.FAILED and s.last_error:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]
-    if s.desired == "absent" and s.status == Status.DESTROYED:
+    if s.desired == "absent" and s.expired:
+        parts += ["", f"The environment expired after {ttl / 3600:g} h without a push and was destroyed. "
+                      "Push, or comment `/preview deploy`, to bring it back."]
+    elif s.desired == "absent" and s.status == Status.DESTROYED:
         parts += ["", "The environment is destroyed. Comment `/preview deploy` to bring it back."]
     parts += ["", "<details><summary>Commands</summary>", "", HELP, "", "</details>"]
     return "\n".join(parts)  # bounded: the log block is at most 20,000 characters

@@ -86,6 +86,7 @@ class Environment:
     published: dict = dataclasses.field(default_factory=dict)
     publish_attempts: int = 0
     github_gone: bool = False
+    expired_at: dt.datetime | None = None
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Environment:
@@ -120,6 +121,7 @@ ON CONFLICT (repo_id, pr_number) DO UPDATE SET
     last_activity_at = now(),
     expires_at = CASE WHEN EXCLUDED.desired = 'present' THEN EXCLUDED.expires_at ELSE e.expires_at END,
     github_gone = false,
+    expired_at = CASE WHEN EXCLUDED.desired = 'present' THEN NULL ELSE e.expired_at END,
     updated_at = now()
 RETURNING id, name, generation, (xmax = 0) AS inserted
 """.format(changed="(e.desired, e.desired_sha) IS DISTINCT FROM (EXCLUDED.desired, EXCLUDED.desired_sha)")
@@ -154,7 +156,8 @@ async def apply_change(conn: asyncpg.Connection, change: PullRequestChange, ttl_
     return row["id"]
 
 
-async def deploy_head(conn: asyncpg.Connection, env_id: int, head_sha: str, *, approve: bool) -> None:
+async def deploy_head(conn: asyncpg.Connection, env_id: int, head_sha: str, *, approve: bool,
+                      ttl_seconds: float) -> None:
     """A person asked for `head_sha` to be deployed (again): desired present there, a new generation even if
     nothing else changed (redeploy); `approve` records a maintainer's approval of a fork's commit."""
     await conn.execute(
@@ -162,24 +165,41 @@ async def deploy_head(conn: asyncpg.Connection, env_id: int, head_sha: str, *, a
                approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END,
                generation = generation + 1, attempts = 0, next_attempt_at = now(), last_activity_at = now(),
                status = CASE WHEN status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE status END,
-               updated_at = now()
-           WHERE id = $1""", env_id, head_sha, approve)
+               expires_at = now() + make_interval(secs => $4), expired_at = NULL, updated_at = now()
+           WHERE id = $1""", env_id, head_sha, approve, ttl_seconds)
     await notify(conn, env_id)
+
+
+ABSENT = """desired = 'absent', updated_at = now(),
+    generation = generation + (CASE WHEN desired = 'present' THEN 1 ELSE 0 END),
+    next_attempt_at = CASE WHEN desired = 'present' THEN now() ELSE next_attempt_at END,
+    attempts = CASE WHEN desired = 'present' THEN 0 ELSE attempts END,
+    status = CASE WHEN desired = 'present' AND status IN ('active', 'failed', 'pending') THEN 'pending'
+                  ELSE status END"""
+
+
+async def expire(conn: asyncpg.Connection) -> list[int]:
+    """Environments with no push for their TTL: destroyed, remembering why. Returns their ids."""
+    rows = await conn.fetch(
+        f"""UPDATE environments SET expired_at = now(), {ABSENT}
+            WHERE desired = 'present' AND expires_at < now() RETURNING id""")
+    for row in rows:
+        await notify(conn, row["id"])
+    return [r["id"] for r in rows]
 
 
 async def request_destroy(conn: asyncpg.Connection, env_id: int) -> bool:
     """An operator's destroy: desired absent whatever the PR says. False if no such environment."""
-    status = await conn.execute(
-        """UPDATE environments SET desired = 'absent', updated_at = now(),
-               generation = generation + (CASE WHEN desired = 'absent' THEN 0 ELSE 1 END),
-               attempts = 0, next_attempt_at = now(),
-               status = CASE WHEN desired = 'present' AND status IN ('active', 'failed', 'pending')
-                             THEN 'pending' ELSE status END
-           WHERE id = $1""", env_id)
-    if status == "UPDATE 0":
+    if await conn.execute(f"UPDATE environments SET {ABSENT} WHERE id = $1", env_id) == "UPDATE 0":
         return False
     await notify(conn, env_id)
     return True
+
+
+async def mark_closed(conn: asyncpg.Connection, env_id: int) -> None:
+    """The PR was found closed (a missed `closed` event): destroy its environment."""
+    await conn.execute(f"UPDATE environments SET {ABSENT} WHERE id = $1 AND desired = 'present'", env_id)
+    await notify(conn, env_id)
 
 
 async def notify(conn: asyncpg.Connection, env_id: int) -> None:

@@ -45,6 +45,7 @@ STATES = {
         log_tail=FAILED_LOG, run_action="apply", run_started_at=T0 - dt.timedelta(seconds=20),
         run_finished_at=T0),
     "destroyed": dataclasses.replace(BASE, status="destroyed", desired="absent"),
+    "expired": dataclasses.replace(BASE, status="destroyed", desired="absent", expired=True),
     "awaiting-approval": dataclasses.replace(
         BASE, status="pending", desired="absent", desired_sha=None, awaiting_approval=True),
     "new-push-on-active": dataclasses.replace(

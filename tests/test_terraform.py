@@ -172,7 +172,7 @@ async def test_operator_pg_conn_str_wins(tmp_path, terraform_bin, monkeypatch):
 
 
 async def test_cancelling_a_run_interrupts_the_whole_process_group(module, tmp_path, terraform_bin):
-    delay = f"60.{os.getpid()}{id(module) % 1000}"  # a command line no other test runs
+    delay = str(600 + os.getpid() % 997)  # a command line no other test runs (an integer: Terraform rewrites numbers)
     tf = runner(module, tmp_path, terraform_bin, extra_env={"TF_VAR_delay": delay}, interrupt_grace=5)
     seen = Lines()
     task = asyncio.create_task(tf.run(Action.APPLY, inputs(), seen))

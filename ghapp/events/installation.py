@@ -5,19 +5,13 @@ from __future__ import annotations
 from gidgethub.routing import Router
 from gidgethub.sansio import Event
 
+from ghapp import store
 from ghapp.contract import NOTIFY_CHANNEL
 from ghapp.events.payload import MalformedPayload, field, integer
 
 router = Router()
 
-_GONE = """UPDATE environments SET github_gone = true, updated_at = now(),
-               generation = generation + (CASE WHEN desired = 'present' THEN 1 ELSE 0 END),
-               next_attempt_at = CASE WHEN desired = 'present' THEN now() ELSE next_attempt_at END,
-               attempts = CASE WHEN desired = 'present' THEN 0 ELSE attempts END,
-               status = CASE WHEN desired = 'present' AND status IN ('active', 'failed') THEN 'pending'
-                             ELSE status END,
-               desired = 'absent'
-           WHERE {where}"""
+_GONE = "UPDATE environments SET github_gone = true, " + store.ABSENT + " WHERE {where}"
 
 
 async def _gone(conn, where: str, *args, result: dict) -> None:
