@@ -130,6 +130,20 @@ def destroy(settings: Settings, target: str) -> int:
     return 0
 
 
+def setup(settings: Settings, args: argparse.Namespace) -> int:
+    from ghapp.setup import run_setup
+
+    public_url = (args.public_url or settings.public_url or "").rstrip("/")
+    if not public_url.startswith("https://"):
+        raise ConfigError("GitHub must reach the app over HTTPS: pass --public-url https://... or set GHAPP_PUBLIC_URL")
+    created = asyncio.run(run_setup(args.manifest, host=settings.host, port=args.port or settings.port,
+                                    public_url=public_url, api_url=settings.github_api_url,
+                                    directory=Path.cwd(), org=args.org))
+    print(f"Created the App {created['slug']} (id {created['id']}); its key is in {created['key']} and .env has "
+          "GITHUB_APP_ID, GITHUB_PRIVATE_KEY_PATH and GITHUB_WEBHOOK_SECRET (both files mode 0600).")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghapp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -146,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     env_cmd.add_argument("--json", action="store_true")
     des = sub.add_parser("destroy", help="destroy the environment of OWNER/REPO#N")
     des.add_argument("target")
+    setup = sub.add_parser("setup", help="create the GitHub App from app.yml (App-manifest flow)")
+    setup.add_argument("--manifest", type=Path, default=Path("app.yml"))
+    setup.add_argument("--org", help="create the App under this organization (default: your account)")
+    setup.add_argument("--public-url", help="where GitHub reaches this app (default GHAPP_PUBLIC_URL)")
+    setup.add_argument("--port", type=int, default=None, help="local port for the setup page (default GHAPP_PORT)")
     return parser
 
 
@@ -166,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             return migrate(settings)
         if args.command == "envs":
             return envs(settings, args.json)
+        if args.command == "setup":
+            return setup(settings, args)
         return destroy(settings, args.target)
     except ConfigError as e:
         print(f"ghapp: configuration error: {e}", file=sys.stderr)
