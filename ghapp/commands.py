@@ -14,7 +14,6 @@ import cachetools
 from gidgethub import BadRequest
 
 from ghapp import render, store
-from ghapp.command_parser import Parsed, parse_command  # noqa: F401 - re-exported
 from ghapp.config import Settings
 from ghapp.contract import Desired
 from ghapp.db import UNAVAILABLE

@@ -2,8 +2,10 @@
 real HTTP servers, and the real GitHub deliveries from ../shared/github/webhooks."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -14,7 +16,9 @@ import pytest
 from ghapp.config import Settings
 from ghapp.embedded_pg import EmbeddedPostgres
 from tests.fake_github import fake_github  # noqa: F401 - the fixture, shared by every test module
-from tests.support import ROOT, Deliveries
+from ghapp import keys
+from ghapp.app import create_app
+from tests.support import ROOT, Deliveries, ServeProcess, free_port, processes_with, wait_for
 
 SCRIPTED_MODULE = ROOT / "tests" / "modules" / "scripted"
 LOCAL_MODULE = ROOT / "terraform" / "local"
@@ -99,6 +103,52 @@ def settings(tmp_path, database_url, terraform_bin) -> Settings:
         shutdown_grace=5.0,
         push_settle=1.0,
     )
+
+
+@pytest.fixture
+def start_app(settings, aiohttp_client):
+    """Start the whole app (a real HTTP server and client) on the test's database with `settings` changed by
+    keyword arguments; returns the client once migrations are applied. `workers=False`: no Terraform runs."""
+    async def start(*, workers: bool = True, **changes):
+        app = create_app(settings.replace(**changes), workers=workers)
+        client = await aiohttp_client(app)
+        await wait_for(lambda: _ready(app), what="migrations")
+        return client
+    return start
+
+
+async def _ready(app):
+    return app[keys.READY].is_set()
+
+
+@pytest.fixture
+def serve(tmp_path, database_url, terraform_bin):
+    """Start `ghapp serve` processes on terraform/local, sharing one data dir and database; all are killed at the
+    end, with whatever previews they left."""
+    started: list[ServeProcess] = []
+    data_dir = tmp_path / "data"
+    port_base = 30000 + os.getpid() % 5000
+
+    def make(**extra) -> ServeProcess:
+        env = {**os.environ, "DATABASE_URL": database_url, "GHAPP_DATA_DIR": str(data_dir),
+               "GHAPP_TERRAFORM_MODULE": str(LOCAL_MODULE), "GHAPP_TERRAFORM_BIN": terraform_bin,
+               "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GHAPP_LEASE_TTL": "3s", "GHAPP_POLL_INTERVAL": "0.5s",
+               "GHAPP_PUSH_SETTLE": "0", "GHAPP_SHUTDOWN_GRACE": "2s", "TF_VAR_port_base": str(port_base),
+               **extra}
+        env.pop("GITHUB_APP_ID", None)
+        port = free_port()
+        env["GHAPP_PORT"] = str(port)
+        proc = ServeProcess(env, port, tmp_path / f"serve-{len(started)}.log")
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.kill()
+    for pid in processes_with(str(data_dir)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
 import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from ghapp.cli import sign
 
@@ -164,5 +166,23 @@ class ServeProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def ready(proc: ServeProcess) -> bool:
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{proc.url}/readyz") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def deliver(proc: ServeProcess, deliveries: Deliveries, data: dict, event: str = "pull_request") -> dict:
+    """POST a signed delivery to a `ghapp serve` process; it must be accepted."""
+    body, headers = deliveries.signed(event, data)
+    async with aiohttp.ClientSession() as s, s.post(f"{proc.url}/webhooks", data=body, headers=headers) as r:
+        assert r.status == 202, await r.text()
+        return await r.json()

@@ -8,8 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support import environment, fake_sha, processes_with, runs, wait_for
-from tests.test_recovery import deliver, ready, serve  # noqa: F401 - the `serve` fixture
+from tests.support import deliver, environment, fake_sha, processes_with, ready, runs, wait_for
 
 TRAPPING = "trap '' TERM; exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"  # slow to stop: destroy lasts
 

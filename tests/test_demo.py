@@ -11,8 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import ROOT, processes_with, wait_for
-from tests.test_recovery import free_port
+from tests.support import ROOT, free_port, processes_with, wait_for
 
 
 class Demo:

@@ -8,8 +8,7 @@ from ghapp import keys
 from ghapp.app import create_app
 from ghapp.embedded_pg import EmbeddedPostgres
 from tests.conftest import ROOT
-from tests.support import wait_for
-from tests.test_recovery import free_port
+from tests.support import free_port, wait_for
 
 PG_MODULE = ROOT / "tests" / "modules" / "pgstate"
 

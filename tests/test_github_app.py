@@ -6,8 +6,6 @@ import copy
 
 import pytest
 
-from ghapp import keys
-from ghapp.app import create_app
 from tests.support import Deliveries, environment, fake_sha, wait_for
 
 REPO = "Codertocat/Hello-World"
@@ -26,19 +24,12 @@ def github(fake_github):
 
 
 @pytest.fixture
-def start_app(settings, aiohttp_client, github):
+def start_app(start_app, github):
+    """The shared `start_app`, as the GitHub App talking to the fake GitHub."""
     async def start(**changes):
-        app = create_app(settings.replace(app_id=str(github.app_id), private_key=github.private_key_pem,
-                                          github_api_url=github.base_url,
-                                          public_url="https://ghapp.example.com", **changes))
-        client = await aiohttp_client(app)
-        await wait_for(lambda: _ready(app), what="migrations")
-        return client
+        return await start_app(app_id=str(github.app_id), private_key=github.private_key_pem,
+                               github_api_url=github.base_url, public_url="https://ghapp.example.com", **changes)
     return start
-
-
-async def _ready(app):
-    return app[keys.READY].is_set()
 
 
 async def post(client, deliveries: Deliveries, event: str, data: dict) -> dict:

@@ -4,26 +4,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from ghapp import keys
-from ghapp.app import create_app
 from ghapp.github.client import GitHubApp
 from ghapp.periodic import Resync
 from tests.support import environment, fake_sha, runs, wait_for
 from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA
-
-
-@pytest.fixture
-def start_app(settings, aiohttp_client):
-    async def start(**changes):
-        app = create_app(settings.replace(**changes))
-        client = await aiohttp_client(app)
-        await wait_for(lambda: _ready(app), what="migrations")
-        return client
-    return start
-
-
-async def _ready(app):
-    return app[keys.READY].is_set()
 
 
 async def post(client, deliveries, event, data):

@@ -417,9 +417,9 @@ def test_preview_stops_when_the_lifetime_lock_owner_dies(make_preview, spawned, 
 
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    wait_for(lambda: not preview_pids(preview.env_dir) and not port_open(preview.port), 15,
-             "the preview to stop by itself", preview.diagnose)
-    assert not _alive(pid)
+    # An exiting process shows an empty environ and cmdline before it is a zombie: wait on the pid too.
+    wait_for(lambda: not _alive(pid) and not preview_pids(preview.env_dir) and not port_open(preview.port),
+             15, "the preview to stop by itself", preview.diagnose)
     assert "lifetime lock" in (preview.env_dir / "preview.log").read_text()
     preview.destroy_ok()
 

@@ -3,25 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from ghapp import keys
-from ghapp.app import create_app
 from tests.support import environment, fake_sha, runs, wait_for
-
-
-@pytest.fixture
-def start_app(settings, aiohttp_client):
-    async def start(**changes):
-        app = create_app(settings.replace(**changes))
-        client = await aiohttp_client(app)
-        await wait_for(lambda: _ready(app), what="migrations")
-        return client
-    return start
-
-
-async def _ready(app):
-    return app[keys.READY].is_set()
 
 
 async def post(client, deliveries, event: str, data: dict, delivery_id: str | None = None):

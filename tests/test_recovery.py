@@ -2,74 +2,18 @@
 SIGTERM; and the database going away under a running app."""
 from __future__ import annotations
 
-import os
 import signal
-import socket
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from ghapp import keys
 from ghapp.app import create_app
 from ghapp.embedded_pg import EmbeddedPostgres
-from tests.conftest import LOCAL_MODULE, WEBHOOK_SECRET
-from tests.support import ServeProcess, environment, processes_in_dir, processes_with, runs, wait_for
+from tests.support import (deliver, environment, processes_in_dir, processes_with, ready, runs,
+                           wait_for)
 
 SLOW_START = "sleep 4; exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def serve(tmp_path, database_url, terraform_bin):
-    """Start `ghapp serve` processes sharing one data dir and database; all are killed at the end."""
-    started: list[ServeProcess] = []
-    data_dir = tmp_path / "data"
-    port_base = 30000 + os.getpid() % 5000
-
-    def make(**extra) -> ServeProcess:
-        env = {**os.environ, "DATABASE_URL": database_url, "GHAPP_DATA_DIR": str(data_dir),
-               "GHAPP_TERRAFORM_MODULE": str(LOCAL_MODULE), "GHAPP_TERRAFORM_BIN": terraform_bin,
-               "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GHAPP_LEASE_TTL": "3s", "GHAPP_POLL_INTERVAL": "0.5s",
-               "GHAPP_PUSH_SETTLE": "0", "GHAPP_SHUTDOWN_GRACE": "2s", "TF_VAR_port_base": str(port_base),
-               "TF_VAR_command": SLOW_START, **extra}
-        env.pop("GITHUB_APP_ID", None)
-        port = free_port()
-        env["GHAPP_PORT"] = str(port)
-        proc = ServeProcess(env, port, tmp_path / f"serve-{len(started)}.log")
-        proc.start()
-        started.append(proc)
-        return proc
-
-    yield make
-    for proc in started:
-        proc.kill()
-    # whatever the tests left: destroy the previews through Terraform's own way would need the app; kill them
-    for pid in processes_with(str(data_dir)):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-async def ready(proc: ServeProcess):
-    try:
-        async with aiohttp.ClientSession() as s, s.get(f"{proc.url}/readyz") as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
-async def deliver(proc: ServeProcess, deliveries, data: dict, event: str = "pull_request") -> dict:
-    body, headers = deliveries.signed(event, data)
-    async with aiohttp.ClientSession() as s, s.post(f"{proc.url}/webhooks", data=body, headers=headers) as r:
-        assert r.status == 202, await r.text()
-        return await r.json()
 
 
 def supervisors(env_name: str) -> list[int]:
@@ -78,14 +22,14 @@ def supervisors(env_name: str) -> list[int]:
 
 
 async def test_sigkill_during_apply_then_restart_converges_without_duplicates(serve, deliveries, db):
-    first = serve()
+    first = serve(TF_VAR_command=SLOW_START)
     await wait_for(lambda: ready(first), what="serve ready")
     env_id = (await deliver(first, deliveries, deliveries.pull_request("opened")))["environment_id"]
     env = await wait_for(lambda: _status(db, env_id, "creating"), what="apply started")
     await wait_for(lambda: _supervisor_started(env["name"]), what="the preview process to be started")
 
     first.kill(signal.SIGKILL)
-    second = serve()
+    second = serve(TF_VAR_command=SLOW_START)
     env = await wait_for(lambda: _converged(db, env_id, "active"), timeout=60, what="active after the restart")
 
     assert len(supervisors(env["name"])) == 1, "a duplicate preview process was left running"

@@ -29,18 +29,11 @@ GITHUB_SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f43
 
 
 @pytest.fixture
-def start_app(settings, aiohttp_client):
-    """The real app on the test database, migrated; without workers unless asked (no Terraform runs)."""
+def start_app(start_app):
+    """The shared `start_app`, without workers unless asked: intake alone runs no Terraform."""
     async def start(*, workers: bool = False, **changes):
-        app = create_app(settings.replace(**changes), workers=workers)
-        client = await aiohttp_client(app)
-        await wait_for(lambda: _ready(app), what="migrations")
-        return client
+        return await start_app(workers=workers, **changes)
     return start
-
-
-async def _ready(app):
-    return app[keys.READY].is_set()
 
 
 async def send(client, body: bytes, headers: dict[str, str]) -> tuple[int, dict | str]:
