@@ -256,10 +256,15 @@ async def _reply_from_bot(github, start: str):
 
 async def test_help_and_unknown_commands_get_the_help(start_app, deliveries, db, github):
     client = await start_app()
-    await post(client, deliveries, "issue_comment", comment_on_pr(deliveries, "/preview launch-rockets"))
+    data = comment_on_pr(deliveries, "/preview launch-rockets", github=github)
+    await post(client, deliveries, "issue_comment", data)
     reply = await wait_for(lambda: _reply_from_bot(github, "`/preview launch-rockets` is not a command"),
                            what="help")
     assert "/preview redeploy" in reply["body"]
+    github.assert_operations(["apps/create-installation-access-token", "reactions/create-for-issue-comment",
+                              "issues/create-comment"])
+    assert github.calls("reactions/create-for-issue-comment")[0].json == {"content": "eyes"}
+    assert github.calls("apps/create-installation-access-token")[0].json["repository_ids"] == [REPO_ID]
 
 
 @pytest.mark.parametrize("variant", ["bot", "not a PR", "no command", "quoted", "in a code block"])
