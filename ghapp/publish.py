@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 3.0  # seconds between two updates of a running environment (rate limits)
 BATCH = 20
+WAKE_COALESCE = 0.1
 _LOCK_SPACE = 0x70756231  # advisory locks: one publisher per environment across replicas
 
 
@@ -85,6 +86,7 @@ class Publisher:
                 if not busy:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), min(1.0, self.settings.poll_interval))
+                        await asyncio.sleep(WAKE_COALESCE)  # one pass for a burst of changes
                     self._wake.clear()
         finally:
             listener.cancel()

@@ -98,33 +98,34 @@ class Environment:
         return cls(**values)
 
 
-_UPSERT = """
-INSERT INTO environments AS e (repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
-                               is_fork, desired, desired_sha, head_sha, expires_at, observed_generation)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now() + make_interval(secs => $13),
-        CASE WHEN $10 = 'absent' THEN 1 ELSE 0 END)
-ON CONFLICT (repo_id, pr_number) DO UPDATE SET
-    repository = EXCLUDED.repository,
-    installation_id = coalesce(EXCLUDED.installation_id, e.installation_id),
-    head_ref = EXCLUDED.head_ref,
-    author = EXCLUDED.author,
-    title = EXCLUDED.title,
-    pr_url = EXCLUDED.pr_url,
-    is_fork = EXCLUDED.is_fork,
-    head_sha = EXCLUDED.head_sha,
-    desired = EXCLUDED.desired,
-    desired_sha = EXCLUDED.desired_sha,
+_INSERT = """
+INSERT INTO environments (id, name, repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
+                          is_fork, desired, desired_sha, head_sha, expires_at, observed_generation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() + make_interval(secs => $15),
+        CASE WHEN $12 = 'absent' THEN 1 ELSE 0 END)
+ON CONFLICT (repo_id, pr_number) DO NOTHING
+RETURNING id, pg_notify($16, id::text)
+"""
+
+_UPDATE = """
+UPDATE environments AS e SET
+    repository = $2, installation_id = coalesce($3, e.installation_id), head_ref = $4, author = $5, title = $6,
+    pr_url = $7, is_fork = $8, head_sha = $11,
+    desired = $9, desired_sha = $10,
     generation = e.generation + (CASE WHEN {changed} THEN 1 ELSE 0 END),
     status = CASE WHEN {changed} AND e.status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE e.status END,
     attempts = CASE WHEN {changed} THEN 0 ELSE e.attempts END,
-    next_attempt_at = CASE WHEN {changed} THEN now() + make_interval(secs => $14) ELSE e.next_attempt_at END,
+    -- a burst of pushes settles into one run at the last SHA; a destroy is due at once
+    next_attempt_at = CASE WHEN NOT {changed} THEN e.next_attempt_at
+                           WHEN $9 = 'present' THEN now() + make_interval(secs => $13) ELSE now() END,
     last_activity_at = now(),
-    expires_at = CASE WHEN EXCLUDED.desired = 'present' THEN EXCLUDED.expires_at ELSE e.expires_at END,
+    expires_at = CASE WHEN $9 = 'present' THEN now() + make_interval(secs => $12) ELSE e.expires_at END,
+    expired_at = CASE WHEN $9 = 'present' THEN NULL ELSE e.expired_at END,
     github_gone = false,
-    expired_at = CASE WHEN EXCLUDED.desired = 'present' THEN NULL ELSE e.expired_at END,
     updated_at = now()
-RETURNING id, name, generation, (xmax = 0) AS inserted
-""".format(changed="(e.desired, e.desired_sha) IS DISTINCT FROM (EXCLUDED.desired, EXCLUDED.desired_sha)")
+WHERE e.id = $1
+RETURNING id, pg_notify($14, id::text)
+""".format(changed="(e.desired, e.desired_sha) IS DISTINCT FROM ($9, $10)")
 
 
 async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str) -> bool:
@@ -136,24 +137,31 @@ async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str
 
 async def apply_change(conn: asyncpg.Connection, change: PullRequestChange, ttl_seconds: float,
                        settle_seconds: float = 0.0, gate_forks: bool = True) -> int | None:
-    """Write the desired state of one PR; returns the environment id (None: nothing to do, e.g. closing an unknown
-    PR). A change to an existing environment is due after `settle_seconds`, so a burst of pushes ends in one run
-    at the last SHA. Wakes the workers when something changed."""
+    """Write the desired state of one PR (inside the caller's transaction); returns the environment id (None:
+    nothing to do, e.g. closing an unknown PR). A new SHA for an existing environment is due after
+    `settle_seconds`, so a burst of pushes ends in one run at the last SHA. Wakes the workers."""
     current = await conn.fetchrow(
-        "SELECT desired, desired_sha, approved_sha FROM environments WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE",
-        change.repo_id, change.pr_number)
+        """SELECT id, desired, desired_sha, approved_sha FROM environments
+           WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE""", change.repo_id, change.pr_number)
     if current is None and change.desired is Desired.ABSENT:
         return None
-    desired, sha = desired_state(change, current and DesiredNow(**current), gate_forks and change.is_fork)
-    row = await conn.fetchrow(
-        _UPSERT, change.repo_id, change.repository, change.pr_number, change.installation_id, change.head_ref,
-        change.author, change.title, change.pr_url, change.is_fork, str(desired), sha, change.head_sha,
-        ttl_seconds, settle_seconds)
-    if row["name"] is None:
-        await conn.execute("UPDATE environments SET name = $2 WHERE id = $1", row["id"],
-                           environment_name(row["id"], change.repository, change.pr_number))
-    await notify(conn, row["id"])
-    return row["id"]
+    now = current and DesiredNow(current["desired"], current["desired_sha"], current["approved_sha"])
+    desired, sha = desired_state(change, now, gate_forks and change.is_fork)
+    if current is None:
+        env_id = await conn.fetchval("SELECT nextval('environments_id_seq')")
+        inserted = await conn.fetchrow(
+            _INSERT, env_id, environment_name(env_id, change.repository, change.pr_number), change.repo_id,
+            change.repository, change.pr_number, change.installation_id, change.head_ref, change.author,
+            change.title, change.pr_url, change.is_fork, str(desired), sha, change.head_sha, ttl_seconds,
+            NOTIFY_CHANNEL)
+        if inserted is not None:
+            return env_id
+        return await apply_change(conn, change, ttl_seconds, settle_seconds, gate_forks)  # inserted meanwhile
+    await conn.fetchrow(
+        _UPDATE, current["id"], change.repository, change.installation_id, change.head_ref, change.author,
+        change.title, change.pr_url, change.is_fork, str(desired), sha, change.head_sha, ttl_seconds,
+        settle_seconds, NOTIFY_CHANNEL)
+    return current["id"]
 
 
 async def deploy_head(conn: asyncpg.Connection, env_id: int, head_sha: str, *, approve: bool,
@@ -349,3 +357,50 @@ async def prune_deliveries(conn: asyncpg.Connection, older_than_days: float = 7)
     status = await conn.execute(
         "DELETE FROM deliveries WHERE received_at < now() - make_interval(days => $1::int)", int(older_than_days))
     return int(status.split()[-1])
+
+
+# --- reads for the dashboard and metrics -----------------------------------------------------------------------------
+
+LIST_COLUMNS = ("id", "name", "repository", "pr_number", "title", "author", "pr_url", "status", "desired",
+                "desired_sha", "deployed_sha", "preview_url", "created_at", "expires_at")
+
+
+async def list_environments_newest(conn: asyncpg.Connection, *, status: str | None = None,
+                                   repository: str | None = None, before: int | None = None,
+                                   limit: int = 100) -> list[asyncpg.Record]:
+    """The columns a list shows (`LIST_COLUMNS`), newest first; keyset pagination: the next page is `before` the
+    last id shown. Records, not `Environment`s: a page of 1,000 costs no JSON decoding."""
+    return await conn.fetch(
+        f"""SELECT {", ".join(LIST_COLUMNS)} FROM environments
+           WHERE ($1::bigint IS NULL OR id < $1) AND ($2::text IS NULL OR status = $2)
+             AND ($3::text IS NULL OR repository = $3)
+           ORDER BY id DESC LIMIT $4""", before, status, repository, limit)
+
+
+async def count_by_repository_and_status(conn: asyncpg.Connection) -> list[tuple[str, str, int]]:
+    rows = await conn.fetch("SELECT repository, status, count(*) AS n FROM environments GROUP BY 1, 2 ORDER BY 1, 2")
+    return [(r["repository"], r["status"], r["n"]) for r in rows]
+
+
+async def count_by_status(conn: asyncpg.Connection) -> dict[str, tuple[int, int]]:
+    """status → (environments, of which unconverged), in one GROUP BY."""
+    rows = await conn.fetch(
+        """SELECT status, count(*) AS n, count(*) FILTER (WHERE generation > observed_generation) AS unconverged
+           FROM environments GROUP BY status""")
+    return {r["status"]: (r["n"], r["unconverged"]) for r in rows}
+
+
+async def get_run(conn: asyncpg.Connection, run_id: int) -> dict | None:
+    row = await conn.fetchrow(
+        """SELECT id, environment_id, action, sha, state, started_at, finished_at, exit_code, error FROM runs
+           WHERE id = $1""", run_id)
+    return dict(row) if row else None
+
+
+async def run_log_tail(conn: asyncpg.Connection, run_id: int, limit: int) -> tuple[list[dict], int]:
+    """The last `limit` lines of a run in order, and how many lines there are in all."""
+    rows = await conn.fetch(
+        """SELECT seq, at, line, count(*) OVER () AS total FROM
+             (SELECT seq, at, line FROM run_logs WHERE run_id = $1) l ORDER BY seq DESC LIMIT $2""", run_id, limit)
+    total = rows[0]["total"] if rows else 0
+    return [{"seq": r["seq"], "at": r["at"], "line": r["line"]} for r in reversed(rows)], total
