@@ -54,6 +54,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    if not request.app[keys.READY].is_set():
+        return web.json_response({"status": "starting: migrations not applied yet"}, status=503)
     try:
         async with request.app[keys.POOL].acquire(timeout=3) as conn:
             if not await schema_is_current(conn):
@@ -106,5 +108,10 @@ async def get_environment(request: web.Request) -> web.Response:
 async def run_log(request: web.Request) -> web.Response:
     after = _int_param(request, "after", -1, -1, 2**31)
     async with request.app[keys.POOL].acquire() as conn:
-        lines = await store.run_log(conn, int(request.match_info["id"]), after)
-    return web.json_response({"lines": [{"seq": l["seq"], "at": _time(l["at"]), "line": l["line"]} for l in lines]})
+        run = await store.get_run(conn, int(request.match_info["id"]))  # before the lines: none is missed
+        if run is None:
+            raise web.HTTPNotFound(text="no such run")
+        lines = await store.run_log(conn, run["id"], after)
+    return web.json_response({
+        "run": {**run, "started_at": _time(run["started_at"]), "finished_at": _time(run["finished_at"])},
+        "lines": [{"seq": l["seq"], "at": _time(l["at"]), "line": l["line"]} for l in lines]})

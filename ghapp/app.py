@@ -10,7 +10,7 @@ from aiohttp import web
 
 import aiohttp
 
-from ghapp import api, db, keys, webhooks
+from ghapp import api, dashboard, db, keys, metrics, webhooks
 from ghapp.commands import CommandProcessor
 from ghapp.config import Settings
 from ghapp.github.client import USER_AGENT, GitHubApp
@@ -38,8 +38,10 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
     app = web.Application(client_max_size=webhooks.MAX_BODY, middlewares=[database_errors])
     app[keys.SETTINGS] = settings
     app[keys.READY] = asyncio.Event()
-    app.router.add_post("/webhooks", webhooks.receive)
+    metrics.setup(app)
+    app.router.add_post("/webhooks", metrics.counting_deliveries(webhooks.receive))
     app.router.add_routes(api.routes)
+    dashboard.setup(app)
     app.cleanup_ctx.append(_database)
     if workers:
         app.cleanup_ctx.append(_github)
@@ -86,7 +88,8 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         sink = LogSink()
     else:
         session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT},
-                                        timeout=aiohttp.ClientTimeout(total=30))
+                                        timeout=aiohttp.ClientTimeout(total=30),
+                                        trace_configs=[app[metrics.METRICS].github_trace()])
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
         sink = GitHubSink(github, settings.base_url)
         processor = CommandProcessor(app[keys.POOL], github, settings)
@@ -118,7 +121,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     terraform = Terraform(settings.terraform_module, settings.data_dir, find_binary(settings.terraform_bin),
                           extra_env=settings.terraform_env, database_url=app[keys.DATABASE_URL],
                           interrupt_grace=settings.interrupt_grace)
-    reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, settings)
+    reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, settings,
+                            metrics=app[metrics.METRICS])
     app[keys.RECONCILER] = reconciler
 
     async def start_when_ready() -> None:

@@ -74,9 +74,7 @@ class CommandProcessor:
             return False
         try:
             outcome = await self.carry_out(dict(cmd))
-        except UNAVAILABLE:
-            raise
-        except Exception as e:  # noqa: BLE001 - GitHub failing: retried with backoff, then given up
+        except Exception as e:  # noqa: BLE001 - GitHub (or the database) failing: retried with backoff, then given up
             if isinstance(e, BadRequest) and e.status_code == 401:
                 self.app.forget(cmd["installation_id"])
             if cmd["attempts"] < 6:

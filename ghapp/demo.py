@@ -145,8 +145,9 @@ def _announce(env: store.Environment, base: str) -> None:
   Preview environment for {env.repository}#{env.pr_number} ({(env.deployed_sha or '')[:7]}) is active:
 
     preview      {env.preview_url}
-    environment  {base}/api/environments/{env.id}
-    all          {base}/api/environments
+    dashboard    {base}/environments/{env.id}
+    all          {base}/
+    API          {base}/api/environments
 
   Press Ctrl-C to destroy it and stop.
 """, flush=True)

@@ -72,8 +72,6 @@ class Resync:
                         closed, updated = await self._repository(conn, dict(repo))
                         counts["closed"] += closed
                         counts["updated"] += updated
-                    except UNAVAILABLE:
-                        raise
                     except Exception as e:  # noqa: BLE001 - GitHub failing: this repository waits for next time
                         counts["errors"] += 1
                         log.warning("resync of %s skipped: %s", repo["repository"], e)

@@ -197,8 +197,15 @@ async def expire(conn: asyncpg.Connection) -> list[int]:
 
 
 async def request_destroy(conn: asyncpg.Connection, env_id: int) -> bool:
-    """An operator's destroy: desired absent whatever the PR says. False if no such environment."""
-    if await conn.execute(f"UPDATE environments SET {ABSENT} WHERE id = $1", env_id) == "UPDATE 0":
+    """An operator's destroy: desired absent whatever the PR says; a destroy that failed for good is tried
+    again. False if no such environment."""
+    status = await conn.execute(f"UPDATE environments SET {ABSENT} WHERE id = $1 AND desired = 'present'", env_id)
+    if status == "UPDATE 0":
+        status = await conn.execute(
+            """UPDATE environments SET generation = generation + (CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
+                   attempts = 0, next_attempt_at = now(), updated_at = now()
+               WHERE id = $1""", env_id)
+    if status == "UPDATE 0":
         return False
     await notify(conn, env_id)
     return True

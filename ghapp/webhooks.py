@@ -40,12 +40,23 @@ def parse_delivery(headers, body: bytes, secret: str | None) -> Event:
             raise MalformedPayload(f"the {name} header is missing")
     if len(headers["x-github-delivery"]) > 200 or len(headers["x-github-event"]) > 100:
         raise MalformedPayload("the X-GitHub-Event or X-GitHub-Delivery header is too long")
+    if not all(_is_utf8(headers[name]) for name in ("x-github-event", "x-github-delivery")):
+        raise MalformedPayload("the X-GitHub-Event or X-GitHub-Delivery header is not UTF-8")
     data = _decode_json(headers.get("content-type", ""), body)
     if not isinstance(data, dict):
         raise MalformedPayload("the body is not a JSON object")
     if not isinstance(data.get("action", ""), str):
         raise MalformedPayload("action must be a string")
     return Event(data, event=headers["x-github-event"], delivery_id=headers["x-github-delivery"])
+
+
+def _is_utf8(text: str) -> bool:
+    """aiohttp keeps undecodable header bytes as surrogates, which PostgreSQL cannot store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _decode_json(content_type: str, body: bytes):

@@ -16,6 +16,7 @@ from ghapp import store
 from ghapp.config import Settings
 from ghapp.contract import NOTIFY_CHANNEL, Action, RunState
 from ghapp.db import UNAVAILABLE
+from ghapp.metrics import Metrics
 from ghapp.reconcile import next_action, retry_delay
 from ghapp.runlog import RunLog
 from ghapp.store import Environment
@@ -25,6 +26,7 @@ from ghapp.tfevents import Progress
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # at most one progress report per second per run
+WAKE_COALESCE = 0.02  # seconds to let more notifications arrive before claiming
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +52,13 @@ def worker_id() -> str:
 
 class Reconciler:
     def __init__(self, pool: asyncpg.Pool, database_url: str, terraform: Terraform, settings: Settings,
-                 owner: str | None = None):
+                 owner: str | None = None, metrics: Metrics | None = None):
         self.pool = pool
         self.database_url = database_url
         self.terraform = terraform
         self.settings = settings
         self.owner = owner or worker_id()
+        self.metrics = metrics or Metrics()
         self.slots = asyncio.Semaphore(settings.max_parallel_runs)
         self.running: dict[int, asyncio.Event] = {}  # env id → "look again" (set on NOTIFY)
         self._tasks: set[asyncio.Task] = set()
@@ -82,6 +85,7 @@ class Reconciler:
                 idle = await self._idle_time()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), idle)
+                    await asyncio.sleep(WAKE_COALESCE)  # one pass for a burst of notifications
                 self._wake.clear()
         finally:
             listener.cancel()
@@ -179,6 +183,7 @@ class Reconciler:
         outcome = await self._execute(env, run, runlog)
         await runlog.close()
         outcome = dataclasses.replace(outcome, duration=time.monotonic() - started)
+        self.metrics.run_finished(str(action), str(outcome.state), outcome.duration)
         await self._record(env, run, outcome)
         if action is Action.DESTROY and outcome.state is RunState.SUCCEEDED:
             await self.terraform.delete_workspace(env.name)

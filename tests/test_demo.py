@@ -86,7 +86,7 @@ async def test_demo_serves_a_preview_and_ctrl_c_cleans_up(demo):
     url = await d.preview_url()
     page = fetch(url)
     assert "Codertocat/Hello-World" in page and "ec26c3e57ca3a959ca5aad62de7213c562f8c821" in page
-    api = re.search(r"all\s+(http://\S+)", d.text()).group(1)
+    api = re.search(r"API\s+(http://\S+)", d.text()).group(1)
     assert '"status": "active"' in fetch(api)
 
     d.proc.send_signal(signal.SIGINT)

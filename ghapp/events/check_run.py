@@ -14,7 +14,7 @@ async def _store(event: Event, command: str, *, conn, result: dict) -> None:
     data = event.data
     env_id = field(data, "check_run.external_id", str, optional=True) or ""
     env = await conn.fetchrow("SELECT repository, pr_number FROM environments WHERE id = $1 AND repo_id = $2",
-                              int(env_id) if env_id.isdigit() and len(env_id) < 18 else -1,
+                              int(env_id) if env_id.isascii() and env_id.isdigit() and len(env_id) < 18 else -1,
                               integer(data, "repository.id"))
     if env is None:
         result["ignored"] = "not a check run of a known environment"

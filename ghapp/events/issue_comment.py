@@ -10,8 +10,9 @@ from ghapp.events.payload import field, integer, text
 router = Router()
 
 
-def is_bot(user: dict | None) -> bool:
-    user = user or {}
+def is_bot(user) -> bool:
+    if not isinstance(user, dict):
+        return False
     return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
 
 

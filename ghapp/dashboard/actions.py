@@ -1,0 +1,105 @@
+"""Force destroy and redeploy, from the dashboard (session + CSRF token + confirmation) and from the API
+(`Authorization: Bearer`). Both only write desired state; the workers do the rest."""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ghapp import api, auth, keys, store
+from ghapp.contract import Desired
+from ghapp.dashboard import format as fmt
+from ghapp.dashboard.views import message, render, see_other
+from ghapp.store import Environment
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+ACTIONS = "destroy|redeploy"
+WORDING = {
+    "destroy": ("Force destroy", "Destroy {name}? Terraform destroys the preview even though the pull request may "
+                "still be open; a new push or `/preview deploy` brings it back."),
+    "redeploy": ("Redeploy", "Redeploy {name} at {sha}? Terraform applies it again."),
+}
+
+
+class Conflict(Exception):
+    """The action does not apply to the environment as it is."""
+
+
+async def perform(request: web.Request, env_id: int, action: str, via: str) -> Environment | None:
+    """Write the desired state for `action`; the environment afterwards, or None if there is no such one."""
+    async with request.app[keys.POOL].acquire() as conn, conn.transaction():
+        env = await store.get_environment(conn, env_id)
+        if env is None:
+            return None
+        if action == "destroy":
+            await store.request_destroy(conn, env_id)
+        elif env.desired == Desired.PRESENT and env.desired_sha:
+            await store.deploy_head(conn, env_id, env.desired_sha, approve=False,
+                                    ttl_seconds=request.app[keys.SETTINGS].env_ttl)
+        else:
+            raise Conflict("the environment is to be destroyed; push to the pull request or comment "
+                           "`/preview deploy` to deploy it again")
+        log.info("%s#%d: %s requested by an operator (%s)", env.repository, env.pr_number, action, via)
+        return await store.get_environment(conn, env_id)
+
+
+@routes.get(f"/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")
+async def confirm_page(request: web.Request) -> web.Response:
+    env_id, action = int(request.match_info["id"]), request.match_info["action"]
+    if auth.session(request) is None:
+        return message(request, 401, "Sign in first", "Only a signed-in operator can do this.", sign_in=True)
+    async with request.app[keys.POOL].acquire() as conn:
+        env = await store.get_environment(conn, env_id)
+    if env is None:
+        return message(request, 404, "Not found", f"There is no environment {env_id}.")
+    return _confirm(request, env, action, fmt.local_path(request.query.get("next"), f"/environments/{env_id}"))
+
+
+def _confirm(request: web.Request, env: Environment, action: str, target: str) -> web.Response:
+    title, question = WORDING[action]
+    return render(request, "confirm.html", {
+        "env": env, "action": action, "title": title, "next": target,
+        "question": question.format(name=env.name or f"{env.repository}#{env.pr_number}",
+                                    sha=fmt.short_sha(env.desired_sha))})
+
+
+@routes.post(f"/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")
+async def form_action(request: web.Request) -> web.Response:
+    env_id, action = int(request.match_info["id"]), request.match_info["action"]
+    form = await request.post()
+    refusal = auth.check_form(request, form)
+    if refusal is not None:
+        return message(request, refusal.status, "Not allowed", refusal.reason, sign_in=refusal.status == 401)
+    target = fmt.local_path(str(form.get("next", "")), f"/environments/{env_id}")
+    if form.get("confirmed") != "yes":  # no JavaScript confirmation happened: ask on a page
+        async with request.app[keys.POOL].acquire() as conn:
+            env = await store.get_environment(conn, env_id)
+        if env is None:
+            return message(request, 404, "Not found", f"There is no environment {env_id}.")
+        return _confirm(request, env, action, target)
+    try:
+        env = await perform(request, env_id, action, "dashboard")
+    except Conflict as e:
+        return message(request, 409, "Cannot redeploy", str(e))
+    if env is None:
+        return message(request, 404, "Not found", f"There is no environment {env_id}.")
+    return see_other(target)
+
+
+@routes.post(f"/api/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")
+async def api_action(request: web.Request) -> web.Response:
+    env_id, action = int(request.match_info["id"]), request.match_info["action"]
+    refusal = auth.check_api(request)
+    if refusal is not None:
+        headers = {"WWW-Authenticate": 'Bearer realm="ghapp"'} if refusal.status == 401 else None
+        return web.json_response({"error": refusal.reason}, status=refusal.status, headers=headers)
+    try:
+        env = await perform(request, env_id, action, "api")
+    except Conflict as e:
+        return web.json_response({"error": str(e)}, status=409)
+    if env is None:
+        return web.json_response({"error": "no such environment"}, status=404)
+    return web.json_response(api.environment_json(env), status=202)

@@ -1,0 +1,171 @@
+"""The JSON API (shape, pagination, filters), its writes (bearer token or session + CSRF header), and the run
+log over Server-Sent Events, finished and live."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.support import wait_for
+from tests.test_dashboard import TOKEN, add_run, seed, sign_in
+
+ENVIRONMENT_FIELDS = {"id", "name", "repository", "pr_number", "pr_url", "title", "author", "head_ref", "is_fork",
+                      "status", "desired", "head_sha", "deployed_sha", "preview_url", "outputs", "progress",
+                      "converged", "attempts", "last_error", "next_attempt_at", "created_at", "updated_at",
+                      "expires_at"}
+
+
+async def test_list_has_the_documented_shape_and_pages(start_app, db):
+    client = await start_app(workers=False)
+    ids = await seed(db, 5) + await seed(db, 2, repository="acme/api", status="failed", first_pr=10)
+
+    body = await (await client.get("/api/environments", params={"limit": "3"})).json()
+    assert set(body) == {"environments", "next"}
+    assert all(ENVIRONMENT_FIELDS <= set(e) for e in body["environments"])
+    seen = [e["id"] for e in body["environments"]]
+    while body["next"]:
+        body = await (await client.get(body["next"])).json()
+        seen += [e["id"] for e in body["environments"]]
+    assert seen == sorted(ids)
+
+    failed = await (await client.get("/api/environments", params={"status": "failed"})).json()
+    assert [e["repository"] for e in failed["environments"]] == ["acme/api", "acme/api"]
+    assert failed["next"] is None
+    web = await (await client.get("/api/environments", params={"repository": "acme/web"})).json()
+    assert len(web["environments"]) == 5
+    assert (await client.get("/api/environments", params={"status": "bogus"})).status == 400
+    assert (await client.get("/api/environments", params={"limit": "x"})).status == 400
+
+
+async def test_detail_and_log_with_the_run(start_app, db):
+    client = await start_app(workers=False)
+    (env_id,) = await seed(db)
+    run_id = await add_run(db, env_id, [f"line {i}" for i in range(5)])
+    detail = await (await client.get(f"/api/environments/{env_id}")).json()
+    assert ENVIRONMENT_FIELDS <= set(detail)
+    assert [r["id"] for r in detail["runs"]] == [run_id] and detail["runs"][0]["state"] == "succeeded"
+
+    body = await (await client.get(f"/api/runs/{run_id}/log", params={"after": "2"})).json()
+    assert [x["line"] for x in body["lines"]] == ["line 3", "line 4"] and body["lines"][0]["seq"] == 3
+    assert body["run"]["state"] == "succeeded" and body["run"]["environment_id"] == env_id
+    assert (await client.get("/api/runs/999999/log")).status == 404
+    assert (await client.get("/api/environments/999999")).status == 404
+
+
+async def test_writes_need_the_bearer_token(start_app, db):
+    client = await start_app(workers=False, admin_token=TOKEN)
+    (env_id,) = await seed(db)
+    url = f"/api/environments/{env_id}/destroy"
+
+    resp = await client.post(url)
+    assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await client.post(url, headers={"Authorization": "Basic abc"})).status == 401
+    assert (await client.post(url, headers={"Authorization": "Bearer wrong"})).status == 403
+    assert (await client.post(url, headers={"Authorization": f"Bearer {TOKEN}x"})).status == 403
+    assert await db.fetchval("SELECT desired FROM environments WHERE id = $1", env_id) == "present"
+
+    resp = await client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 202
+    body = await resp.json()
+    assert body["id"] == env_id and body["desired"] == "absent" and body["status"] == "pending"
+    assert (await client.post("/api/environments/999999/destroy",
+                              headers={"Authorization": f"Bearer {TOKEN}"})).status == 404
+    resp = await client.post(f"/api/environments/{env_id}/redeploy", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 409 and "deploy" in (await resp.json())["error"]
+
+
+async def test_redeploy_over_the_api(start_app, db):
+    client = await start_app(workers=False, admin_token=TOKEN)
+    (env_id,) = await seed(db)
+    resp = await client.post(f"/api/environments/{env_id}/redeploy", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 202
+    body = await resp.json()
+    assert body["desired"] == "present" and body["converged"] is False and body["status"] == "pending"
+
+
+async def test_a_session_writes_with_the_csrf_header(start_app, db):
+    client = await start_app(workers=False, admin_token=TOKEN)
+    (env_id,) = await seed(db)
+    csrf = await sign_in(client)
+    url = f"/api/environments/{env_id}/destroy"
+    assert (await client.post(url)).status == 403
+    assert (await client.post(url, headers={"X-CSRF-Token": "nope"})).status == 403
+    assert (await client.post(url, headers={"X-CSRF-Token": csrf})).status == 202
+
+
+async def test_writes_are_refused_without_an_admin_token(start_app, db):
+    client = await start_app(workers=False)
+    (env_id,) = await seed(db)
+    for action in ("destroy", "redeploy"):
+        resp = await client.post(f"/api/environments/{env_id}/{action}", headers={"Authorization": "Bearer x"})
+        assert resp.status == 403 and "GHAPP_ADMIN_TOKEN" in (await resp.json())["error"]
+
+
+def parse_events(text: str) -> list[tuple[str, str | None, object]]:
+    """(event, id, data) of each Server-Sent Event in `text`."""
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append((fields["event"], fields.get("id"), json.loads(fields["data"])))
+    return events
+
+
+async def test_stream_of_a_finished_run_sends_everything_then_ends(start_app, db):
+    client = await start_app(workers=False)
+    (env_id,) = await seed(db)
+    lines = [f"line {i}" for i in range(2500)] + ["multi\nline: <b>", ""]
+    run_id = await add_run(db, env_id, lines)
+
+    resp = await client.get(f"/api/runs/{run_id}/stream")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+    assert resp.headers["Cache-Control"].startswith("no-cache")
+    events = parse_events(await resp.text())
+    assert events[0][0] == "hello" and events[-1] == ("end", None, {"state": "succeeded", "error": None,
+                                                                      "status": "active"})
+    got = [entry for name, _id, data in events if name == "lines" for entry in data]
+    assert [g["line"] for g in got] == lines and [g["seq"] for g in got] == list(range(len(lines)))
+    assert [i for name, i, _ in events if name == "lines"][-1] == str(len(lines) - 1)
+
+    # a reconnect resumes after the last event id it saw
+    resp = await client.get(f"/api/runs/{run_id}/stream", headers={"Last-Event-ID": "2499"})
+    got = [e for name, _i, data in parse_events(await resp.text()) if name == "lines" for e in data]
+    assert [g["seq"] for g in got] == [2500, 2501]
+    assert (await client.get("/api/runs/999999/stream")).status == 404
+
+
+async def test_stream_follows_a_run_as_it_is_written(start_app, db):
+    client = await start_app(workers=False)
+    (env_id,) = await seed(db, status="creating")
+    run_id = await add_run(db, env_id, ["first"], state="running")
+    resp = await client.get(f"/api/runs/{run_id}/stream")
+    received = b""
+
+    async def until(text: bytes):
+        nonlocal received
+        while text not in received:
+            received += await asyncio.wait_for(resp.content.readany(), 10)
+        return True
+
+    await until(b'"first"')
+    await db.execute("INSERT INTO run_logs (run_id, seq, line) VALUES ($1, 1, 'second')", run_id)
+    await until(b'"second"')
+    await db.execute("UPDATE runs SET state = 'failed', error = 'boom', finished_at = now() WHERE id = $1", run_id)
+    await db.execute("UPDATE environments SET status = 'failed' WHERE id = $1", env_id)
+    await until(b"event: end")
+    assert parse_events(received.decode())[-1] == ("end", None, {"state": "failed", "error": "boom",
+                                                                 "status": "failed"})
+
+
+async def test_streams_end_when_the_app_shuts_down(start_app, db):
+    client = await start_app(workers=False)
+    (env_id,) = await seed(db, status="creating")
+    run_id = await add_run(db, env_id, ["first"], state="running")
+    resp = await client.get(f"/api/runs/{run_id}/stream")
+    await wait_for(lambda: _read_some(resp), what="the stream to start")
+    started = asyncio.get_running_loop().time()
+    await client.close()
+    assert asyncio.get_running_loop().time() - started < 5
+
+
+async def _read_some(resp):
+    return await resp.content.readany()
