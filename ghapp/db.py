@@ -90,3 +90,26 @@ async def database_url(settings: Settings) -> AsyncIterator[str]:
         yield url
     finally:
         await server.astop()
+
+
+async def listen(url: str, channel: str, on_notify, on_connect=None) -> None:
+    """LISTEN on `channel` for as long as the task runs, reconnecting by itself; `on_connect` after each
+    (re)connection, since notifications sent meanwhile are lost (callers also poll slowly)."""
+    while True:
+        conn = None
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+            closed = asyncio.Event()
+            conn.add_termination_listener(lambda _c: closed.set())
+            await conn.add_listener(channel, on_notify)
+            if on_connect is not None:
+                on_connect()
+            await closed.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure here means "reconnect later"
+            log.debug("LISTEN %s: %s", channel, e)
+        finally:
+            if conn is not None and not conn.is_closed():
+                await conn.close(timeout=2)
+        await asyncio.sleep(1.0)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import asyncpg
 
-from ghapp import render, store
+from ghapp import db, render, store
 from ghapp.config import Settings
 from ghapp.contract import NOTIFY_CHANNEL
 from ghapp.db import UNAVAILABLE
@@ -75,7 +75,7 @@ class Publisher:
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
+        listener = asyncio.create_task(db.listen(self.database_url, NOTIFY_CHANNEL, lambda *_a: self._wake.set()))
         try:
             while True:
                 try:
@@ -91,20 +91,6 @@ class Publisher:
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-
-    async def _listen(self) -> None:
-        while True:
-            with contextlib.suppress(Exception):
-                conn = await asyncpg.connect(self.database_url, timeout=5)
-                try:
-                    closed = asyncio.Event()
-                    conn.add_termination_listener(lambda _c: closed.set())
-                    await conn.add_listener(NOTIFY_CHANNEL, lambda *_a: self._wake.set())
-                    await closed.wait()
-                finally:
-                    if not conn.is_closed():
-                        await conn.close(timeout=2)
-            await asyncio.sleep(1.0)
 
     async def publish_due(self) -> bool:
         """Publish every environment whose state changed; True if there was any."""

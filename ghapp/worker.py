@@ -12,7 +12,7 @@ import uuid
 
 import asyncpg
 
-from ghapp import store
+from ghapp import db, store
 from ghapp.config import Settings
 from ghapp.contract import NOTIFY_CHANNEL, Action, RunState
 from ghapp.db import UNAVAILABLE
@@ -69,7 +69,8 @@ class Reconciler:
     # --- the claiming loop -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
+        listener = asyncio.create_task(db.listen(self.database_url, NOTIFY_CHANNEL, self._on_notify,
+                                                  on_connect=self._wake.set))
         failures = 0
         try:
             while not self._stopping:
@@ -122,26 +123,6 @@ class Reconciler:
         self._wake.set()  # a slot is free: look for more work
         if not task.cancelled() and task.exception():
             log.error("reconcile task crashed", exc_info=task.exception())
-
-    async def _listen(self) -> None:
-        """LISTEN for changes; reconnects by itself. The slow poll covers whatever is missed meanwhile."""
-        while True:
-            conn = None
-            try:
-                conn = await asyncpg.connect(self.database_url, timeout=5)
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c: closed.set())
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                self._wake.set()
-                await closed.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any failure here means "reconnect later"
-                log.debug("listener connection failed: %s", e)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close(timeout=2)
-            await asyncio.sleep(1.0)
 
     def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
         self._wake.set()
