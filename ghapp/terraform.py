@@ -10,6 +10,7 @@ import asyncio
 import ctypes
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -176,9 +177,19 @@ class Terraform:
             start_new_session=True, preexec_fn=_child_setup, limit=1 << 22,
         )
 
+    def _shared_backend(self) -> bool:
+        """Whether the module keeps its state in a backend other than the local one (init records its type)."""
+        try:
+            config = json.loads((self.workdir / ".terraform" / "terraform.tfstate").read_text())
+        except (OSError, ValueError):
+            return False  # no backend block: local
+        return (config.get("backend") or {}).get("type", "local") != "local"
+
     async def _ensure_workspace(self, name: str) -> None:
-        """Create workspaces one at a time: concurrent creation races in some backends (pg: "Already locked")."""
-        if name in self._workspaces:
+        """Create workspaces one at a time: concurrent creation races in shared backends (pg: "Already locked for
+        workspace creation"). The local backend creates a workspace's directory on first use, race-free, so there
+        `TF_WORKSPACE` alone does it and no extra Terraform process is spent."""
+        if name in self._workspaces or not self._shared_backend():
             return
         async with self._workspace_lock:
             if name in self._workspaces:

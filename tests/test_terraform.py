@@ -10,9 +10,10 @@ import pytest
 
 from ghapp.contract import Action
 from ghapp.terraform import ModuleInputs, Terraform, find_binary, module_digest
-from tests.conftest import SCRIPTED_MODULE
+from tests.conftest import ROOT, SCRIPTED_MODULE
 from tests.support import fake_sha, processes_with, wait_for
 
+PG_MODULE = ROOT / "tests" / "modules" / "pgstate"
 PROBE_MODULE = """
 variable "environment_name" { type = string }
 resource "terraform_data" "probe" {
@@ -111,12 +112,16 @@ async def test_init_runs_once_per_module_content(module, tmp_path, counting_terr
     assert (tf.workdir / "terraform.tfstate.d" / "pr-2-repo-2" / "terraform.tfstate").is_file()
 
 
-async def test_workspaces_are_created_one_at_a_time(module, tmp_path, counting_terraform):
+async def test_shared_backend_workspaces_are_created_one_at_a_time(tmp_path, counting_terraform, database_url):
+    """With `backend "pg"` (state in the app's database through PG_CONN_STR) concurrent workspace creation races in
+    Terraform itself, so the runner creates workspaces one at a time."""
+    module = tmp_path / "pg-module"
+    shutil.copytree(PG_MODULE, module)
     binary, calls, log = counting_terraform
-    tf = runner(module, tmp_path, str(binary))
+    tf = runner(module, tmp_path, str(binary), database_url=database_url)
     results = await asyncio.gather(*(tf.run(Action.APPLY, inputs(n), Lines()) for n in range(1, 6)))
-    assert all(r.ok for r in results)
-    assert calls().count("workspace") == 1 + 5, "one `workspace list`, one `workspace new` per environment"
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert calls().count("workspace") >= 1 + 5, "one `workspace list`, a `workspace new` per environment"
     spans, open_at = [], None
     for word, edge, stamp in (line.split() for line in log.read_text().splitlines()):
         if word == "workspace":
@@ -126,7 +131,17 @@ async def test_workspaces_are_created_one_at_a_time(module, tmp_path, counting_t
             else:
                 spans.append((open_at, int(stamp)))
                 open_at = None
-    assert len(spans) == 6
+    assert len(spans) == calls().count("workspace")
+
+
+async def test_local_backend_needs_no_workspace_command(module, tmp_path, counting_terraform):
+    binary, calls, _ = counting_terraform
+    tf = runner(module, tmp_path, str(binary))
+    results = await asyncio.gather(*(tf.run(Action.APPLY, inputs(n), Lines()) for n in range(1, 4)))
+    assert all(r.ok for r in results)
+    assert calls().count("workspace") == 1, "only the `workspace list` of prepare()"
+    states = sorted(p.parent.name for p in (tf.workdir / "terraform.tfstate.d").glob("*/terraform.tfstate"))
+    assert states == ["pr-1-repo-1", "pr-2-repo-2", "pr-3-repo-3"]
 
 
 async def test_parallel_runs_in_separate_workspaces(module, tmp_path, terraform_bin):
