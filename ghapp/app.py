@@ -6,9 +6,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
 import aiohttp
+from aiohttp import web
 
 from ghapp import api, dashboard, db, keys, metrics, webhooks
 from ghapp.commands import CommandProcessor
@@ -79,8 +78,8 @@ async def _migrate_when_reachable(app: web.Application) -> None:
 
 
 async def _github(app: web.Application) -> AsyncIterator[None]:
-    """One HTTP session for the app's lifetime; publishing to pull requests (or to the log, offline) and the
-    command processor."""
+    """One HTTP session for the app's lifetime; publishing to pull requests (or to the log, offline), the command
+    processor and the resync (online only), and the TTL reaper."""
     settings = app[keys.SETTINGS]
     session = None
     tasks = []
