@@ -167,7 +167,11 @@ class Terraform:
 
     async def _capture(self, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
         proc = await self._spawn(args, env or self.base_env())
-        out, _ = await proc.communicate()
+        try:
+            out, _ = await proc.communicate()
+        except BaseException:  # cancelled (a superseded or timed-out run): no Terraform is left behind
+            await self.interrupt(proc)
+            raise
         return proc.returncode, out.decode(errors="replace")
 
     async def _spawn(self, args, env) -> asyncio.subprocess.Process:

@@ -225,3 +225,21 @@ def test_find_binary(monkeypatch, tmp_path):
     assert find_binary(None).endswith("ghapp-terraform"), "falls back to the bundled Terraform"
     with pytest.raises(Exception, match="GHAPP_TERRAFORM_BIN"):
         find_binary("/nonexistent/terraform")
+
+
+async def test_cancelling_during_init_leaves_no_terraform(module, tmp_path, terraform_bin):
+    """A run superseded or timed out while the module is still being initialised stops `init` too."""
+    wrapper = tmp_path / "terraform-slow-init"
+    wrapper.write_text(f'#!/bin/sh\nif [ "$1" = init ]; then sleep 30; fi\nexec "{terraform_bin}" "$@"\n')
+    wrapper.chmod(0o755)
+    tf = runner(module, tmp_path, str(wrapper), interrupt_grace=2)
+    task = asyncio.create_task(tf.run(Action.APPLY, inputs(), Lines()))
+    await wait_for(lambda: _running(str(wrapper)), what="init running")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert processes_with(str(wrapper)) == [], "init was left running"
+
+
+async def _running(text: str):
+    return processes_with(text)
