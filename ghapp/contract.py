@@ -42,3 +42,8 @@ def environment_name(environment_id: int, repository: str, pr_number: int) -> st
     suffix = f"-{environment_id}"
     head = f"pr-{pr_number}-{slug}" if slug else f"pr-{pr_number}"
     return head[: 63 - len(suffix)].rstrip("-") + suffix
+
+
+def short_sha(sha: str | None) -> str:
+    """The 7-character form people read."""
+    return (sha or "")[:7]

@@ -18,6 +18,3 @@ def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> fl
         return None
     return min(cap, base * 2 ** (attempts - 1))
 
-
-def short_sha(sha: str | None) -> str:
-    return (sha or "")[:7]

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import json
 
-from ghapp.contract import CHECK_RUN_NAME, COMMENT_MARKER, Status
+from ghapp.contract import CHECK_RUN_NAME, COMMENT_MARKER, Status, short_sha
 
 MAX_TEXT = 65_535  # GitHub's limit for check-run summary/text and comment bodies
 LOG_LINES = 60
@@ -112,10 +112,6 @@ def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
-def short(sha: str | None) -> str:
-    return (sha or "")[:7]
-
-
 def fingerprint(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -162,7 +158,7 @@ def check_run(s: Snapshot) -> CheckRunView | None:
     if s.awaiting_approval:
         return CheckRunView(sha, "completed", "action_required", "Approval needed",
                             "This pull request comes from a fork, so its commits are not deployed automatically. "
-                            f"A maintainer's `/preview deploy` comment approves `{short(sha)}`; each later push "
+                            f"A maintainer's `/preview deploy` comment approves `{short_sha(sha)}`; each later push "
                             "needs approval again.", completed_at=s.updated_at)
     if s.desired_sha and s.desired_sha != sha:
         return None  # the head is not what is deployed here (a fork's unapproved push): nothing to say on it
@@ -171,30 +167,30 @@ def check_run(s: Snapshot) -> CheckRunView | None:
                             "The preview environment was destroyed. Comment `/preview deploy` or push to bring it "
                             "back.", actions=ACTIONS_DESTROYED, completed_at=s.updated_at)
     if s.status == Status.ACTIVE and s.deployed_sha == sha:
-        summary = (f"**{s.preview_url}**\n\nDeployed `{short(sha)}` in {_duration(s)}."
+        summary = (f"**{s.preview_url}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}."
                    f"\n\n{_outputs_table(s.outputs)}").strip()
         return CheckRunView(sha, "completed", "success", f"Active: {s.preview_url}", summary,
                             actions=ACTIONS_ACTIVE, started_at=s.run_started_at, completed_at=s.run_finished_at)
     if s.status == Status.FAILED and s.retrying_at is None:
         first = (s.last_error or "failed").strip().splitlines()[0][:200]
-        summary = f"Terraform failed for `{short(sha)}` after {s.attempts} attempt(s):\n\n> {first}"
+        summary = f"Terraform failed for `{short_sha(sha)}` after {s.attempts} attempt(s):\n\n> {first}"
         return CheckRunView(sha, "completed", "failure", "Deployment failed", summary,
                             text=_log_block(s, MAX_TEXT) or None, actions=ACTIONS_ACTIVE,
                             started_at=s.run_started_at, completed_at=s.run_finished_at)
     if s.status == Status.FAILED:
         first = (s.last_error or "failed").strip().splitlines()[0][:200]
         return CheckRunView(sha, "in_progress", None, f"Attempt {s.attempts} failed, retrying",
-                            f"Terraform failed for `{short(sha)}`:\n\n> {first}\n\nRetrying at {when(s.retrying_at)}.",
+                            f"Terraform failed for `{short_sha(sha)}`:\n\n> {first}\n\nRetrying at {when(s.retrying_at)}.",
                             text=_log_block(s, MAX_TEXT) or None, started_at=s.run_started_at)
     if s.status == Status.CREATING:
-        return CheckRunView(sha, "in_progress", None, f"Deploying {short(sha)}: {_progress(s, code=False)}",
-                            f"Terraform is applying `{short(sha)}`: {_progress(s)}.", started_at=s.run_started_at)
-    return CheckRunView(sha, "queued", None, f"Queued {short(sha)}", f"Waiting for a worker to deploy `{short(sha)}`.")
+        return CheckRunView(sha, "in_progress", None, f"Deploying {short_sha(sha)}: {_progress(s, code=False)}",
+                            f"Terraform is applying `{short_sha(sha)}`: {_progress(s)}.", started_at=s.run_started_at)
+    return CheckRunView(sha, "queued", None, f"Queued {short_sha(sha)}", f"Waiting for a worker to deploy `{short_sha(sha)}`.")
 
 
 def superseded(sha: str, by: str, at: dt.datetime) -> CheckRunView:
-    return CheckRunView(sha, "completed", "neutral", f"Superseded by {short(by)}",
-                        f"A newer commit, `{short(by)}`, is deployed instead.", completed_at=at)
+    return CheckRunView(sha, "completed", "neutral", f"Superseded by {short_sha(by)}",
+                        f"A newer commit, `{short_sha(by)}`, is deployed instead.", completed_at=at)
 
 
 def deployment(s: Snapshot) -> DeploymentView | None:
@@ -208,7 +204,7 @@ def deployment(s: Snapshot) -> DeploymentView | None:
     if s.status == Status.FAILED:
         return DeploymentView(sha, "failure", None, ((s.last_error or "failed").splitlines() or ["failed"])[0][:140])
     if s.status == Status.CREATING:
-        return DeploymentView(sha, "in_progress", None, f"Deploying {short(sha)}")
+        return DeploymentView(sha, "in_progress", None, f"Deploying {short_sha(sha)}")
     return None
 
 
@@ -221,9 +217,9 @@ def comment(s: Snapshot, ttl: float) -> str:
         rows.append(("Preview", s.preview_url))
     if s.status == Status.CREATING:
         rows.append(("Progress", _progress(s)))
-    rows.append(("Commit", f"`{short(s.deployed_sha)}`" if s.deployed_sha else "-"))
+    rows.append(("Commit", f"`{short_sha(s.deployed_sha)}`" if s.deployed_sha else "-"))
     if s.head_sha != s.deployed_sha:
-        rows.append(("Head", f"`{short(s.head_sha)}`"))
+        rows.append(("Head", f"`{short_sha(s.head_sha)}`"))
     rows.append(("Updated", when(s.updated_at)))
     if s.desired == "present" and s.expires_at:
         rows.append(("Expires", f"{when(s.expires_at)} ({ttl / 3600:g} h after the last push)"))
@@ -233,7 +229,7 @@ def comment(s: Snapshot, ttl: float) -> str:
     parts = [COMMENT_MARKER, f"### Preview environment {icon} {word}", "", "| | |\n|---|---|\n" + table]
     if s.awaiting_approval:
         parts += ["", f"This pull request comes from a fork: a maintainer's `/preview deploy` approves "
-                      f"`{short(s.head_sha)}` for deployment. Each later push needs approval again."]
+                      f"`{short_sha(s.head_sha)}` for deployment. Each later push needs approval again."]
     if s.status == Status.FAILED and s.last_error:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]

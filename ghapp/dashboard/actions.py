@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from ghapp import api, auth, keys, store
-from ghapp.contract import Desired
+from ghapp.contract import Desired, short_sha
 from ghapp.dashboard import format as fmt
 from ghapp.dashboard.views import message, render, see_other
 from ghapp.store import Environment
@@ -63,7 +63,7 @@ def _confirm(request: web.Request, env: Environment, action: str, target: str) -
     return render(request, "confirm.html", {
         "env": env, "action": action, "title": title, "next": target,
         "question": question.format(name=env.name or f"{env.repository}#{env.pr_number}",
-                                    sha=fmt.short_sha(env.desired_sha))})
+                                    sha=short_sha(env.desired_sha))})
 
 
 @routes.post(f"/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")

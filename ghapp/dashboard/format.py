@@ -63,10 +63,6 @@ def safe_url(url: str | None) -> str | None:
     return url if url[:8].lower().startswith(("http://", "https://")) else None
 
 
-def short_sha(sha: str | None) -> str:
-    return (sha or "")[:7]
-
-
 def commit_url(repository: str, pr_url: str | None, sha: str | None) -> str | None:
     """The commit's page on the GitHub that the PR lives on (github.com or an Enterprise Server)."""
     if not sha or not _HEX.fullmatch(sha):

@@ -10,7 +10,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ghapp import auth, keys, store
-from ghapp.contract import Desired, Status
+from ghapp.contract import Desired, Status, short_sha
 from ghapp.dashboard import format as fmt
 
 routes = web.RouteTableDef()
@@ -71,7 +71,7 @@ def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
         status_class=fmt.status_class(status), status_symbol=fmt.status_symbol(status),
         pr_url=fmt.safe_url(env["pr_url"]),
         commit_url=fmt.commit_url(env["repository"], env["pr_url"], env["deployed_sha"]),
-        deployed_short=fmt.short_sha(env["deployed_sha"]), preview_url=fmt.safe_url(env["preview_url"]),
+        deployed_short=short_sha(env["deployed_sha"]), preview_url=fmt.safe_url(env["preview_url"]),
         age=fmt.age(env["created_at"], now), created=fmt.utc(env["created_at"]),
         created_iso=fmt.iso(env["created_at"]),
         expires=fmt.expiry(env["expires_at"], now) if present else "", expires_at=fmt.utc(env["expires_at"]),

@@ -75,9 +75,6 @@ class GitHubApp:
     def jwt(self) -> str:
         return gh_apps.get_jwt(app_id=self.app_id, private_key=self.private_key)
 
-    async def app_info(self) -> dict:
-        return await self._app_api.getitem("/app", jwt=self.jwt())
-
     async def token(self, installation_id: int, repository_id: int | None = None) -> str:
         key = (installation_id, repository_id)
         cached = self._tokens.get(key)
