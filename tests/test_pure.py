@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ghapp.contract import Action, Desired, Status, environment_name
-from ghapp.reconcile import next_action, retry_delay, short_sha
+from ghapp.contract import Action, Desired, Status, environment_name, short_sha
+from ghapp.reconcile import next_action, retry_delay
 from ghapp.store import Environment
 from ghapp.tfevents import Progress, parse_line
 
