@@ -1,5 +1,6 @@
 """Helpers shared by the benchmarks (run by hand, see docs/benchmarks.md): deliveries, a `ghapp serve` child
 process, CPU accounting through /proc, machine facts and percentiles."""
+
 from __future__ import annotations
 
 import contextlib
@@ -64,9 +65,13 @@ class Payload:
         return self.template.replace(b"987654321", str(number).encode()).replace(_SHA_HOLE.encode(), sha.encode())
 
     def headers(self, body: bytes, delivery_id: str, secret: str = SECRET) -> dict[str, str]:
-        return {"Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/bench",
-                "X-GitHub-Event": self.event, "X-GitHub-Delivery": delivery_id,
-                "X-Hub-Signature-256": sign(body, secret)}
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/bench",
+            "X-GitHub-Event": self.event,
+            "X-GitHub-Delivery": delivery_id,
+            "X-Hub-Signature-256": sign(body, secret),
+        }
 
 
 def free_port() -> int:
@@ -90,8 +95,7 @@ def http_json(url: str, data: bytes | None = None, headers: dict | None = None, 
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(_STRIPPED_PREFIXES) and k not in _STRIPPED}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES) and k not in _STRIPPED}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(overrides)
     return env
@@ -100,17 +104,27 @@ def clean_env(**overrides: str) -> dict[str, str]:
 class GhappServe:
     """`python -m ghapp serve` as a child process with its own data dir (so its own embedded PostgreSQL)."""
 
-    def __init__(self, workdir: Path, data_dir: Path | None = None, port: int | None = None,
-                 python_args: tuple[str, ...] = (), **settings: str):
+    def __init__(
+        self,
+        workdir: Path,
+        data_dir: Path | None = None,
+        port: int | None = None,
+        python_args: tuple[str, ...] = (),
+        **settings: str,
+    ):
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir or workdir / "data"
         self.port = port or free_port()
         self.log_path = workdir / "ghapp.log"
         self.python_args = python_args
-        self.env = clean_env(GHAPP_DATA_DIR=str(self.data_dir), GITHUB_WEBHOOK_SECRET=SECRET,
-                             GHAPP_HOST="127.0.0.1", GHAPP_PORT=str(self.port),
-                             **{k: str(v) for k, v in settings.items()})
+        self.env = clean_env(
+            GHAPP_DATA_DIR=str(self.data_dir),
+            GITHUB_WEBHOOK_SECRET=SECRET,
+            GHAPP_HOST="127.0.0.1",
+            GHAPP_PORT=str(self.port),
+            **{k: str(v) for k, v in settings.items()},
+        )
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -120,8 +134,14 @@ class GhappServe:
     def start(self, timeout: float = 90.0) -> GhappServe:
         log = open(self.log_path, "ab")
         # cwd: the work dir, so no developer's .env is read.
-        self.proc = subprocess.Popen([sys.executable, *self.python_args, "-m", "ghapp", "serve"], env=self.env,
-                                     cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, *self.python_args, "-m", "ghapp", "serve"],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -163,6 +183,7 @@ class GhappServe:
 
 
 # --- CPU accounting ----------------------------------------------------------------------------------------------
+
 
 def _stat(pid: int) -> tuple[int, float] | None:
     """(parent pid, CPU seconds used) of a live process."""
@@ -215,8 +236,13 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         wall = time.monotonic() - self.t0
         busy1, total1 = machine_ticks()
-        out = {"wall_s": wall, "machine_busy_pct": 100.0 * (busy1 - self.machine0[0]) / max(1, total1 - self.machine0[1])
-               * (os.cpu_count() or 1)}
+        out = {
+            "wall_s": wall,
+            "machine_busy_pct": 100.0
+            * (busy1 - self.machine0[0])
+            / max(1, total1 - self.machine0[1])
+            * (os.cpu_count() or 1),
+        }
         for name, pid in self.roots.items():
             after = process_tree(pid)
             used = sum(after[p] - self.before[name].get(p, 0.0) for p in after)
@@ -228,6 +254,7 @@ class CpuMeter:
 
 def busy_others(seconds: float = 1.0, exclude: set[int] = frozenset()) -> list[tuple[float, str]]:
     """Processes (not ours) that used CPU during `seconds`: (percent, command) - other people's work skews results."""
+
     def snap():
         out = {}
         for entry in os.listdir("/proc"):
@@ -264,10 +291,16 @@ def wait_quiet(threshold_pct: float, max_wait: float, window: float = 1.0) -> tu
 
 # --- facts and numbers -------------------------------------------------------------------------------------------
 
+
 def terraform_version(binary: str) -> str:
     try:
-        out = subprocess.run([binary, "version", "-json"], capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": "/dev/null"})
+        out = subprocess.run(
+            [binary, "version", "-json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": "/dev/null"},
+        )
         return json.loads(out.stdout)["terraform_version"]
     except Exception as e:  # noqa: BLE001 - a fact for the report, never fatal
         return f"unknown ({e})"
@@ -299,8 +332,9 @@ def machine_facts() -> dict[str, str]:
         "loadavg": Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__(),
     }
     with contextlib.suppress(Exception):  # read-only git: which ghapp was measured (others commit meanwhile)
-        facts["ghapp commit"] = subprocess.run(["git", "log", "-1", "--format=%h %cI"], cwd=ROOT, capture_output=True,
-                                               text=True, timeout=10).stdout.strip()
+        facts["ghapp commit"] = subprocess.run(
+            ["git", "log", "-1", "--format=%h %cI"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     if tf := shutil.which("terraform"):
         facts["terraform (PATH)"] = f"{terraform_version(tf)} ({tf})"
     if tf := bundled_terraform():
@@ -325,5 +359,5 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     """A Markdown table (also readable in a terminal)."""
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])

@@ -1,7 +1,8 @@
 """The baseline for bench/webhook_ack.py: a bare aiohttp server whose `POST /webhooks` does nothing but return 202.
 
-  python bench/bare_server.py PORT
+python bench/bare_server.py PORT
 """
+
 import sys
 
 from aiohttp import web

@@ -15,6 +15,7 @@ run with a 5,000-line log. Then, from this process over loopback, one request at
 And in this process, without HTTP: the list handler itself (SQL + rendering) and its SQL alone, to show where the
 time goes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (ROOT, SCRIPTED_MODULE, GhappServe, machine_facts, percentile, print_facts,  # noqa: E402
-                     table)
+from _common import (
+    ROOT,
+    SCRIPTED_MODULE,
+    GhappServe,
+    machine_facts,
+    percentile,
+    print_facts,
+    table,
+)
 
 sys.path.insert(0, str(ROOT))
 TARGET_MS = 150.0
@@ -70,16 +78,23 @@ def seed(database_url: str) -> int:
                 env_id = await conn.fetchval("SELECT min(id) FROM environments WHERE status = 'active'")
                 run_id = await conn.fetchval(
                     """INSERT INTO runs (environment_id, action, sha, generation, owner, state, finished_at)
-                       VALUES ($1, 'apply', 'abc', 1, 'bench', 'succeeded', now()) RETURNING id""", env_id)
+                       VALUES ($1, 'apply', 'abc', 1, 'bench', 'succeeded', now()) RETURNING id""",
+                    env_id,
+                )
                 await conn.copy_records_to_table(
-                    "run_logs", columns=["run_id", "seq", "line"],
-                    records=[(run_id, i, f"kubernetes_deployment.app: Still creating... [{i}s elapsed] <ok>")
-                             for i in range(5000)])
+                    "run_logs",
+                    columns=["run_id", "seq", "line"],
+                    records=[
+                        (run_id, i, f"kubernetes_deployment.app: Still creating... [{i}s elapsed] <ok>")
+                        for i in range(5000)
+                    ],
+                )
                 await conn.execute(second)
             await conn.execute("ANALYZE")
             return env_id
         finally:
             await conn.close()
+
     return asyncio.run(run())
 
 
@@ -156,6 +171,7 @@ def in_process(database_url: str, count: int) -> tuple[list[float], list[float]]
         finally:
             await pool.close()
         return handler, queries
+
     return asyncio.run(run())
 
 

@@ -13,6 +13,7 @@ Variants:
 - no-reset+no-workers: both.
 Same settings as webhook_ack.py: scripted module, GHAPP_PUSH_SETTLE=1h, embedded PostgreSQL in a temp dir.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SCRIPTED_MODULE, GhappServe, machine_facts, print_facts, table  # noqa: E402
+from _common import SCRIPTED_MODULE, GhappServe, machine_facts, print_facts, table
 
 VARIANTS = ["as-is", "no-reset", "no-workers", "no-reset+no-workers"]
 
@@ -80,24 +81,60 @@ def main(argv: list[str] | None = None) -> int:
             _start(ghapp, variant)
             webhook_ack.loadgen(ghapp.url, "closed", "--connections", "4", "--duration", "3")  # creates the PRs
             time.sleep(3)  # their one apply each (scripted module) ends before measuring
-            o = webhook_ack.measured(variant, ghapp.proc.pid, ghapp.url, "open", "--rate", "200", "--duration",
-                                     str(args.duration))
-            c = webhook_ack.measured(variant, ghapp.proc.pid, ghapp.url, "closed", "--connections",
-                                     str(args.connections), "--duration", str(args.duration))
+            o = webhook_ack.measured(
+                variant, ghapp.proc.pid, ghapp.url, "open", "--rate", "200", "--duration", str(args.duration)
+            )
+            c = webhook_ack.measured(
+                variant,
+                ghapp.proc.pid,
+                ghapp.url,
+                "closed",
+                "--connections",
+                str(args.connections),
+                "--duration",
+                str(args.duration),
+            )
         finally:
             ghapp.stop()
         results.append({"variant": variant, "open": o, "closed": c})
-        rows.append([variant, o["p50_ms"], o["p99_ms"], o["non_2xx"] + sum(o["errors"].values()), o["server_cpu_pct"],
-                     round(10 * o["server_cpu_pct"] / o["achieved_rate"], 2), c["achieved_rate"], c["p99_ms"],
-                     c["non_2xx"] + sum(c["errors"].values()), c["server_cpu_pct"], c["others_cpu_pct"]])
+        rows.append(
+            [
+                variant,
+                o["p50_ms"],
+                o["p99_ms"],
+                o["non_2xx"] + sum(o["errors"].values()),
+                o["server_cpu_pct"],
+                round(10 * o["server_cpu_pct"] / o["achieved_rate"], 2),
+                c["achieved_rate"],
+                c["p99_ms"],
+                c["non_2xx"] + sum(c["errors"].values()),
+                c["server_cpu_pct"],
+                c["others_cpu_pct"],
+            ]
+        )
         print(f"  {variant}: open {json.dumps(o)}\n  {variant}: closed {json.dumps(c)}", flush=True)
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
     print()
-    print(table(["variant", "200/s p50 ms", "200/s p99 ms", "200/s bad", "200/s server CPU %",
-                 "CPU ms per delivery", f"closed x{args.connections} deliveries/s", "closed p99 ms", "closed bad",
-                 "closed server CPU %", "closed others CPU %"], rows))
+    print(
+        table(
+            [
+                "variant",
+                "200/s p50 ms",
+                "200/s p99 ms",
+                "200/s bad",
+                "200/s server CPU %",
+                "CPU ms per delivery",
+                f"closed x{args.connections} deliveries/s",
+                "closed p99 ms",
+                "closed bad",
+                "closed server CPU %",
+                "closed others CPU %",
+            ],
+            rows,
+        )
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
@@ -108,8 +145,14 @@ def _start(ghapp: GhappServe, variant: str) -> None:
     import subprocess
 
     log = open(ghapp.log_path, "ab")
-    ghapp.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", variant], env=ghapp.env,
-                                  cwd=ghapp.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    ghapp.proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve", variant],
+        env=ghapp.env,
+        cwd=ghapp.workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     log.close()
     from _common import http_json
 

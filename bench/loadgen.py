@@ -13,6 +13,7 @@ measured from that due time, so a slow server or a late client both count agains
 connection or opens a new one. Closed loop: N connections, each sends its next delivery when the previous answer
 arrived; throughput is counted after a warm-up second. Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ import uuid
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SECRET, Payload, fake_sha, percentile  # noqa: E402
+from _common import SECRET, Payload, fake_sha, percentile
 
 
 class Factory:
@@ -43,8 +44,11 @@ class Factory:
         self.count += 1
         body = self.payload.body(self.prs[i % len(self.prs)], fake_sha(self.nonce, i))
         headers = self.payload.headers(body, str(uuid.uuid4()), self.secret)
-        head = f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in headers.items()) + f"Content-Length: {len(body)}\r\n\r\n"
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + f"Content-Length: {len(body)}\r\n\r\n"
+        )
         return head.encode() + body
 
 
@@ -65,7 +69,7 @@ class Conn:
         at = lower.find(b"\r\ncontent-length:")
         if at >= 0:
             end = lower.index(b"\r\n", at + 2)
-            await self.reader.readexactly(int(lower[at + 17:end]))
+            await self.reader.readexactly(int(lower[at + 17 : end]))
         else:
             self.reusable = False
             await self.reader.read()
@@ -96,9 +100,12 @@ class Stats:
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "non_2xx": non2xx,
             "errors": dict(self.errors),
-            "p50_ms": ms(percentile(lat, 50)), "p90_ms": ms(percentile(lat, 90)),
-            "p99_ms": ms(percentile(lat, 99)), "p999_ms": ms(percentile(lat, 99.9)),
-            "max_ms": ms(max(lat)) if lat else None, "mean_ms": ms(sum(lat) / len(lat)) if lat else None,
+            "p50_ms": ms(percentile(lat, 50)),
+            "p90_ms": ms(percentile(lat, 90)),
+            "p99_ms": ms(percentile(lat, 99)),
+            "p999_ms": ms(percentile(lat, 99.9)),
+            "max_ms": ms(max(lat)) if lat else None,
+            "mean_ms": ms(sum(lat) / len(lat)) if lat else None,
             "client_lag_p99_ms": ms(percentile(self.lags, 99)) if self.lags else None,
             "client_lag_max_ms": ms(max(self.lags)) if self.lags else None,
             "connections_opened": self.opened,
@@ -156,8 +163,13 @@ async def open_loop(factory: Factory, rate: float, duration: float, timeout: flo
     elapsed = loop.time() - start
     for conn in idle:
         conn.close()
-    return stats.summary(mode="open", target_rate=rate, duration_s=duration, sent=n,
-                         achieved_rate=round(len(stats.latencies) / elapsed, 1))
+    return stats.summary(
+        mode="open",
+        target_rate=rate,
+        duration_s=duration,
+        sent=n,
+        achieved_rate=round(len(stats.latencies) / elapsed, 1),
+    )
 
 
 async def closed_loop(factory: Factory, connections: int, duration: float, timeout: float, warmup: float) -> dict:
@@ -192,10 +204,13 @@ async def closed_loop(factory: Factory, connections: int, duration: float, timeo
                 await asyncio.sleep(0.01)
         _drop(conn)
 
-    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(connections))),
-                           warmup + duration + timeout + 5)
-    return stats.summary(mode="closed", connections=connections, duration_s=duration,
-                         achieved_rate=round(len(stats.latencies) / duration, 1))
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(connections))), warmup + duration + timeout + 5)
+    return stats.summary(
+        mode="closed",
+        connections=connections,
+        duration_s=duration,
+        achieved_rate=round(len(stats.latencies) / duration, 1),
+    )
 
 
 def _drop(conn: Conn | None) -> None:

@@ -24,6 +24,7 @@ Previews listen on 127.0.0.1:<port base>+id; TF_VAR_port_base (default 26000) ke
 people's test runs use (20000+) and below Linux's ephemeral ports (32768+), where any outgoing connection may hold
 the port (seen: "Address already in use" with a base of 33000).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,22 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (LOCAL_MODULE, GhappServe, Payload, bundled_terraform, busy_others, fake_sha,  # noqa: E402
-                     machine_facts, machine_ticks, print_facts, table, terraform_version, wait_quiet)
+from _common import (
+    LOCAL_MODULE,
+    GhappServe,
+    Payload,
+    bundled_terraform,
+    busy_others,
+    fake_sha,
+    machine_facts,
+    machine_ticks,
+    print_facts,
+    table,
+    terraform_version,
+    wait_quiet,
+)
 
-from ghapp.contract import environment_name  # noqa: E402
+from ghapp.contract import environment_name
 
 TARGET_RATIO = 0.8
 POLL = 0.02
@@ -57,6 +70,7 @@ CLOSED = Payload("pull_request.closed")
 
 # --- ghapp ---------------------------------------------------------------------------------------------------------
 
+
 class Client:
     def __init__(self, session: aiohttp.ClientSession, ghapp: GhappServe):
         self.session, self.ghapp = session, ghapp
@@ -65,8 +79,9 @@ class Client:
     async def deliver(self, payload: Payload, number: int, sha: str) -> dict:
         body = payload.body(number, sha)
         for _ in range(100):
-            async with self.session.post(self.ghapp.url + "/webhooks", data=body,
-                                         headers=payload.headers(body, str(uuid.uuid4()))) as resp:
+            async with self.session.post(
+                self.ghapp.url + "/webhooks", data=body, headers=payload.headers(body, str(uuid.uuid4()))
+            ) as resp:
                 reply = await resp.json()
             # Right after a restart on an existing database /readyz can say ready while the intake still answers
             # 503 "starting" (its READY event is set only when the migration task has finished): redeliver.
@@ -113,7 +128,7 @@ async def preview_answers(session: aiohttp.ClientSession, url: str) -> bool:
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
             return resp.status == 200 and "Preview of" in await resp.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 
@@ -141,7 +156,10 @@ async def ghapp_one(client: Client, number: int) -> dict:
     started, finished = _ts(apply_run["started_at"]), _ts(apply_run["finished_at"])
     first_line = _ts(lines[0]["at"]) if lines else None
     return {
-        "id": env_id, "active_s": t_active - t0, "destroyed_s": t_destroyed - t1, "ack_ms": 1000 * ack,
+        "id": env_id,
+        "active_s": t_active - t0,
+        "destroyed_s": t_destroyed - t1,
+        "ack_ms": 1000 * ack,
         # from the run's timestamps (the server's clock, the same machine's):
         "queue_s": started - wall0,  # delivery sent -> worker claimed it and recorded the run
         "to_first_line_s": (first_line - started) if first_line else None,  # prepare + workspace new + tf start
@@ -151,6 +169,7 @@ async def ghapp_one(client: Client, number: int) -> dict:
 
 
 # --- the seed design, by hand ----------------------------------------------------------------------------------------
+
 
 class Seed:
     """Per event: fresh copy, init -reconfigure, workspace select || new, apply/destroy (SEED-ARTICLE.md)."""
@@ -162,36 +181,67 @@ class Seed:
         for d in (self.states, self.previews, root / "plugin-cache"):
             d.mkdir(parents=True, exist_ok=True)
         (root / "terraformrc").write_text(f'disable_checkpoint = true\nplugin_cache_dir = "{root / "plugin-cache"}"\n')
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("TF_VAR_", "GHAPP_", "GITHUB_"))
-                and k not in ("TF_WORKSPACE", "DATABASE_URL")}
-        base.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1",
-                    TF_CLI_CONFIG_FILE=str(root / "terraformrc"),
-                    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]),
-                    TF_VAR_port_base=str(port_base), TF_VAR_state_dir=str(self.previews))
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TF_VAR_", "GHAPP_", "GITHUB_")) and k not in ("TF_WORKSPACE", "DATABASE_URL")
+        }
+        base.update(
+            TF_IN_AUTOMATION="1",
+            TF_INPUT="0",
+            CHECKPOINT_DISABLE="1",
+            TF_CLI_CONFIG_FILE=str(root / "terraformrc"),
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]),
+            TF_VAR_port_base=str(port_base),
+            TF_VAR_state_dir=str(self.previews),
+        )
         self.base_env = base
 
     def _run(self, cwd: Path, env: dict, *args: str) -> tuple[int, float, str]:
         t = time.perf_counter()
-        out = subprocess.run([self.binary, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [self.binary, *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         return out.returncode, time.perf_counter() - t, out.stdout + out.stderr
 
     def event(self, action: str, env_id: int, number: int, sha: str) -> dict:
         name = environment_name(env_id, OPENED.repository, number)
-        env = {**self.base_env, "TF_VAR_environment_id": str(env_id), "TF_VAR_environment_name": name,
-               "TF_VAR_repository": OPENED.repository, "TF_VAR_pr_number": str(number), "TF_VAR_git_sha": sha,
-               "TF_VAR_head_ref": "changes"}
+        env = {
+            **self.base_env,
+            "TF_VAR_environment_id": str(env_id),
+            "TF_VAR_environment_name": name,
+            "TF_VAR_repository": OPENED.repository,
+            "TF_VAR_pr_number": str(number),
+            "TF_VAR_git_sha": sha,
+            "TF_VAR_head_ref": "changes",
+        }
         steps: dict[str, float] = {}
         t0 = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix="terraform-run-", dir=self.root))
         try:
             work = tmp / "terraform"
-            shutil.copytree(LOCAL_MODULE, work, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*",
-                                                                             "__pycache__", "previews"))
+            shutil.copytree(
+                LOCAL_MODULE,
+                work,
+                ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "__pycache__", "previews"),
+            )
             (work / "backend.tf").write_text('terraform {\n  backend "local" {}\n}\n')
             steps["copy"] = time.perf_counter() - t0
-            code, steps["init"], out = self._run(work, env, "init", "-reconfigure", "-input=false", "-no-color",
-                                                 f"-backend-config=workspace_dir={self.states}")
+            code, steps["init"], out = self._run(
+                work,
+                env,
+                "init",
+                "-reconfigure",
+                "-input=false",
+                "-no-color",
+                f"-backend-config=workspace_dir={self.states}",
+            )
             if code:
                 raise RuntimeError(f"seed init failed:\n{out}")
             code, steps["workspace select"], out = self._run(work, env, "workspace", "select", "-no-color", name)
@@ -208,6 +258,7 @@ class Seed:
 
 
 # --- processes ----------------------------------------------------------------------------------------------------
+
 
 def preview_processes(under: Path, supervisors_only: bool = False) -> list[int]:
     """Live processes of previews whose directories are under `under` (the marker preview.py sets, or the
@@ -226,7 +277,8 @@ def preview_processes(under: Path, supervisors_only: bool = False) -> list[int]:
         if state in (b"Z", b"X") or (supervisors_only and b"\0supervise\0" not in cmdline):
             continue
         if any(v.startswith(marker) for v in environ.split(b"\0")) or (
-                b"preview.py\0supervise\0" + str(under).encode() in cmdline):
+            b"preview.py\0supervise\0" + str(under).encode() in cmdline
+        ):
             found.append(int(entry))
     return found
 
@@ -245,9 +297,15 @@ def kill_leftovers(under: Path) -> list[int]:
 
 # --- phases -------------------------------------------------------------------------------------------------------
 
+
 async def sequential(tmp: Path, label: str, binary: str, count: int, port_base: int) -> dict:
-    ghapp = GhappServe(tmp / f"ghapp-seq-{label}", GHAPP_TERRAFORM_MODULE=str(LOCAL_MODULE),
-                       GHAPP_TERRAFORM_BIN=binary, GHAPP_MAX_PARALLEL_RUNS="4", TF_VAR_port_base=str(port_base))
+    ghapp = GhappServe(
+        tmp / f"ghapp-seq-{label}",
+        GHAPP_TERRAFORM_MODULE=str(LOCAL_MODULE),
+        GHAPP_TERRAFORM_BIN=binary,
+        GHAPP_MAX_PARALLEL_RUNS="4",
+        TF_VAR_port_base=str(port_base),
+    )
     seed = Seed(tmp / f"seed-{label}", binary, port_base)
     out = {"ghapp": [], "seed": [], "seed_destroy": []}
     ghapp.start()
@@ -271,10 +329,13 @@ async def sequential(tmp: Path, label: str, binary: str, count: int, port_base: 
                     out["ghapp"].append(g)
                     out["seed"].append(s)
                     out["seed_destroy"].append(d)
-                print(f"  {label} #{i}{' (warm-up)' if i == 0 else ''}: ghapp env {g['id']} active {g['active_s']:.3f} s "
-                      f"(queue {g['queue_s']:.3f}, run {g['run_s']:.3f}), destroyed {g['destroyed_s']:.3f} s | "
-                      f"seed apply {s['total_s']:.3f} s ({', '.join(f'{k} {v:.3f}' for k, v in s['steps'].items())}),"
-                      f" destroy {d['total_s']:.3f} s", flush=True)
+                print(
+                    f"  {label} #{i}{' (warm-up)' if i == 0 else ''}: ghapp env {g['id']} active {g['active_s']:.3f} s "
+                    f"(queue {g['queue_s']:.3f}, run {g['run_s']:.3f}), destroyed {g['destroyed_s']:.3f} s | "
+                    f"seed apply {s['total_s']:.3f} s ({', '.join(f'{k} {v:.3f}' for k, v in s['steps'].items())}),"
+                    f" destroy {d['total_s']:.3f} s",
+                    flush=True,
+                )
             busy1 = machine_ticks()
             out["machine_busy_pct"] = round(200.0 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 1)
     finally:
@@ -283,11 +344,14 @@ async def sequential(tmp: Path, label: str, binary: str, count: int, port_base: 
     return out
 
 
-async def burst(tmp: Path, label: str, binary: str, size: int, parallel: int, port_base: int,
-                one_apply: float) -> dict:
-    ghapp = GhappServe(tmp / f"ghapp-burst-{label}", GHAPP_TERRAFORM_MODULE=str(LOCAL_MODULE),
-                       GHAPP_TERRAFORM_BIN=binary, GHAPP_MAX_PARALLEL_RUNS=str(parallel),
-                       TF_VAR_port_base=str(port_base))
+async def burst(tmp: Path, label: str, binary: str, size: int, parallel: int, port_base: int, one_apply: float) -> dict:
+    ghapp = GhappServe(
+        tmp / f"ghapp-burst-{label}",
+        GHAPP_TERRAFORM_MODULE=str(LOCAL_MODULE),
+        GHAPP_TERRAFORM_BIN=binary,
+        GHAPP_MAX_PARALLEL_RUNS=str(parallel),
+        TF_VAR_port_base=str(port_base),
+    )
     ghapp.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -305,8 +369,7 @@ async def burst(tmp: Path, label: str, binary: str, size: int, parallel: int, po
                 t_all = time.perf_counter() - t0
                 busy1 = machine_ticks()
                 envs = await client.environments()
-                answering = sum(await asyncio.gather(*(preview_answers(session, envs[i]["preview_url"])
-                                                       for i in ids)))
+                answering = sum(await asyncio.gather(*(preview_answers(session, envs[i]["preview_url"]) for i in ids)))
                 supervisors = len(preview_processes(ghapp.data_dir, supervisors_only=True))
                 t1 = time.perf_counter()
                 await asyncio.gather(*(client.deliver(CLOSED, n, shas[n]) for n in numbers))
@@ -321,19 +384,30 @@ async def burst(tmp: Path, label: str, binary: str, size: int, parallel: int, po
                         pass
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline and any(
-                        e["status"] not in ("destroyed", "failed") for e in (await client.environments()).values()):
+                    e["status"] not in ("destroyed", "failed") for e in (await client.environments()).values()
+                ):
                     await asyncio.sleep(0.5)
                 raise
     finally:
         ghapp.stop()
     times = sorted(t - t0 for t in active.values())
     ideal = math.ceil(size / parallel) * one_apply
-    return {"parallel": parallel, "size": size, "all_active_s": t_all, "first_active_s": times[0],
-            "median_active_s": statistics.median(times), "ideal_s": ideal, "vs_ideal": t_all / ideal,
-            "all_destroyed_s": t_destroy, "previews_answering": answering, "preview_processes_at_peak": supervisors,
-            "machine_busy_pct": round(200.0 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 1),
-            "waited_for_quiet_s": round(waited, 1), "ghapp_log_errors": ghapp.log_count(" ERROR "),
-            "starting_503_after_ready": client.starting_503}
+    return {
+        "parallel": parallel,
+        "size": size,
+        "all_active_s": t_all,
+        "first_active_s": times[0],
+        "median_active_s": statistics.median(times),
+        "ideal_s": ideal,
+        "vs_ideal": t_all / ideal,
+        "all_destroyed_s": t_destroy,
+        "previews_answering": answering,
+        "preview_processes_at_peak": supervisors,
+        "machine_busy_pct": round(200.0 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 1),
+        "waited_for_quiet_s": round(waited, 1),
+        "ghapp_log_errors": ghapp.log_count(" ERROR "),
+        "starting_503_after_ready": client.starting_503,
+    }
 
 
 def med(values) -> float:
@@ -346,26 +420,53 @@ def report_sequential(label: str, version: str, seq: dict) -> dict:
     gd, sd = med([r["destroyed_s"] for r in g]), med([r["total_s"] for r in seq["seed_destroy"]])
     ratio = ga / sa
     steps = sorted({k for r in s for k in r["steps"]})
-    print(f"\n### Sequential, {len(g)} environments, Terraform {version} ({label}); machine busy "
-          f"{seq['machine_busy_pct']}% of 200%\n")
+    print(
+        f"\n### Sequential, {len(g)} environments, Terraform {version} ({label}); machine busy "
+        f"{seq['machine_busy_pct']}% of 200%\n"
+    )
     rows = [
-        ["ghapp", f"{ga:.3f}", f"{min(r['active_s'] for r in g):.3f}", f"{max(r['active_s'] for r in g):.3f}",
-         f"{gd:.3f}", f"queue {med([r['queue_s'] for r in g]):.3f}, run start to first Terraform line "
-         f"{med([r['to_first_line_s'] for r in g if r['to_first_line_s'] is not None]):.3f}, run "
-         f"{med([r['run_s'] for r in g]):.3f}, run end to seen active {med([r['after_run_s'] for r in g]):.3f}; "
-         f"ack {med([r['ack_ms'] for r in g]):.1f} ms"],
-        ["seed", f"{sa:.3f}", f"{min(r['total_s'] for r in s):.3f}", f"{max(r['total_s'] for r in s):.3f}",
-         f"{sd:.3f}", ", ".join(f"{k} {med([r['steps'][k] for r in s if k in r['steps']]):.3f}" for k in steps)],
+        [
+            "ghapp",
+            f"{ga:.3f}",
+            f"{min(r['active_s'] for r in g):.3f}",
+            f"{max(r['active_s'] for r in g):.3f}",
+            f"{gd:.3f}",
+            f"queue {med([r['queue_s'] for r in g]):.3f}, run start to first Terraform line "
+            f"{med([r['to_first_line_s'] for r in g if r['to_first_line_s'] is not None]):.3f}, run "
+            f"{med([r['run_s'] for r in g]):.3f}, run end to seen active {med([r['after_run_s'] for r in g]):.3f}; "
+            f"ack {med([r['ack_ms'] for r in g]):.1f} ms",
+        ],
+        [
+            "seed",
+            f"{sa:.3f}",
+            f"{min(r['total_s'] for r in s):.3f}",
+            f"{max(r['total_s'] for r in s):.3f}",
+            f"{sd:.3f}",
+            ", ".join(f"{k} {med([r['steps'][k] for r in s if k in r['steps']]):.3f}" for k in steps),
+        ],
     ]
-    print(table(["way", "to active, median s", "min", "max", "destroy, median s", "where the time goes (medians, s)"],
-                rows))
+    print(
+        table(
+            ["way", "to active, median s", "min", "max", "destroy, median s", "where the time goes (medians, s)"], rows
+        )
+    )
     w = seq["warmup"]
-    print(f"\nwarm-up (not counted): ghapp {w['ghapp']['active_s']:.3f} s (its first run does `terraform init`), "
-          f"seed {w['seed']['total_s']:.3f} s")
-    print(f"target ghapp <= {TARGET_RATIO} x seed: {ga:.3f} / {sa:.3f} = {ratio:.2f} -> "
-          f"{'MET' if ratio <= TARGET_RATIO else 'NOT MET'}")
-    return {"ghapp_median_s": ga, "seed_median_s": sa, "ratio": ratio, "met": ratio <= TARGET_RATIO,
-            "ghapp_destroy_median_s": gd, "seed_destroy_median_s": sd}
+    print(
+        f"\nwarm-up (not counted): ghapp {w['ghapp']['active_s']:.3f} s (its first run does `terraform init`), "
+        f"seed {w['seed']['total_s']:.3f} s"
+    )
+    print(
+        f"target ghapp <= {TARGET_RATIO} x seed: {ga:.3f} / {sa:.3f} = {ratio:.2f} -> "
+        f"{'MET' if ratio <= TARGET_RATIO else 'NOT MET'}"
+    )
+    return {
+        "ghapp_median_s": ga,
+        "seed_median_s": sa,
+        "ratio": ratio,
+        "met": ratio <= TARGET_RATIO,
+        "ghapp_destroy_median_s": gd,
+        "seed_destroy_median_s": sd,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,8 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=10, help="sequential environments per way (plus a warm-up)")
     parser.add_argument("--burst", type=int, default=20, help="PRs opened at once")
     parser.add_argument("--parallel", default="2,4,8", help="GHAPP_MAX_PARALLEL_RUNS values for the burst")
-    parser.add_argument("--port-base", type=int, default=26000,
-                        help="TF_VAR_port_base for the previews (keep base + 10000 below the ephemeral ports, 32768)")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=26000,
+        help="TF_VAR_port_base for the previews (keep base + 10000 below the ephemeral ports, 32768)",
+    )
     parser.add_argument("--json", type=Path, help="write every result to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, states)")
     args = parser.parse_args(argv)
@@ -385,8 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     print_facts(facts)
     if others := busy_others(1.0):
-        print("WARNING: other processes are using CPU, results will be noisy:",
-              *(f"  {p:.0f}% {c}" for p, c in others), sep="\n")
+        print(
+            "WARNING: other processes are using CPU, results will be noisy:",
+            *(f"  {p:.0f}% {c}" for p, c in others),
+            sep="\n",
+        )
     binaries = []
     if args.terraform in ("path", "both"):
         binaries.append(("PATH", shutil.which("terraform")))
@@ -412,20 +520,47 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"burst of {args.burst} with GHAPP_MAX_PARALLEL_RUNS={p} ...", flush=True)
                 b = asyncio.run(burst(tmp, label, binary, args.burst, p, args.port_base, one_apply))
                 r["burst"].append(b)
-                print(f"  all active in {b['all_active_s']:.2f} s (ideal {b['ideal_s']:.2f}), "
-                      f"all destroyed in {b['all_destroyed_s']:.2f} s, {b['previews_answering']} previews answered")
+                print(
+                    f"  all active in {b['all_active_s']:.2f} s (ideal {b['ideal_s']:.2f}), "
+                    f"all destroyed in {b['all_destroyed_s']:.2f} s, {b['previews_answering']} previews answered"
+                )
             print(f"\n### Burst: {args.burst} PRs opened at once, Terraform {version} ({label})\n")
-            print(table(["GHAPP_MAX_PARALLEL_RUNS", "all active s", "first", "median", "ideal = ceil(n/p) x one apply",
-                         "all active / ideal", "all destroyed s", "previews answering", "machine busy %"],
-                        [[b["parallel"], f"{b['all_active_s']:.2f}", f"{b['first_active_s']:.2f}",
-                          f"{b['median_active_s']:.2f}", f"{b['ideal_s']:.2f}", f"{b['vs_ideal']:.2f}",
-                          f"{b['all_destroyed_s']:.2f}", f"{b['previews_answering']}/{b['size']}",
-                          b["machine_busy_pct"]] for b in r["burst"]]))
+            print(
+                table(
+                    [
+                        "GHAPP_MAX_PARALLEL_RUNS",
+                        "all active s",
+                        "first",
+                        "median",
+                        "ideal = ceil(n/p) x one apply",
+                        "all active / ideal",
+                        "all destroyed s",
+                        "previews answering",
+                        "machine busy %",
+                    ],
+                    [
+                        [
+                            b["parallel"],
+                            f"{b['all_active_s']:.2f}",
+                            f"{b['first_active_s']:.2f}",
+                            f"{b['median_active_s']:.2f}",
+                            f"{b['ideal_s']:.2f}",
+                            f"{b['vs_ideal']:.2f}",
+                            f"{b['all_destroyed_s']:.2f}",
+                            f"{b['previews_answering']}/{b['size']}",
+                            b["machine_busy_pct"],
+                        ]
+                        for b in r["burst"]
+                    ],
+                )
+            )
     finally:
         leftovers = kill_leftovers(tmp)
         results["leftover_preview_processes"] = leftovers
-        print(f"\npreview processes left after everything was destroyed: {len(leftovers)}"
-              f"{' (killed now: ' + str(leftovers) + ')' if leftovers else ''}")
+        print(
+            f"\npreview processes left after everything was destroyed: {len(leftovers)}"
+            f"{' (killed now: ' + str(leftovers) + ')' if leftovers else ''}"
+        )
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
             print(f"all results: {args.json}")
@@ -435,12 +570,16 @@ def main(argv: list[str] | None = None) -> int:
     for label, r in results["runs"].items():
         v = r.get("verdict")
         if v:
-            print(f"  {label} ({r['version']}): ghapp {v['ghapp_median_s']:.3f} s vs seed {v['seed_median_s']:.3f} s "
-                  f"per environment = {v['ratio']:.2f}x (target <= {TARGET_RATIO}) -> "
-                  f"{'MET' if v['met'] else 'NOT MET'}")
+            print(
+                f"  {label} ({r['version']}): ghapp {v['ghapp_median_s']:.3f} s vs seed {v['seed_median_s']:.3f} s "
+                f"per environment = {v['ratio']:.2f}x (target <= {TARGET_RATIO}) -> "
+                f"{'MET' if v['met'] else 'NOT MET'}"
+            )
         for b in r.get("burst", []):
-            print(f"  {label} burst {b['size']} @ parallel {b['parallel']}: {b['all_active_s']:.2f} s vs ideal "
-                  f"{b['ideal_s']:.2f} s ({b['vs_ideal']:.2f}x)")
+            print(
+                f"  {label} burst {b['size']} @ parallel {b['parallel']}: {b['all_active_s']:.2f} s vs ideal "
+                f"{b['ideal_s']:.2f} s ({b['vs_ideal']:.2f}x)"
+            )
     return 1 if leftovers else 0
 
 

@@ -31,6 +31,7 @@ invocation's argv to a file, then execs `terraform` from PATH (else the bundled 
 Every process started (serve, PostgreSQL, Terraform and its provisioners) is stopped at the end, even on failure:
 the leftover check finds any process whose environment carries this run's GHAPP_DATA_DIR and kills it by pid.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,6 +76,7 @@ OPENED = Payload("pull_request.opened")
 
 
 # --- processes ------------------------------------------------------------------------------------------------------
+
 
 def _read(path: str) -> str | None:
     try:
@@ -180,11 +182,19 @@ class Sampler:
         tf = [p for p, c in kids if c.startswith("terraform")]
         pg = [p for p, c in kids if c == "postgres"]
         other = [p for p, c in kids if not c.startswith("terraform") and c != "postgres"]
-        s = {"t": time.monotonic(), "rss": st.get("VmRSS", 0), "hwm": st.get("VmHWM", 0),
-             "anon": st.get("RssAnon", 0), "file": st.get("RssFile", 0),
-             "tf_n": len(tf), "tf_rss": sum(status_kb(p).get("VmRSS", 0) for p in tf),
-             "pg_n": len(pg), "pg_pss": sum(pss_kb(p) for p in pg),
-             "other_n": len(other), "other_rss": sum(status_kb(p).get("VmRSS", 0) for p in other)}
+        s = {
+            "t": time.monotonic(),
+            "rss": st.get("VmRSS", 0),
+            "hwm": st.get("VmHWM", 0),
+            "anon": st.get("RssAnon", 0),
+            "file": st.get("RssFile", 0),
+            "tf_n": len(tf),
+            "tf_rss": sum(status_kb(p).get("VmRSS", 0) for p in tf),
+            "pg_n": len(pg),
+            "pg_pss": sum(pss_kb(p) for p in pg),
+            "other_n": len(other),
+            "other_rss": sum(status_kb(p).get("VmRSS", 0) for p in other),
+        }
         self.samples.append(s)
         return s
 
@@ -212,13 +222,16 @@ def mb(kb: float) -> str:
 
 # --- ghapp ----------------------------------------------------------------------------------------------------------
 
+
 def write_wrapper(path: Path, log: Path) -> str:
     """A GHAPP_TERRAFORM_BIN that logs each invocation, then execs the real Terraform."""
     real = shutil.which("terraform") or bundled_terraform()
     if not real:
         raise SystemExit("no terraform on PATH and no ghapp-terraform: pip install -e . first")
-    path.write_text(f'#!/bin/sh\nprintf \'%s %s %s\\n\' "$(date +%s.%N)" "${{TF_WORKSPACE:--}}" "$*" >> "{log}"\n'
-                    f'exec "{real}" "$@"\n')
+    path.write_text(
+        f'#!/bin/sh\nprintf \'%s %s %s\\n\' "$(date +%s.%N)" "${{TF_WORKSPACE:--}}" "$*" >> "{log}"\n'
+        f'exec "{real}" "$@"\n'
+    )
     path.chmod(0o755)
     return real
 
@@ -247,9 +260,16 @@ def phases(rows: list[dict], calls: list[tuple[float, str, str]], names: dict[in
         mine = [(t, w, a) for t, w, a in calls if t >= t0 - 0.5]
         ws = next((t for t, w, a in mine if a.startswith("workspace new") and a.endswith(" " + name)), None)
         ap = next((t for t, w, a in mine if a.startswith("apply") and w == name), None)
-        out.append({"id": r["id"], "created": t0, "started": r["started_at"].timestamp() - t0,
-                    "ws_new": ws - t0 if ws else None, "apply": ap - t0 if ap else None,
-                    "done": r["finished_at"].timestamp() - t0})
+        out.append(
+            {
+                "id": r["id"],
+                "created": t0,
+                "started": r["started_at"].timestamp() - t0,
+                "ws_new": ws - t0 if ws else None,
+                "apply": ap - t0 if ap else None,
+                "done": r["finished_at"].timestamp() - t0,
+            }
+        )
     return out
 
 
@@ -263,8 +283,12 @@ class Bench:
         self.servers: list[GhappServe] = []
 
     def serve(self, name: str, data_dir: Path | None = None, **settings: str) -> GhappServe:
-        base = {"GHAPP_MAX_PARALLEL_RUNS": str(PARALLEL), "GHAPP_TERRAFORM_MODULE": str(SCRIPTED_MODULE),
-                "GHAPP_TERRAFORM_BIN": str(self.wrapper), "GHAPP_SHUTDOWN_GRACE": "2s"}
+        base = {
+            "GHAPP_MAX_PARALLEL_RUNS": str(PARALLEL),
+            "GHAPP_TERRAFORM_MODULE": str(SCRIPTED_MODULE),
+            "GHAPP_TERRAFORM_BIN": str(self.wrapper),
+            "GHAPP_SHUTDOWN_GRACE": "2s",
+        }
         base.update(settings)
         g = GhappServe(self.root / name, data_dir=data_dir, **base)
         # every process of this benchmark carries GHAPP_DATA_DIR under self.root (the leftover check relies on it)
@@ -305,13 +329,23 @@ class Bench:
                       now() + interval '72 hours'
                FROM (SELECT n, md5(n::text) || left(md5('s' || n), 8) AS sha
                      FROM generate_series($3::int, $4::int) n) s
-               RETURNING id, pr_number""", OPENED.repo_id, OPENED.repository, first_pr, first_pr + count - 1)
-        await conn.executemany("UPDATE environments SET name = $2 WHERE id = $1",
-                               [(r["id"], environment_name(r["id"], OPENED.repository, r["pr_number"])) for r in rows])
+               RETURNING id, pr_number""",
+            OPENED.repo_id,
+            OPENED.repository,
+            first_pr,
+            first_pr + count - 1,
+        )
+        await conn.executemany(
+            "UPDATE environments SET name = $2 WHERE id = $1",
+            [(r["id"], environment_name(r["id"], OPENED.repository, r["pr_number"])) for r in rows],
+        )
         ids = [r["id"] for r in rows]
         # published_version changes, so the version trigger does not fire: nothing left to publish
-        await conn.execute("""UPDATE environments SET published_version = version,
-                                  published = '{"check_run": "bench", "comment": "bench"}' WHERE id = ANY($1)""", ids)
+        await conn.execute(
+            """UPDATE environments SET published_version = version,
+                                  published = '{"check_run": "bench", "comment": "bench"}' WHERE id = ANY($1)""",
+            ids,
+        )
         return ids
 
     @staticmethod
@@ -400,7 +434,9 @@ class Bench:
                         rows = await conn.fetch(
                             """SELECT e.id, e.name, e.status, e.created_at, r.started_at, r.finished_at
                                FROM environments e JOIN runs r ON r.environment_id = e.id AND r.action = 'apply'
-                               WHERE e.id = ANY($1) ORDER BY r.started_at""", ids)
+                               WHERE e.id = ANY($1) ORDER BY r.started_at""",
+                            ids,
+                        )
                         if any(r["status"] == "failed" for r in rows):
                             raise RuntimeError(f"a run failed:\n{g.log_tail()}")
                         if len(rows) == len(ids) and all(r["status"] == "active" for r in rows):
@@ -416,8 +452,9 @@ class Bench:
                 one = statistics.median((r["finished_at"] - r["created_at"]).total_seconds() for r in singles)
                 out["singles"] = singles
                 out["one_apply_s"] = one
-                out["one_run_s"] = statistics.median((r["finished_at"] - r["started_at"]).total_seconds()
-                                                     for r in singles)
+                out["one_run_s"] = statistics.median(
+                    (r["finished_at"] - r["started_at"]).total_seconds() for r in singles
+                )
                 names = dict(await conn.fetch("SELECT id, name FROM environments"))
                 out["single_phases"] = phases(singles, invocations(self.tf_log), names)
                 waited, busy = wait_quiet(30.0, a.quiet_wait)
@@ -428,9 +465,23 @@ class Bench:
                     a.profile.mkdir(parents=True, exist_ok=True)
                     expected = math.ceil(a.burst / PARALLEL) * one
                     profiler = subprocess.Popen(  # noqa: ASYNC220 - started once, not waited on here
-                        ["py-spy", "record", "-p", str(g.proc.pid), "-d", str(int(expected * 1.5) + 5), "-r", "50",
-                         "-f", "raw", "-o", str(a.profile / "burst.txt")],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        [
+                            "py-spy",
+                            "record",
+                            "-p",
+                            str(g.proc.pid),
+                            "-d",
+                            str(int(expected * 1.5) + 5),
+                            "-r",
+                            "50",
+                            "-f",
+                            "raw",
+                            "-o",
+                            str(a.profile / "burst.txt"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
                 meter = CpuMeter(ghapp=g.proc.pid).start()
                 wall0 = time.perf_counter()
                 numbers = range(1000, 1000 + a.burst)
@@ -448,7 +499,8 @@ class Bench:
                 out["ratio"] = out["total_s"] / out["expected_s"]
                 out["max_running"] = await conn.fetchval(
                     """SELECT max(c) FROM (SELECT (SELECT count(*) FROM runs r2 WHERE r2.started_at <= r.started_at
-                              AND (r2.finished_at IS NULL OR r2.finished_at > r.started_at)) AS c FROM runs r) x""")
+                              AND (r2.finished_at IS NULL OR r2.finished_at > r.started_at)) AS c FROM runs r) x"""
+                )
         finally:
             if profiler is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -500,12 +552,21 @@ class Bench:
                 after = await self.counts(conn)
             finally:
                 await conn.close()
-            out["steps"].append({"how": how, "ready_s": ready, "waited_s": wait, "after": after,
-                                 "tf_calls": [a for _t, _w, a in invocations(self.tf_log)[tf0:]],
-                                 "published": [x.split(": ", 1)[-1][:90] for x in
-                                               g.log_path.read_text(errors="replace").splitlines()[log0:]
-                                               if "check run" in x],
-                                 "rss": status_kb(g.proc.pid)})
+            out["steps"].append(
+                {
+                    "how": how,
+                    "ready_s": ready,
+                    "waited_s": wait,
+                    "after": after,
+                    "tf_calls": [a for _t, _w, a in invocations(self.tf_log)[tf0:]],
+                    "published": [
+                        x.split(": ", 1)[-1][:90]
+                        for x in g.log_path.read_text(errors="replace").splitlines()[log0:]
+                        if "check run" in x
+                    ],
+                    "rss": status_kb(g.proc.pid),
+                }
+            )
         g.stop()
         return out
 
@@ -516,11 +577,13 @@ class Bench:
                       (SELECT count(*) FROM environments WHERE status = 'active') AS active,
                       (SELECT count(*) FROM environments WHERE generation > observed_generation) AS unconverged,
                       (SELECT count(*) FROM environments WHERE version > published_version) AS unpublished,
-                      (SELECT count(*) FROM runs) AS runs""")
+                      (SELECT count(*) FROM runs) AS runs"""
+        )
         return dict(row)
 
 
 # --- reports -------------------------------------------------------------------------------------------------------
+
 
 def report_memory(results: list[dict]) -> None:
     print("\n### 1. Memory: 1,000 environments tracked, 8 runs in flight\n")
@@ -529,21 +592,49 @@ def report_memory(results: list[dict]) -> None:
         steady = r["steady"] + r["after_api"]
         serve_rss = [s["rss"] for s in steady]
         hwm = max(s["hwm"] for s in [*steady, r["final"]])
-        rows.append([r["variant"], r["tracked"], f"{r['create_s']:.1f}",
-                     f"{min(s['tf_n'] for s in steady)}-{max(s['tf_n'] for s in steady)}", mb(r["idle"]["rss"]), mb(statistics.median(serve_rss)),
-                     mb(max(serve_rss)), mb(r["final"]["rss"]), mb(hwm),
-                     "yes" if hwm / 1024 <= RSS_TARGET_MB else "**no**",
-                     mb(max(s["tf_rss"] for s in steady)),
-                     mb(max(s["pg_pss"] for s in steady))])
-    print(table(["variant", "envs", "create s", "terraform procs", "serve RSS idle MB", "RSS 8 running (median) MB",
-                 "max MB", "after API+dashboard MB", "VmHWM MB", f"<= {RSS_TARGET_MB:.0f} MB",
-                 "Terraform RSS (sum) MB", "PostgreSQL PSS MB"], rows))
+        rows.append(
+            [
+                r["variant"],
+                r["tracked"],
+                f"{r['create_s']:.1f}",
+                f"{min(s['tf_n'] for s in steady)}-{max(s['tf_n'] for s in steady)}",
+                mb(r["idle"]["rss"]),
+                mb(statistics.median(serve_rss)),
+                mb(max(serve_rss)),
+                mb(r["final"]["rss"]),
+                mb(hwm),
+                "yes" if hwm / 1024 <= RSS_TARGET_MB else "**no**",
+                mb(max(s["tf_rss"] for s in steady)),
+                mb(max(s["pg_pss"] for s in steady)),
+            ]
+        )
+    print(
+        table(
+            [
+                "variant",
+                "envs",
+                "create s",
+                "terraform procs",
+                "serve RSS idle MB",
+                "RSS 8 running (median) MB",
+                "max MB",
+                "after API+dashboard MB",
+                "VmHWM MB",
+                f"<= {RSS_TARGET_MB:.0f} MB",
+                "Terraform RSS (sum) MB",
+                "PostgreSQL PSS MB",
+            ],
+            rows,
+        )
+    )
     for r in results:
         st = r["final"]
-        print(f"\n{r['variant']}: statuses {r['by_status']}; 8 running {r['to_8_running_s']:.1f}s after the last "
-              f"delivery; API pages {r['api_pages']}, dashboard {r['dashboard']}; runs in flight at the end "
-              f"{r['running_at_end']}; serve RssAnon {mb(st['anon'])} MB, RssFile {mb(st['file'])} MB; "
-              f"ready in {r['ready_s']:.1f}s")
+        print(
+            f"\n{r['variant']}: statuses {r['by_status']}; 8 running {r['to_8_running_s']:.1f}s after the last "
+            f"delivery; API pages {r['api_pages']}, dashboard {r['dashboard']}; runs in flight at the end "
+            f"{r['running_at_end']}; serve RssAnon {mb(st['anon'])} MB, RssFile {mb(st['file'])} MB; "
+            f"ready in {r['ready_s']:.1f}s"
+        )
 
 
 def _stats(values: list[float]) -> str:
@@ -555,38 +646,66 @@ def report_burst(r: dict, burst: int, delay: float) -> None:
     print(f"\n### 2. Burst: {burst} PRs opened at once, {PARALLEL} parallel runs, apply = 2 x sleep {delay:g}s\n")
     s = r["singles"]
     alone = ", ".join(format((x["finished_at"] - x["created_at"]).total_seconds(), ".2f") for x in s)
-    print(table(["measure", "seconds"], [
-        ["warm-up PR (includes `terraform init`)", f"{r['warmup_s']:.2f}"],
-        [f"one apply alone: delivery -> active, median of {len(s)}", f"{r['one_apply_s']:.2f} ({alone})"],
-        ["  of which the Terraform run (started -> recorded)", f"{r['one_run_s']:.2f}"],
-        [f"expected: ceil({burst}/{PARALLEL}) x one apply", f"{r['expected_s']:.2f}"],
-        [f"measured: first delivery -> last active ({burst} PRs)", f"{r['total_s']:.2f}"],
-        ["  client side: first POST -> all seen active (0.1 s poll)", f"{r['observed_s']:.2f}"],
-        [f"  all {burst} POSTs answered", f"{r['posted_s']:.2f}"],
-        ["ratio measured / expected", (f"**{r['ratio']:.3f}** ({'met' if r['ratio'] <= RATIO_TARGET else 'NOT met'}"
-                                       f": target <= {RATIO_TARGET:.2f})")],
-        ["max runs in flight at once (from `runs`)", str(r["max_running"])],
-    ]))
+    print(
+        table(
+            ["measure", "seconds"],
+            [
+                ["warm-up PR (includes `terraform init`)", f"{r['warmup_s']:.2f}"],
+                [f"one apply alone: delivery -> active, median of {len(s)}", f"{r['one_apply_s']:.2f} ({alone})"],
+                ["  of which the Terraform run (started -> recorded)", f"{r['one_run_s']:.2f}"],
+                [f"expected: ceil({burst}/{PARALLEL}) x one apply", f"{r['expected_s']:.2f}"],
+                [f"measured: first delivery -> last active ({burst} PRs)", f"{r['total_s']:.2f}"],
+                ["  client side: first POST -> all seen active (0.1 s poll)", f"{r['observed_s']:.2f}"],
+                [f"  all {burst} POSTs answered", f"{r['posted_s']:.2f}"],
+                [
+                    "ratio measured / expected",
+                    (
+                        f"**{r['ratio']:.3f}** ({'met' if r['ratio'] <= RATIO_TARGET else 'NOT met'}"
+                        f": target <= {RATIO_TARGET:.2f})"
+                    ),
+                ],
+                ["max runs in flight at once (from `runs`)", str(r["max_running"])],
+            ],
+        )
+    )
     # where the time goes, per run: delivery -> claimed -> `workspace new` -> `apply` -> recorded
     ph = sorted(r["burst_phases"], key=lambda x: x["created"] + x["started"])
     first = min(x["created"] for x in ph)
     groups = [("alone", r["single_phases"])]
     for w in range(math.ceil(len(ph) / PARALLEL)):
-        groups.append((f"burst wave {w + 1}", ph[w * PARALLEL:(w + 1) * PARALLEL]))
+        groups.append((f"burst wave {w + 1}", ph[w * PARALLEL : (w + 1) * PARALLEL]))
     rows = []
     for label, g in groups:
-        rows.append([label, len(g),
-                     f"{min(x['created'] + x['started'] for x in g) - first:.2f}" if label != "alone" else "-",
-                     f"{max(x['created'] + x['done'] for x in g) - first:.2f}" if label != "alone" else "-",
-                     _stats([x["started"] for x in g]),
-                     _stats([x["ws_new"] - x["started"] for x in g if x["ws_new"] is not None]),
-                     _stats([x["apply"] - x["ws_new"] for x in g if x["ws_new"] is not None and x["apply"]]),
-                     _stats([x["done"] - x["apply"] for x in g if x["apply"] is not None]),
-                     _stats([x["done"] - x["started"] for x in g])])
+        rows.append(
+            [
+                label,
+                len(g),
+                f"{min(x['created'] + x['started'] for x in g) - first:.2f}" if label != "alone" else "-",
+                f"{max(x['created'] + x['done'] for x in g) - first:.2f}" if label != "alone" else "-",
+                _stats([x["started"] for x in g]),
+                _stats([x["ws_new"] - x["started"] for x in g if x["ws_new"] is not None]),
+                _stats([x["apply"] - x["ws_new"] for x in g if x["ws_new"] is not None and x["apply"]]),
+                _stats([x["done"] - x["apply"] for x in g if x["apply"] is not None]),
+                _stats([x["done"] - x["started"] for x in g]),
+            ]
+        )
     print()
-    print(table(["runs", "n", "first claimed s", "last active s", "delivery->claimed (med/max)",
-                 "claimed->`workspace new`", "`workspace new`", "`apply` invoked->recorded", "claimed->recorded"],
-                rows))
+    print(
+        table(
+            [
+                "runs",
+                "n",
+                "first claimed s",
+                "last active s",
+                "delivery->claimed (med/max)",
+                "claimed->`workspace new`",
+                "`workspace new`",
+                "`apply` invoked->recorded",
+                "claimed->recorded",
+            ],
+            rows,
+        )
+    )
     # slot hand-over: the k-th claim after the first 8 takes the slot of the (k-8)-th finish
     starts = sorted(x["created"] + x["started"] for x in ph)
     ends = sorted(x["created"] + x["done"] for x in ph)
@@ -596,31 +715,77 @@ def report_burst(r: dict, burst: int, delay: float) -> None:
         key = " ".join(c.split()[:2]) if c.startswith("workspace") else c.split()[0]
         calls[key] = calls.get(key, 0) + 1
     cpu = r["cpu"]
-    print(f"\nslot hand-over (a run recorded -> the next claimed): median {_stats(handover)} s (med/max); "
-          f"Terraform invocations during the burst {calls}; CPU over the burst: machine "
-          f"{cpu['machine_busy_pct']:.0f}% (200 = both cores), serve process {cpu['ghapp_main_cpu_pct']:.0f}%, "
-          f"serve + live children at the end {cpu['ghapp_cpu_pct']:.0f}%; waited {r['quiet'][0]:.0f}s for a quiet "
-          f"machine (then {r['quiet'][1]:.0f}% busy); others busy before the burst: "
-          f"{[(round(p), c[:60]) for p, c in r['busy_others'][:3]]}")
+    print(
+        f"\nslot hand-over (a run recorded -> the next claimed): median {_stats(handover)} s (med/max); "
+        f"Terraform invocations during the burst {calls}; CPU over the burst: machine "
+        f"{cpu['machine_busy_pct']:.0f}% (200 = both cores), serve process {cpu['ghapp_main_cpu_pct']:.0f}%, "
+        f"serve + live children at the end {cpu['ghapp_cpu_pct']:.0f}%; waited {r['quiet'][0]:.0f}s for a quiet "
+        f"machine (then {r['quiet'][1]:.0f}% busy); others busy before the burst: "
+        f"{[(round(p), c[:60]) for p, c in r['busy_others'][:3]]}"
+    )
 
 
 def report_restart(r: dict, poll: float) -> None:
-    print(f"\n### 3. Restart with 1,000 converged environments ({r['real']} applied for real, {r['inserted']} "
-          "inserted converged)\n")
+    print(
+        f"\n### 3. Restart with 1,000 converged environments ({r['real']} applied for real, {r['inserted']} "
+        "inserted converged)\n"
+    )
     b = r["before"]
-    rows = [["before", "-", "-", b["environments"], b["active"], b["unconverged"], b["unpublished"], b["runs"], "-",
-             "-", "-"]]
+    rows = [
+        [
+            "before",
+            "-",
+            "-",
+            b["environments"],
+            b["active"],
+            b["unconverged"],
+            b["unpublished"],
+            b["runs"],
+            "-",
+            "-",
+            "-",
+        ]
+    ]
     for s in r["steps"]:
         a = s["after"]
-        rows.append([s["how"], f"{s['ready_s']:.1f}", f"{s['waited_s']:.0f}", a["environments"], a["active"],
-                     a["unconverged"], a["unpublished"], a["runs"], a["runs"] - b["runs"], len(s["tf_calls"]),
-                     "yes" if a["runs"] == b["runs"] and not s["tf_calls"] else "**no**"])
-    print(table(["restart", "ready s", "waited s", "envs", "active", "unconverged", "unpublished", "runs rows",
-                 "new runs",
-                 "Terraform invocations", "0 runs?"], rows))
+        rows.append(
+            [
+                s["how"],
+                f"{s['ready_s']:.1f}",
+                f"{s['waited_s']:.0f}",
+                a["environments"],
+                a["active"],
+                a["unconverged"],
+                a["unpublished"],
+                a["runs"],
+                a["runs"] - b["runs"],
+                len(s["tf_calls"]),
+                "yes" if a["runs"] == b["runs"] and not s["tf_calls"] else "**no**",
+            ]
+        )
+    print(
+        table(
+            [
+                "restart",
+                "ready s",
+                "waited s",
+                "envs",
+                "active",
+                "unconverged",
+                "unpublished",
+                "runs rows",
+                "new runs",
+                "Terraform invocations",
+                "0 runs?",
+            ],
+            rows,
+        )
+    )
     for s in r["steps"]:
-        print(f"\n{s['how']}: publisher (offline log) lines after restart {s['published']}; serve VmRSS "
-              f"{mb(s['rss'].get('VmRSS', 0))} MB; Terraform calls {s['tf_calls'][:5]}")
+        print(
+            f"\n{s['how']}: publisher (offline log) lines after restart {s['published']}; serve VmRSS "
+            f"{mb(s['rss'].get('VmRSS', 0))} MB; Terraform calls {s['tf_calls'][:5]}"
+        )
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -677,6 +842,7 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+
     def _term(*_):
         raise KeyboardInterrupt
 

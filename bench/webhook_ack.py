@@ -16,6 +16,7 @@ Then runs bench/loadgen.py (a separate process) against each in turn: (a) open l
 Deliveries are real `pull_request.synchronize` payloads, signed, each with a unique X-GitHub-Delivery and head SHA,
 over 5 PR numbers. Targets: p99 <= 25 ms at 200/s; ghapp's max rate >= 40 % of the bare handler's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,20 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (SCRIPTED_MODULE, CpuMeter, GhappServe, Payload, busy_others, fake_sha,  # noqa: E402
-                     free_port, http_json, machine_facts, print_facts, table, wait_quiet)
+from _common import (
+    SCRIPTED_MODULE,
+    CpuMeter,
+    GhappServe,
+    Payload,
+    busy_others,
+    fake_sha,
+    free_port,
+    http_json,
+    machine_facts,
+    print_facts,
+    table,
+    wait_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 PRS = [101, 102, 103, 104, 105]
@@ -45,8 +58,12 @@ class Bare:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         log = open(workdir / "bare.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "bare_server.py"), str(self.port)],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "bare_server.py"), str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -65,9 +82,20 @@ class Bare:
 
 def loadgen(url: str, *mode_args: str) -> dict:
     """Run bench/loadgen.py as its own process; its JSON result."""
-    out = subprocess.run([sys.executable, str(HERE / "loadgen.py"), "--url", url + "/webhooks",
-                          "--prs", ",".join(map(str, PRS)), *mode_args],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "loadgen.py"),
+            "--url",
+            url + "/webhooks",
+            "--prs",
+            ",".join(map(str, PRS)),
+            *mode_args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed:\n{out.stderr}")
     return json.loads(out.stdout)
@@ -86,11 +114,16 @@ def measured(name: str, pid: int, url: str, *mode_args: str, retries: int | None
         meter = CpuMeter(server=pid).start()
         result = loadgen(url, *mode_args)
         cpu = meter.stop()
-        result.update(server=name, server_cpu_pct=round(cpu["server_cpu_pct"], 1),
-                      server_main_cpu_pct=round(cpu["server_main_cpu_pct"], 1),
-                      machine_busy_pct=round(cpu["machine_busy_pct"], 1), waited_for_quiet_s=round(waited, 1))
-        result["others_cpu_pct"] = round(max(0.0, cpu["machine_busy_pct"] - cpu["server_cpu_pct"]
-                                             - result["client_cpu_pct"]), 1)
+        result.update(
+            server=name,
+            server_cpu_pct=round(cpu["server_cpu_pct"], 1),
+            server_main_cpu_pct=round(cpu["server_main_cpu_pct"], 1),
+            machine_busy_pct=round(cpu["machine_busy_pct"], 1),
+            waited_for_quiet_s=round(waited, 1),
+        )
+        result["others_cpu_pct"] = round(
+            max(0.0, cpu["machine_busy_pct"] - cpu["server_cpu_pct"] - result["client_cpu_pct"]), 1
+        )
         if best is None or result["others_cpu_pct"] < best["others_cpu_pct"]:
             best = result
         if result["others_cpu_pct"] <= QUIET["threshold"]:
@@ -142,11 +175,23 @@ def profile(ghapp: GhappServe, out_dir: Path, connections: int, duration: float)
     raw = out_dir / "ghapp-webhooks.pyspy.txt"
     svg = out_dir / "ghapp-webhooks.svg"
     wait_quiet(QUIET["threshold"], QUIET["max_wait"])
-    spy_args = ["py-spy", "record", "--pid", str(ghapp.proc.pid), "--rate", "250", "--duration",
-                str(int(duration + 2)), "--nonblocking"]
-    spies = [subprocess.Popen([*spy_args, "--format", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL),
-             subprocess.Popen([*spy_args, "-o", str(svg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    spy_args = [
+        "py-spy",
+        "record",
+        "--pid",
+        str(ghapp.proc.pid),
+        "--rate",
+        "250",
+        "--duration",
+        str(int(duration + 2)),
+        "--nonblocking",
+    ]
+    spies = [
+        subprocess.Popen(
+            [*spy_args, "--format", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ),
+        subprocess.Popen([*spy_args, "-o", str(svg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
     time.sleep(0.5)
     meter = CpuMeter(server=ghapp.proc.pid).start()
     result = loadgen(ghapp.url, "closed", "--connections", str(connections), "--duration", str(duration))
@@ -206,18 +251,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="open-loop duration (s)")
     parser.add_argument("--connections", default="1,8,32", help="closed-loop connection counts")
     parser.add_argument("--closed-duration", type=float, default=6.0)
-    parser.add_argument("--ramp", default="200,300,400,500,600,800,1000,1500,2000,3000,4000,5000",
-                        help="open-loop rates for the ramp; empty to skip")
+    parser.add_argument(
+        "--ramp",
+        default="200,300,400,500,600,800,1000,1500,2000,3000,4000,5000",
+        help="open-loop rates for the ramp; empty to skip",
+    )
     parser.add_argument("--ramp-duration", type=float, default=4.0)
     parser.add_argument("--quick", action="store_true", help="5 s open loop, 3 s closed loops, 2 s ramp steps")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy ghapp under load, write DIR/*")
     parser.add_argument("--json", type=Path, help="write every result to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
-    parser.add_argument("--quiet-threshold", type=float, default=QUIET["threshold"],
-                        help="CPU %% (100 = one core) that other processes may use during a run; busier runs are "
-                             "repeated")
-    parser.add_argument("--quiet-wait", type=float, default=QUIET["max_wait"],
-                        help="longest wait for a quiet machine before each run (s)")
+    parser.add_argument(
+        "--quiet-threshold",
+        type=float,
+        default=QUIET["threshold"],
+        help="CPU %% (100 = one core) that other processes may use during a run; busier runs are repeated",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=QUIET["max_wait"],
+        help="longest wait for a quiet machine before each run (s)",
+    )
     parser.add_argument("--retries", type=int, default=QUIET["retries"], help="repeats of a disturbed run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -228,20 +283,26 @@ def main(argv: list[str] | None = None) -> int:
     print_facts(facts)
     others = busy_others(1.0)
     if others:
-        print("WARNING: other processes are using CPU, results will be noisy:", *(f"  {p:.0f}% {c}" for p, c in others),
-              sep="\n")
+        print(
+            "WARNING: other processes are using CPU, results will be noisy:",
+            *(f"  {p:.0f}% {c}" for p, c in others),
+            sep="\n",
+        )
 
     tmp = Path(tempfile.mkdtemp(prefix="ghapp-bench-ack-"))
-    ghapp = GhappServe(tmp / "ghapp", GHAPP_TERRAFORM_MODULE=str(SCRIPTED_MODULE), GHAPP_PUSH_SETTLE="1h",
-                       GHAPP_MAX_PARALLEL_RUNS="4")
+    ghapp = GhappServe(
+        tmp / "ghapp", GHAPP_TERRAFORM_MODULE=str(SCRIPTED_MODULE), GHAPP_PUSH_SETTLE="1h", GHAPP_MAX_PARALLEL_RUNS="4"
+    )
     bare = None
     results: dict = {"facts": facts, "open": [], "closed": [], "ramp": {}}
     try:
         bare = Bare(tmp)
         t = time.monotonic()
         ghapp.start()
-        print(f"ghapp serve ready in {time.monotonic() - t:.1f} s (embedded PostgreSQL, migrations); "
-              f"bare server on {bare.url}; work dir {tmp}")
+        print(
+            f"ghapp serve ready in {time.monotonic() - t:.1f} s (embedded PostgreSQL, migrations); "
+            f"bare server on {bare.url}; work dir {tmp}"
+        )
         open_pull_requests(ghapp)
         servers = [("bare", bare.proc.pid, bare.url), ("ghapp", ghapp.proc.pid, ghapp.url)]
         for _name, _pid, url in servers:  # warm up: connections, prepared statements, code paths
@@ -256,25 +317,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n(b) closed loop, {args.closed_duration:g} s per connection count")
         for conns in [int(c) for c in args.connections.split(",") if c]:
             for name, pid, url in servers:
-                r = measured(name, pid, url, "closed", "--connections", str(conns), "--duration",
-                             str(args.closed_duration))
+                r = measured(
+                    name, pid, url, "closed", "--connections", str(conns), "--duration", str(args.closed_duration)
+                )
                 results["closed"].append(r)
                 print(f"  {name} x{conns}: {json.dumps(r)}")
 
         rates = [float(r) for r in args.ramp.split(",") if r]
         if rates:
-            print(f"\n(c) open-loop ramp, {args.ramp_duration:g} s per step, until p99 > {P99_TARGET_MS:g} ms, "
-                  "a non-2xx, an error or < 97 % of the rate")
+            print(
+                f"\n(c) open-loop ramp, {args.ramp_duration:g} s per step, until p99 > {P99_TARGET_MS:g} ms, "
+                "a non-2xx, an error or < 97 % of the rate"
+            )
             for name, pid, url in servers:
                 steps = results["ramp"][name] = []
                 for rate in rates:
-                    r = measured(name, pid, url, "open", "--rate", str(rate), "--duration", str(args.ramp_duration),
-                                 retries=0)
+                    r = measured(
+                        name, pid, url, "open", "--rate", str(rate), "--duration", str(args.ramp_duration), retries=0
+                    )
                     r["passed"] = ok(r) and r["p99_ms"] <= P99_TARGET_MS and r["achieved_rate"] >= 0.97 * rate
                     steps.append(r)
-                    print(f"  {name} {rate:g}/s: p99 {r['p99_ms']} ms, achieved {r['achieved_rate']}/s, "
-                          f"non-2xx {r['non_2xx']}, errors {r['errors']}, server CPU {r['server_cpu_pct']}%"
-                          f"{'' if r['passed'] else '  <- stop'}")
+                    print(
+                        f"  {name} {rate:g}/s: p99 {r['p99_ms']} ms, achieved {r['achieved_rate']}/s, "
+                        f"non-2xx {r['non_2xx']}, errors {r['errors']}, server CPU {r['server_cpu_pct']}%"
+                        f"{'' if r['passed'] else '  <- stop'}"
+                    )
                     if not r["passed"]:
                         break
 
@@ -310,53 +377,147 @@ def report(results: dict, args) -> None:
     print("\n## Results\n")
     rows = []
     for r in results["open"]:
-        rows.append([r["server"], r["achieved_rate"], r["completed"], r["non_2xx"], sum(r["errors"].values()),
-                     r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"], r["client_lag_p99_ms"],
-                     r["server_cpu_pct"], r["others_cpu_pct"]])
+        rows.append(
+            [
+                r["server"],
+                r["achieved_rate"],
+                r["completed"],
+                r["non_2xx"],
+                sum(r["errors"].values()),
+                r["p50_ms"],
+                r["p90_ms"],
+                r["p99_ms"],
+                r["max_ms"],
+                r["client_lag_p99_ms"],
+                r["server_cpu_pct"],
+                r["others_cpu_pct"],
+            ]
+        )
     print(f"(a) open loop at {args.rate:g}/s for {args.duration:g} s (latency from the due time, ms)\n")
-    print(table(["server", "achieved/s", "answered", "non-2xx", "errors", "p50", "p90", "p99", "max",
-                 "client lag p99", "server CPU %", "others CPU %"], rows))
-    rows = [[r["server"], r["connections"], r["achieved_rate"], r["non_2xx"], sum(r["errors"].values()),
-             r["p50_ms"], r["p99_ms"], r["max_ms"], r["server_cpu_pct"], r["server_main_cpu_pct"],
-             r["client_cpu_pct"], r["others_cpu_pct"]] for r in results["closed"]]
+    print(
+        table(
+            [
+                "server",
+                "achieved/s",
+                "answered",
+                "non-2xx",
+                "errors",
+                "p50",
+                "p90",
+                "p99",
+                "max",
+                "client lag p99",
+                "server CPU %",
+                "others CPU %",
+            ],
+            rows,
+        )
+    )
+    rows = [
+        [
+            r["server"],
+            r["connections"],
+            r["achieved_rate"],
+            r["non_2xx"],
+            sum(r["errors"].values()),
+            r["p50_ms"],
+            r["p99_ms"],
+            r["max_ms"],
+            r["server_cpu_pct"],
+            r["server_main_cpu_pct"],
+            r["client_cpu_pct"],
+            r["others_cpu_pct"],
+        ]
+        for r in results["closed"]
+    ]
     print(f"\n(b) closed loop, {args.closed_duration:g} s each\n")
-    print(table(["server", "connections", "deliveries/s", "non-2xx", "errors", "p50 ms", "p99 ms", "max ms",
-                 "server CPU % (tree)", "server main process CPU %", "client CPU %", "others CPU %"], rows))
+    print(
+        table(
+            [
+                "server",
+                "connections",
+                "deliveries/s",
+                "non-2xx",
+                "errors",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "server CPU % (tree)",
+                "server main process CPU %",
+                "client CPU %",
+                "others CPU %",
+            ],
+            rows,
+        )
+    )
     best = {}
     for name in ("bare", "ghapp"):
         clean = [r["achieved_rate"] for r in results["closed"] if r["server"] == name and ok(r)]
         best[name] = max(clean, default=0.0)
-    ramp_best = {name: max((s["target_rate"] for s in steps if s["passed"]), default=0.0)
-                 for name, steps in results["ramp"].items()}
+    ramp_best = {
+        name: max((s["target_rate"] for s in steps if s["passed"]), default=0.0)
+        for name, steps in results["ramp"].items()
+    }
     if ramp_best:
         print("\n(c) open-loop ramp: highest rate with p99 <= 25 ms, no non-2xx, no errors\n")
-        print(table(["server", "highest passing rate/s", "first failing step"],
-                    [[n, v, next((f"{s['target_rate']:g}/s: p99 {s['p99_ms']} ms, achieved {s['achieved_rate']}/s, "
-                                  f"non-2xx {s['non_2xx']}, errors {sum(s['errors'].values())}"
-                                  for s in results["ramp"][n] if not s["passed"]), "none")]
-                     for n, v in ramp_best.items()]))
+        print(
+            table(
+                ["server", "highest passing rate/s", "first failing step"],
+                [
+                    [
+                        n,
+                        v,
+                        next(
+                            (
+                                f"{s['target_rate']:g}/s: p99 {s['p99_ms']} ms, achieved {s['achieved_rate']}/s, "
+                                f"non-2xx {s['non_2xx']}, errors {sum(s['errors'].values())}"
+                                for s in results["ramp"][n]
+                                if not s["passed"]
+                            ),
+                            "none",
+                        ),
+                    ]
+                    for n, v in ramp_best.items()
+                ],
+            )
+        )
     ghapp_open = next(r for r in results["open"] if r["server"] == "ghapp")
     p99_met = ghapp_open["p99_ms"] <= P99_TARGET_MS and ok(ghapp_open)
     ratio = best["ghapp"] / best["bare"] if best["bare"] else float("nan")
-    results["verdict"] = {"p99_ms": ghapp_open["p99_ms"], "p99_met": p99_met, "max_rate_ghapp": best["ghapp"],
-                          "max_rate_bare": best["bare"], "ratio": round(ratio, 3), "ratio_met": ratio >= RATIO_TARGET,
-                          "ramp_best": ramp_best}
+    results["verdict"] = {
+        "p99_ms": ghapp_open["p99_ms"],
+        "p99_met": p99_met,
+        "max_rate_ghapp": best["ghapp"],
+        "max_rate_bare": best["bare"],
+        "ratio": round(ratio, 3),
+        "ratio_met": ratio >= RATIO_TARGET,
+        "ramp_best": ramp_best,
+    }
     print("\nTargets:")
-    print(f"  p99 at {args.rate:g}/s <= {P99_TARGET_MS:g} ms: ghapp {ghapp_open['p99_ms']} ms, "
-          f"non-2xx {ghapp_open['non_2xx']} -> {'MET' if p99_met else 'NOT MET'}")
+    print(
+        f"  p99 at {args.rate:g}/s <= {P99_TARGET_MS:g} ms: ghapp {ghapp_open['p99_ms']} ms, "
+        f"non-2xx {ghapp_open['non_2xx']} -> {'MET' if p99_met else 'NOT MET'}"
+    )
     if best["bare"]:
-        print(f"  max sustained rate (closed loop, best clean run): ghapp {best['ghapp']}/s vs bare {best['bare']}/s "
-              f"= {100 * ratio:.0f} % (target >= {100 * RATIO_TARGET:.0f} %) -> "
-              f"{'MET' if ratio >= RATIO_TARGET else 'NOT MET'}")
+        print(
+            f"  max sustained rate (closed loop, best clean run): ghapp {best['ghapp']}/s vs bare {best['bare']}/s "
+            f"= {100 * ratio:.0f} % (target >= {100 * RATIO_TARGET:.0f} %) -> "
+            f"{'MET' if ratio >= RATIO_TARGET else 'NOT MET'}"
+        )
     if ramp_best.get("bare"):
-        print(f"  ramp (rate at p99 <= 25 ms): ghapp {ramp_best.get('ghapp')}/s vs bare {ramp_best['bare']}/s "
-              f"= {100 * ramp_best.get('ghapp', 0) / ramp_best['bare']:.0f} %")
+        print(
+            f"  ramp (rate at p99 <= 25 ms): ghapp {ramp_best.get('ghapp')}/s vs bare {ramp_best['bare']}/s "
+            f"= {100 * ramp_best.get('ghapp', 0) / ramp_best['bare']:.0f} %"
+        )
     if "ghapp_database" in results:
-        accepted = sum(r["statuses"].get("202", 0) for r in results["open"] + results["closed"]
-                       if r["server"] == "ghapp")
-        print(f"  ghapp database afterwards: {results['ghapp_database']} (202s counted in the measured windows: "
-              f"{accepted}; warm-up and uncounted requests add more); ERROR lines in its log: "
-              f"{results['ghapp_errors_logged']}")
+        accepted = sum(
+            r["statuses"].get("202", 0) for r in results["open"] + results["closed"] if r["server"] == "ghapp"
+        )
+        print(
+            f"  ghapp database afterwards: {results['ghapp_database']} (202s counted in the measured windows: "
+            f"{accepted}; warm-up and uncounted requests add more); ERROR lines in its log: "
+            f"{results['ghapp_errors_logged']}"
+        )
 
 
 if __name__ == "__main__":

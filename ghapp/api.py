@@ -1,4 +1,5 @@
 """Health, readiness and the JSON API over environments."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -112,6 +113,9 @@ async def run_log(request: web.Request) -> web.Response:
         if run is None:
             raise web.HTTPNotFound(text="no such run")
         lines = await store.run_log(conn, run["id"], after)
-    return web.json_response({
-        "run": {**run, "started_at": _time(run["started_at"]), "finished_at": _time(run["finished_at"])},
-        "lines": [{"seq": l["seq"], "at": _time(l["at"]), "line": l["line"]} for l in lines]})
+    return web.json_response(
+        {
+            "run": {**run, "started_at": _time(run["started_at"]), "finished_at": _time(run["finished_at"])},
+            "lines": [{"seq": x["seq"], "at": _time(x["at"]), "line": x["line"]} for x in lines],
+        }
+    )

@@ -1,4 +1,5 @@
 """The aiohttp application: routes, and the lifetimes of the database, pool and workers in `cleanup_ctx`."""
+
 from __future__ import annotations
 
 import asyncio
@@ -86,9 +87,11 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
     if settings.offline:
         sink = LogSink()
     else:
-        session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT},
-                                        timeout=aiohttp.ClientTimeout(total=30),
-                                        trace_configs=[app[metrics.METRICS].github_trace()])
+        session = aiohttp.ClientSession(
+            headers={"User-Agent": USER_AGENT},
+            timeout=aiohttp.ClientTimeout(total=30),
+            trace_configs=[app[metrics.METRICS].github_trace()],
+        )
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
         sink = GitHubSink(github, settings.base_url)
         processor = CommandProcessor(app[keys.POOL], github, settings)
@@ -117,17 +120,26 @@ async def _when_ready(app: web.Application, name: str, loop) -> None:
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    terraform = Terraform(settings.terraform_module, settings.data_dir, find_binary(settings.terraform_bin),
-                          extra_env=settings.terraform_env, database_url=app[keys.DATABASE_URL],
-                          interrupt_grace=settings.interrupt_grace)
-    reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, settings,
-                            metrics=app[metrics.METRICS])
+    terraform = Terraform(
+        settings.terraform_module,
+        settings.data_dir,
+        find_binary(settings.terraform_bin),
+        extra_env=settings.terraform_env,
+        database_url=app[keys.DATABASE_URL],
+        interrupt_grace=settings.interrupt_grace,
+    )
+    reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, metrics=app[metrics.METRICS])
     app[keys.RECONCILER] = reconciler
 
     async def start_when_ready() -> None:
         await app[keys.READY].wait()
-        log.info("worker %s: up to %d parallel runs, module %s, terraform %s", reconciler.owner,
-                 settings.max_parallel_runs, settings.terraform_module, terraform.binary)
+        log.info(
+            "worker %s: up to %d parallel runs, module %s, terraform %s",
+            reconciler.owner,
+            settings.max_parallel_runs,
+            settings.terraform_module,
+            terraform.binary,
+        )
         await forever("reconciler", reconciler.run)
 
     task = asyncio.create_task(start_when_ready())

@@ -1,6 +1,7 @@
 """Who may write: an operator signed in with GHAPP_ADMIN_TOKEN (an HMAC-signed session cookie, with CSRF tokens
 bound to it) or an API client presenting `Authorization: Bearer <GHAPP_ADMIN_TOKEN>`. Signing is pure; the
 request helpers answer with a `Refusal` instead of raising, so HTML and JSON callers word it their own way."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -114,8 +115,15 @@ def check_api(request: web.Request) -> Refusal | None:
 def sign_in(request: web.Request, response: web.StreamResponse) -> None:
     key = _key(request)
     assert key is not None, "sign_in without an admin token"
-    response.set_cookie(COOKIE, make_session(key, time.time()), max_age=SESSION_TTL, path="/", httponly=True,
-                        samesite="Strict", secure=_secure(request))
+    response.set_cookie(
+        COOKIE,
+        make_session(key, time.time()),
+        max_age=SESSION_TTL,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
 
 
 def sign_out(request: web.Request, response: web.StreamResponse) -> None:

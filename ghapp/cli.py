@@ -1,4 +1,5 @@
 """`ghapp` command line: serve, demo, receive, migrate, envs, destroy."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,11 @@ log = logging.getLogger("ghapp")
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
@@ -34,8 +38,13 @@ def serve(settings: Settings) -> int:
         log.warning("GITHUB_WEBHOOK_SECRET is unset: webhook signatures are NOT checked (offline mode only)")
     if settings.offline:
         log.info("offline mode (no GITHUB_APP_ID): what would be shown on pull requests goes to this log")
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=settings.shutdown_grace + 5)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=settings.shutdown_grace + 5,
+    )
     return 0
 
 
@@ -43,13 +52,18 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-async def send_delivery(url: str, event: str, body: bytes, secret: str | None,
-                        delivery_id: str | None = None) -> tuple[int, str]:
+async def send_delivery(
+    url: str, event: str, body: bytes, secret: str | None, delivery_id: str | None = None
+) -> tuple[int, str]:
     """POST a delivery the way GitHub does, signed when a secret is given."""
     import aiohttp
 
-    headers = {"Content-Type": "application/json", "X-GitHub-Event": event,
-               "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()), "User-Agent": "GitHub-Hookshot/ghapp-receive"}
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "User-Agent": "GitHub-Hookshot/ghapp-receive",
+    }
     if secret:
         headers["X-Hub-Signature-256"] = sign(body, secret)
     async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
@@ -101,8 +115,10 @@ def envs(settings: Settings, as_json: bool) -> int:
         return 0
     print(f"{'ID':>5}  {'PULL REQUEST':<32} {'STATUS':<10} {'SHA':<8} URL")
     for e in found:
-        print(f"{e.id:>5}  {f'{e.repository}#{e.pr_number}':<32} {e.status:<10} {(e.deployed_sha or '')[:7]:<8} "
-              f"{e.preview_url or ''}")
+        print(
+            f"{e.id:>5}  {f'{e.repository}#{e.pr_number}':<32} {e.status:<10} {(e.deployed_sha or '')[:7]:<8} "
+            f"{e.preview_url or ''}"
+        )
     return 0
 
 
@@ -136,11 +152,21 @@ def setup(settings: Settings, args: argparse.Namespace) -> int:
     public_url = (args.public_url or settings.public_url or "").rstrip("/")
     if not public_url.startswith("https://"):
         raise ConfigError("GitHub must reach the app over HTTPS: pass --public-url https://... or set GHAPP_PUBLIC_URL")
-    created = asyncio.run(run_setup(args.manifest, host=settings.host, port=args.port or settings.port,
-                                    public_url=public_url, api_url=settings.github_api_url,
-                                    directory=Path.cwd(), org=args.org))
-    print(f"Created the App {created['slug']} (id {created['id']}); its key is in {created['key']} and .env has "
-          "GITHUB_APP_ID, GITHUB_PRIVATE_KEY_PATH and GITHUB_WEBHOOK_SECRET (both files mode 0600).")
+    created = asyncio.run(
+        run_setup(
+            args.manifest,
+            host=settings.host,
+            port=args.port or settings.port,
+            public_url=public_url,
+            api_url=settings.github_api_url,
+            directory=Path.cwd(),
+            org=args.org,
+        )
+    )
+    print(
+        f"Created the App {created['slug']} (id {created['id']}); its key is in {created['key']} and .env has "
+        "GITHUB_APP_ID, GITHUB_PRIVATE_KEY_PATH and GITHUB_WEBHOOK_SECRET (both files mode 0600)."
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Parsing `/preview ...` comment commands (pure)."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -3,6 +3,7 @@
 A command is stored with its delivery, then a processor checks who asked (collaborator permission, cached
 briefly), acknowledges with a reaction, acts through the same desired-state writes as events, and answers
 politely when it may not."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,10 +27,15 @@ WRITERS = ("admin", "maintain", "write")
 
 
 def denial(author: str, command: str) -> str:
-    return (f"Sorry @{author}, `/preview {command}` needs write access to this repository"
-            + (" (or, for a pull request from this repository, being its author)." if command in
-               ("redeploy", "destroy") else ".")
-            + " Ask a maintainer to run it for you.")
+    return (
+        f"Sorry @{author}, `/preview {command}` needs write access to this repository"
+        + (
+            " (or, for a pull request from this repository, being its author)."
+            if command in ("redeploy", "destroy")
+            else "."
+        )
+        + " Ask a maintainer to run it for you."
+    )
 
 
 def help_reply(unknown: str | None) -> str:
@@ -69,7 +75,8 @@ class CommandProcessor:
                 """UPDATE commands SET attempts = attempts + 1, next_attempt_at = now() + interval '1 minute'
                    WHERE id = (SELECT id FROM commands WHERE done_at IS NULL AND next_attempt_at <= now()
                                ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                   RETURNING *""")
+                   RETURNING *"""
+            )
         if cmd is None:
             return False
         try:
@@ -79,17 +86,25 @@ class CommandProcessor:
                 self.app.forget(cmd["installation_id"])
             if cmd["attempts"] < 6:
                 delay = min(600, 5 * 2 ** cmd["attempts"])
-                log.warning("command %d failed (attempt %d), retrying in %ds: %s", cmd["id"], cmd["attempts"],
-                            delay, e)
+                log.warning("command %d failed (attempt %d), retrying in %ds: %s", cmd["id"], cmd["attempts"], delay, e)
                 async with self.pool.acquire() as conn:
-                    await conn.execute("UPDATE commands SET next_attempt_at = now() + make_interval(secs => $2)"
-                                       " WHERE id = $1", cmd["id"], delay)
+                    await conn.execute(
+                        "UPDATE commands SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1",
+                        cmd["id"],
+                        delay,
+                    )
                 return True
             outcome = f"gave up: {e}"
         async with self.pool.acquire() as conn:
             await conn.execute("UPDATE commands SET done_at = now(), outcome = $2 WHERE id = $1", cmd["id"], outcome)
-        log.info("/preview %s on %s#%d by %s: %s", cmd["command"], cmd["repository"], cmd["pr_number"],
-                 cmd["author"], outcome)
+        log.info(
+            "/preview %s on %s#%d by %s: %s",
+            cmd["command"],
+            cmd["repository"],
+            cmd["pr_number"],
+            cmd["author"],
+            outcome,
+        )
         return True
 
     async def carry_out(self, cmd: dict) -> str:
@@ -118,8 +133,12 @@ class CommandProcessor:
                 await self._reply(gh, repo, cmd, "This pull request is closed, so it gets no preview environment.")
                 return "closed PR"
             if env is None:
-                payload = {"pull_request": pr, "repository": pr["base"]["repo"], "number": pr["number"],
-                           "installation": {"id": cmd["installation_id"]}}
+                payload = {
+                    "pull_request": pr,
+                    "repository": pr["base"]["repo"],
+                    "number": pr["number"],
+                    "installation": {"id": cmd["installation_id"]},
+                }
                 change = change_from_payload(payload, Desired.PRESENT)
                 await store.apply_change(conn, change, self.settings.env_ttl, gate_forks=True)
                 env = await store.find_environment(conn, cmd["repository"], cmd["pr_number"])

@@ -1,4 +1,5 @@
 """Settings, read once from the environment (and a `.env` file) and validated."""
+
 from __future__ import annotations
 
 import dataclasses

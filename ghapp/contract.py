@@ -1,4 +1,5 @@
 """Names that operators, scripts and the dashboard rely on (DESIGN.md's contract)."""
+
 import enum
 
 

@@ -1,4 +1,5 @@
 """Connecting to PostgreSQL (embedded or `DATABASE_URL`) and applying migrations."""
+
 from __future__ import annotations
 
 import asyncio
@@ -100,7 +101,7 @@ async def listen(url: str, channel: str, on_notify, on_connect=None) -> None:
         try:
             conn = await asyncpg.connect(url, timeout=5)
             closed = asyncio.Event()
-            conn.add_termination_listener(lambda _c: closed.set())
+            conn.add_termination_listener(lambda _c, closed=closed: closed.set())
             await conn.add_listener(channel, on_notify)
             if on_connect is not None:
                 on_connect()

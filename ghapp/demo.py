@@ -5,6 +5,7 @@ and keeps serving until Ctrl-C, then destroys what it created and stops everythi
 exclusive lock on a file for its whole life and its previews stop when nobody holds it, so even a second Ctrl-C or
 a SIGKILL leaves no preview process behind (and PostgreSQL dies with its parent).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +58,12 @@ def run_demo(settings: Settings) -> int:
     for leftover in ("state", "postgres"):  # a previous demo's throwaway data
         shutil.rmtree(home / leftover, ignore_errors=True)
     demo = settings.replace(
-        app_id=None, database_url=None, data_dir=home / "state", webhook_secret=secrets.token_hex(16),
-        terraform_module=module_dir(settings.terraform_module), push_settle=0.0,
+        app_id=None,
+        database_url=None,
+        data_dir=home / "state",
+        webhook_secret=secrets.token_hex(16),
+        terraform_module=module_dir(settings.terraform_module),
+        push_settle=0.0,
         terraform_env={**settings.terraform_env, "TF_VAR_lifetime_lock": str(home / "demo.lock")},
     )
     try:
@@ -90,8 +95,9 @@ async def _demo(settings: Settings) -> int:
         base = f"http://{settings.host}:{port}"
         print(f"ghapp demo: serving on {base} (data in {settings.data_dir.parent})", flush=True)
         await app[keys.READY].wait()
-        status, text = await send_delivery(f"{base}/webhooks", "pull_request", sample_delivery(),
-                                           settings.webhook_secret)
+        status, text = await send_delivery(
+            f"{base}/webhooks", "pull_request", sample_delivery(), settings.webhook_secret
+        )
         if status != 202:
             print(f"ghapp demo: the replayed delivery was refused: {status} {text}", file=sys.stderr)
             return 1
@@ -138,11 +144,14 @@ async def _until(stop: asyncio.Event, check, interval: float = 0.2):
 
 def _announce(env: store.Environment, base: str) -> None:
     if env.status != "active":
-        print(f"\nghapp demo: the preview failed: {env.last_error}\n  run log: {base}/api/environments/{env.id}",
-              flush=True)
+        print(
+            f"\nghapp demo: the preview failed: {env.last_error}\n  run log: {base}/api/environments/{env.id}",
+            flush=True,
+        )
         return
-    print(f"""
-  Preview environment for {env.repository}#{env.pr_number} ({(env.deployed_sha or '')[:7]}) is active:
+    print(
+        f"""
+  Preview environment for {env.repository}#{env.pr_number} ({(env.deployed_sha or "")[:7]}) is active:
 
     preview      {env.preview_url}
     dashboard    {base}/environments/{env.id}
@@ -150,7 +159,9 @@ def _announce(env: store.Environment, base: str) -> None:
     API          {base}/api/environments
 
   Press Ctrl-C to destroy it and stop.
-""", flush=True)
+""",
+        flush=True,
+    )
 
 
 async def _destroy_all(app: web.Application, hurry: asyncio.Event) -> None:
@@ -162,9 +173,10 @@ async def _destroy_all(app: web.Application, hurry: asyncio.Event) -> None:
     async def all_destroyed():
         async with app[keys.POOL].acquire() as conn:
             return await conn.fetchval(
-                "SELECT count(*) = 0 FROM environments WHERE provisioned OR generation > observed_generation")
+                "SELECT count(*) = 0 FROM environments WHERE provisioned OR generation > observed_generation"
+            )
 
     try:
         await asyncio.wait_for(_until(hurry, all_destroyed), DESTROY_WAIT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("environments not destroyed after %.0fs; their previews stop when the demo exits", DESTROY_WAIT)

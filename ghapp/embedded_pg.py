@@ -3,6 +3,7 @@
 The server is started directly (not through `pg_ctl`) in its own session with a parent-death signal, so it
 stops with the process that started it, even when that process is killed with SIGKILL.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -116,9 +117,19 @@ class EmbeddedPostgres:
         _open_up(self.pgdata, user)
         if not (self.pgdata / "PG_VERSION").exists():
             init = subprocess.run(
-                [str(bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
-                 "--encoding=UTF8", "--no-instructions"],
-                capture_output=True, text=True, **user,
+                [
+                    str(bin_dir() / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ],
+                capture_output=True,
+                text=True,
+                **user,
             )
             if init.returncode != 0:
                 raise EmbeddedPostgresError(f"initdb failed in {self.pgdata}:\n{init.stdout}{init.stderr}")
@@ -128,11 +139,24 @@ class EmbeddedPostgres:
             os.chown(socket_dir, user["user"], user["group"])
         logfile = open(self.pgdata / "server.log", "ab")
         self.process = subprocess.Popen(
-            [str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-k", str(socket_dir),
-             "-c", f"listen_addresses={'127.0.0.1' if self.tcp_port else ''}", "-p", str(self.tcp_port or 5432),
-             "-c", "max_connections=200"],
-            stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent, **user,
+            [
+                str(bin_dir() / "postgres"),
+                "-D",
+                str(self.pgdata),
+                "-k",
+                str(socket_dir),
+                "-c",
+                f"listen_addresses={'127.0.0.1' if self.tcp_port else ''}",
+                "-p",
+                str(self.tcp_port or 5432),
+                "-c",
+                "max_connections=200",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+            **user,
         )
         logfile.close()
         deadline = time.monotonic() + timeout
@@ -141,8 +165,11 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(f"PostgreSQL exited at start:\n{self._log_tail()}")
             lines = _read_postmaster_pid(self.pgdata)
             if lines and len(lines) >= 8 and lines[7].strip() == "ready" and lines[0].strip() == str(self.process.pid):
-                self.url = (f"postgresql://postgres@127.0.0.1:{self.tcp_port}/postgres?sslmode=disable"
-                            if self.tcp_port else _url(socket_dir, 5432))
+                self.url = (
+                    f"postgresql://postgres@127.0.0.1:{self.tcp_port}/postgres?sslmode=disable"
+                    if self.tcp_port
+                    else _url(socket_dir, 5432)
+                )
                 log.info("embedded PostgreSQL ready in %s", self.pgdata)
                 return self.url
             time.sleep(0.05)

@@ -1,4 +1,5 @@
 """Typed keys for what the aiohttp application holds."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,7 @@
 """Prometheus metrics, one registry per application: counters kept in the process (deliveries, runs, GitHub
 calls) and gauges read from the database at scrape time (environments by status, the queue of unconverged
 ones), so every replica reports the same cluster-wide gauges."""
+
 from __future__ import annotations
 
 import json
@@ -28,21 +29,38 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.deliveries = Counter("ghapp_webhook_deliveries", "Webhook deliveries by event and outcome",
-                                  ["event", "outcome"], registry=r)
-        self.runs = Counter("ghapp_terraform_runs", "Finished Terraform runs by action and result",
-                            ["action", "result"], registry=r)
-        self.run_duration = Histogram("ghapp_terraform_run_duration_seconds", "Terraform run duration",
-                                      ["action"], buckets=RUN_BUCKETS, registry=r)
-        self.github_calls = Counter("ghapp_github_api_calls", "GitHub API requests by method", ["method"],
-                                    registry=r)
-        self.github_errors = Counter("ghapp_github_api_errors",
-                                     "GitHub API requests that failed, by HTTP status or exception", ["reason"],
-                                     registry=r)
-        self.environments = Gauge("ghapp_environments", "Environments by status (from the database at scrape "
-                                  "time; the same on every replica)", ["status"], registry=r)
-        self.queue_depth = Gauge("ghapp_queue_depth", "Environments whose observed state has not converged to "
-                                 "the desired state yet (from the database at scrape time)", registry=r)
+        self.deliveries = Counter(
+            "ghapp_webhook_deliveries", "Webhook deliveries by event and outcome", ["event", "outcome"], registry=r
+        )
+        self.runs = Counter(
+            "ghapp_terraform_runs", "Finished Terraform runs by action and result", ["action", "result"], registry=r
+        )
+        self.run_duration = Histogram(
+            "ghapp_terraform_run_duration_seconds",
+            "Terraform run duration",
+            ["action"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.github_calls = Counter("ghapp_github_api_calls", "GitHub API requests by method", ["method"], registry=r)
+        self.github_errors = Counter(
+            "ghapp_github_api_errors",
+            "GitHub API requests that failed, by HTTP status or exception",
+            ["reason"],
+            registry=r,
+        )
+        self.environments = Gauge(
+            "ghapp_environments",
+            "Environments by status (from the database at scrape time; the same on every replica)",
+            ["status"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "ghapp_queue_depth",
+            "Environments whose observed state has not converged to "
+            "the desired state yet (from the database at scrape time)",
+            registry=r,
+        )
         self.database_up = Gauge("ghapp_database_up", "1 if the last scrape could read the database", registry=r)
 
     def run_finished(self, action: str, result: str, seconds: float) -> None:
@@ -95,6 +113,7 @@ def delivery_labels(event: str | None, status: int, body: bytes) -> tuple[str, s
 
 def counting_deliveries(handler: Callable[[web.Request], Awaitable[web.Response]]):
     """Wraps the webhook handler to count what it answered."""
+
     async def counted(request: web.Request) -> web.Response:
         metrics, event = request.app[METRICS], request.headers.get("X-GitHub-Event")
         try:
@@ -105,6 +124,7 @@ def counting_deliveries(handler: Callable[[web.Request], Awaitable[web.Response]
             raise
         metrics.delivery_answered(event, response.status, response.body if isinstance(response.body, bytes) else b"")
         return response
+
     return counted
 
 

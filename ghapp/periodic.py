@@ -3,6 +3,7 @@
 The resync follows one rule above all: only a pull request GitHub positively reports as closed is marked
 absent. An API error, a timeout or a suspicious empty listing marks nothing (Argo CD's ApplicationSet deleted
 every preview on a transient SCM error)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -65,7 +66,8 @@ class Resync:
             try:
                 repos = await conn.fetch(
                     """SELECT DISTINCT installation_id, repo_id, repository FROM environments
-                       WHERE desired = 'present' AND installation_id IS NOT NULL AND NOT github_gone""")
+                       WHERE desired = 'present' AND installation_id IS NOT NULL AND NOT github_gone"""
+                )
                 for repo in repos:
                     counts["repositories"] += 1
                     try:
@@ -89,7 +91,9 @@ class Resync:
             open_prs[pr["number"]] = pr
         live = await conn.fetch(
             """SELECT id, pr_number, desired_sha, head_sha FROM environments
-               WHERE repo_id = $1 AND desired = 'present'""", repo["repo_id"])
+               WHERE repo_id = $1 AND desired = 'present'""",
+            repo["repo_id"],
+        )
         closed = updated = 0
         for env in live:
             pr = open_prs.get(env["pr_number"])
@@ -98,8 +102,12 @@ class Resync:
                     await store.mark_closed(conn, env["id"])
                     closed += 1
             elif pr["head"]["sha"] != env["head_sha"]:  # a missed push
-                payload = {"pull_request": pr, "repository": pr["base"]["repo"], "number": pr["number"],
-                           "installation": {"id": repo["installation_id"]}}
+                payload = {
+                    "pull_request": pr,
+                    "repository": pr["base"]["repo"],
+                    "number": pr["number"],
+                    "installation": {"id": repo["installation_id"]},
+                }
                 change = change_from_payload(payload, Desired.PRESENT)
                 await store.apply_change(conn, change, self.settings.env_ttl, gate_forks=not self.settings.allow_forks)
                 updated += 1

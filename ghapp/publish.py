@@ -5,6 +5,7 @@ the publisher renders the environment, tells GitHub what differs from what it la
 `published`), and records the version it published. GitHub being down delays this and nothing else: the next
 attempt publishes the state of that moment. Offline, the same text goes to the log.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,33 +38,52 @@ class Sink(Protocol):
 async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Settings) -> render.Snapshot:
     run = await conn.fetchrow(
         "SELECT id, action, started_at, finished_at FROM runs WHERE environment_id = $1 ORDER BY id DESC LIMIT 1",
-        env.id)
+        env.id,
+    )
     tail = ""
     if run is not None and env.status == "failed":
         lines = await conn.fetch(
-            "SELECT line FROM run_logs WHERE run_id = $1 ORDER BY seq DESC LIMIT $2", run["id"], render.LOG_LINES)
+            "SELECT line FROM run_logs WHERE run_id = $1 ORDER BY seq DESC LIMIT $2", run["id"], render.LOG_LINES
+        )
         tail = "\n".join(r["line"] for r in reversed(lines))
     return render.Snapshot(
-        repository=env.repository, pr_number=env.pr_number, status=env.status, desired=env.desired,
-        head_sha=env.head_sha or env.desired_sha or "", desired_sha=env.desired_sha, deployed_sha=env.deployed_sha,
-        preview_url=env.preview_url, outputs=env.outputs, progress=env.progress,
-        awaiting_approval=awaiting_approval(env, settings), attempts=env.attempts,
-        retrying_at=env.next_attempt_at if env.status == "failed" else None, last_error=env.last_error,
-        updated_at=env.updated_at, expires_at=env.expires_at,
-        run_action=run["action"] if run else None, run_started_at=run["started_at"] if run else None,
-        run_finished_at=run["finished_at"] if run else None, log_tail=tail,
-        details_url=f"{settings.base_url}/environments/{env.id}", expired=env.expired_at is not None,
+        repository=env.repository,
+        pr_number=env.pr_number,
+        status=env.status,
+        desired=env.desired,
+        head_sha=env.head_sha or env.desired_sha or "",
+        desired_sha=env.desired_sha,
+        deployed_sha=env.deployed_sha,
+        preview_url=env.preview_url,
+        outputs=env.outputs,
+        progress=env.progress,
+        awaiting_approval=awaiting_approval(env, settings),
+        attempts=env.attempts,
+        retrying_at=env.next_attempt_at if env.status == "failed" else None,
+        last_error=env.last_error,
+        updated_at=env.updated_at,
+        expires_at=env.expires_at,
+        run_action=run["action"] if run else None,
+        run_started_at=run["started_at"] if run else None,
+        run_finished_at=run["finished_at"] if run else None,
+        log_tail=tail,
+        details_url=f"{settings.base_url}/environments/{env.id}",
+        expired=env.expired_at is not None,
     )
 
 
 def awaiting_approval(env: Environment, settings: Settings) -> bool:
-    return (env.is_fork and not settings.allow_forks and env.desired_sha != env.head_sha
-            and env.approved_sha != env.head_sha and env.status != "destroying")
+    return (
+        env.is_fork
+        and not settings.allow_forks
+        and env.desired_sha != env.head_sha
+        and env.approved_sha != env.head_sha
+        and env.status != "destroying"
+    )
 
 
 def present(snap: render.Snapshot, settings: Settings) -> render.Presentation:
-    return render.Presentation(render.check_run(snap), render.comment(snap, settings.env_ttl),
-                               render.deployment(snap))
+    return render.Presentation(render.check_run(snap), render.comment(snap, settings.env_ttl), render.deployment(snap))
 
 
 class Publisher:
@@ -97,7 +117,9 @@ class Publisher:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """SELECT * FROM environments WHERE version > published_version AND publish_after <= now()
-                   ORDER BY publish_after LIMIT $1""", BATCH)
+                   ORDER BY publish_after LIMIT $1""",
+                BATCH,
+            )
         if not rows:
             return False
         await asyncio.gather(*(self.publish_one(Environment.from_record(r)) for r in rows))
@@ -125,17 +147,31 @@ class Publisher:
         except Exception as e:  # noqa: BLE001 - GitHub down or refusing: try again later, provisioning goes on
             attempts = env.publish_attempts + 1
             delay = min(300.0, 2.0 * 2 ** min(attempts, 8))
-            log.warning("could not publish %s#%d (attempt %d, again in %.0fs): %s", env.repository,
-                        env.pr_number, attempts, delay, e)
+            log.warning(
+                "could not publish %s#%d (attempt %d, again in %.0fs): %s",
+                env.repository,
+                env.pr_number,
+                attempts,
+                delay,
+                e,
+            )
             await conn.execute(
                 """UPDATE environments SET published = $2, publish_attempts = $3,
                        publish_after = now() + make_interval(secs => $4) WHERE id = $1""",
-                env.id, _json(published), attempts, delay)
+                env.id,
+                _json(published),
+                attempts,
+                delay,
+            )
             return
         await conn.execute(
             """UPDATE environments SET published = $2, published_version = $3, publish_attempts = 0,
                    publish_after = now() + make_interval(secs => $4) WHERE id = $1""",
-            env.id, _json(published), env.version, pause)
+            env.id,
+            _json(published),
+            env.version,
+            pause,
+        )
 
 
 def _json(value: dict) -> str:
@@ -151,11 +187,11 @@ class LogSink:
             fp = render.fingerprint([view.check_run.status, view.check_run.conclusion, view.check_run.title])
             if published.get("check_run") != fp:
                 cr = view.check_run
-                log.info("%s: check run %s%s: %s", label, cr.status, f"/{cr.conclusion}" if cr.conclusion else "",
-                         cr.title)
+                log.info(
+                    "%s: check run %s%s: %s", label, cr.status, f"/{cr.conclusion}" if cr.conclusion else "", cr.title
+                )
                 published["check_run"] = fp
         fp = render.fingerprint(view.comment)
         if published.get("comment") != fp:
             log.debug("%s: comment\n%s", label, view.comment)
             published["comment"] = fp
-

@@ -1,4 +1,5 @@
 """What a worker should do next for an environment, and when to retry: pure decisions on plain data."""
+
 from __future__ import annotations
 
 from ghapp.contract import Action, Desired
@@ -17,4 +18,3 @@ def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> fl
     if attempts >= max_attempts:
         return None
     return min(cap, base * 2 ** (attempts - 1))
-

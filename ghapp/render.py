@@ -1,5 +1,6 @@
 """What people see on the pull request, rendered from an environment's state (pure): the check run, the sticky
 comment and the deployment status. The GitHub publisher and the offline log show exactly this."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,8 +72,11 @@ class CheckRunView:
     completed_at: dt.datetime | None = None
 
     def body(self, details_url: str | None = None, external_id: str | None = None) -> dict:
-        body: dict = {"name": CHECK_RUN_NAME, "status": self.status,
-                      "output": {"title": self.title, "summary": self.summary}}
+        body: dict = {
+            "name": CHECK_RUN_NAME,
+            "status": self.status,
+            "output": {"title": self.title, "summary": self.summary},
+        }
         if self.text:
             body["output"]["text"] = self.text
         if self.conclusion:
@@ -81,7 +85,7 @@ class CheckRunView:
             body["started_at"] = iso(self.started_at)
         if self.completed_at:
             body["completed_at"] = iso(self.completed_at)
-        body["actions"] = [{"label": l, "description": d, "identifier": i} for l, d, i in self.actions]
+        body["actions"] = [{"label": label, "description": d, "identifier": i} for label, d, i in self.actions]
         if details_url:
             body["details_url"] = details_url
         if external_id:
@@ -105,11 +109,11 @@ class Presentation:
 
 
 def iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
 def fingerprint(value) -> str:
@@ -121,7 +125,7 @@ def cut_front(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     marker = "…(earlier lines cut)\n"
-    return marker + text[-(limit - len(marker)):]
+    return marker + text[-(limit - len(marker)) :]
 
 
 def _duration(s: Snapshot) -> str:
@@ -156,48 +160,97 @@ ACTIONS_DESTROYED = (("Redeploy", "Deploy this commit again", "redeploy"),)
 def check_run(s: Snapshot) -> CheckRunView | None:
     sha = s.head_sha
     if s.awaiting_approval:
-        return CheckRunView(sha, "completed", "action_required", "Approval needed",
-                            "This pull request comes from a fork, so its commits are not deployed automatically. "
-                            f"A maintainer's `/preview deploy` comment approves `{short_sha(sha)}`; each later push "
-                            "needs approval again.", completed_at=s.updated_at)
+        return CheckRunView(
+            sha,
+            "completed",
+            "action_required",
+            "Approval needed",
+            "This pull request comes from a fork, so its commits are not deployed automatically. "
+            f"A maintainer's `/preview deploy` comment approves `{short_sha(sha)}`; each later push "
+            "needs approval again.",
+            completed_at=s.updated_at,
+        )
     if s.desired_sha and s.desired_sha != sha:
         return None  # the head is not what is deployed here (a fork's unapproved push): nothing to say on it
     if s.desired == "absent" or s.status in (Status.DESTROYING, Status.DESTROYED):
-        return CheckRunView(sha, "completed", "neutral", "Preview destroyed",
-                            "The preview environment was destroyed. Comment `/preview deploy` or push to bring it "
-                            "back.", actions=ACTIONS_DESTROYED, completed_at=s.updated_at)
+        return CheckRunView(
+            sha,
+            "completed",
+            "neutral",
+            "Preview destroyed",
+            "The preview environment was destroyed. Comment `/preview deploy` or push to bring it back.",
+            actions=ACTIONS_DESTROYED,
+            completed_at=s.updated_at,
+        )
     if s.status == Status.ACTIVE and s.deployed_sha == sha:
-        summary = (f"**{s.preview_url}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}."
-                   f"\n\n{_outputs_table(s.outputs)}").strip()
-        return CheckRunView(sha, "completed", "success", f"Active: {s.preview_url}", summary,
-                            actions=ACTIONS_ACTIVE, started_at=s.run_started_at, completed_at=s.run_finished_at)
+        summary = (
+            f"**{s.preview_url}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}.\n\n{_outputs_table(s.outputs)}"
+        ).strip()
+        return CheckRunView(
+            sha,
+            "completed",
+            "success",
+            f"Active: {s.preview_url}",
+            summary,
+            actions=ACTIONS_ACTIVE,
+            started_at=s.run_started_at,
+            completed_at=s.run_finished_at,
+        )
     if s.status == Status.FAILED and s.retrying_at is None:
         first = (s.last_error or "failed").strip().splitlines()[0][:200]
         summary = f"Terraform failed for `{short_sha(sha)}` after {s.attempts} attempt(s):\n\n> {first}"
-        return CheckRunView(sha, "completed", "failure", "Deployment failed", summary,
-                            text=_log_block(s, MAX_TEXT) or None, actions=ACTIONS_ACTIVE,
-                            started_at=s.run_started_at, completed_at=s.run_finished_at)
+        return CheckRunView(
+            sha,
+            "completed",
+            "failure",
+            "Deployment failed",
+            summary,
+            text=_log_block(s, MAX_TEXT) or None,
+            actions=ACTIONS_ACTIVE,
+            started_at=s.run_started_at,
+            completed_at=s.run_finished_at,
+        )
     if s.status == Status.FAILED:
         first = (s.last_error or "failed").strip().splitlines()[0][:200]
-        return CheckRunView(sha, "in_progress", None, f"Attempt {s.attempts} failed, retrying",
-                            f"Terraform failed for `{short_sha(sha)}`:\n\n> {first}\n\nRetrying at {when(s.retrying_at)}.",
-                            text=_log_block(s, MAX_TEXT) or None, started_at=s.run_started_at)
+        return CheckRunView(
+            sha,
+            "in_progress",
+            None,
+            f"Attempt {s.attempts} failed, retrying",
+            f"Terraform failed for `{short_sha(sha)}`:\n\n> {first}\n\nRetrying at {when(s.retrying_at)}.",
+            text=_log_block(s, MAX_TEXT) or None,
+            started_at=s.run_started_at,
+        )
     if s.status == Status.CREATING:
-        return CheckRunView(sha, "in_progress", None, f"Deploying {short_sha(sha)}: {_progress(s, code=False)}",
-                            f"Terraform is applying `{short_sha(sha)}`: {_progress(s)}.", started_at=s.run_started_at)
-    return CheckRunView(sha, "queued", None, f"Queued {short_sha(sha)}", f"Waiting for a worker to deploy `{short_sha(sha)}`.")
+        return CheckRunView(
+            sha,
+            "in_progress",
+            None,
+            f"Deploying {short_sha(sha)}: {_progress(s, code=False)}",
+            f"Terraform is applying `{short_sha(sha)}`: {_progress(s)}.",
+            started_at=s.run_started_at,
+        )
+    return CheckRunView(
+        sha, "queued", None, f"Queued {short_sha(sha)}", f"Waiting for a worker to deploy `{short_sha(sha)}`."
+    )
 
 
 def superseded(sha: str, by: str, at: dt.datetime) -> CheckRunView:
-    return CheckRunView(sha, "completed", "neutral", f"Superseded by {short_sha(by)}",
-                        f"A newer commit, `{short_sha(by)}`, is deployed instead.", completed_at=at)
+    return CheckRunView(
+        sha,
+        "completed",
+        "neutral",
+        f"Superseded by {short_sha(by)}",
+        f"A newer commit, `{short_sha(by)}`, is deployed instead.",
+        completed_at=at,
+    )
 
 
 def deployment(s: Snapshot) -> DeploymentView | None:
     if s.status in (Status.DESTROYING, Status.DESTROYED) and s.deployed_sha is None:
         return DeploymentView("", "inactive", None, "Preview destroyed")
     sha = s.deployed_sha if s.status == Status.ACTIVE else (s.desired_sha if s.desired == "present" else None)
-    if not sha or s.awaiting_approval and s.status != Status.ACTIVE:
+    if not sha or (s.awaiting_approval and s.status != Status.ACTIVE):
         return None
     if s.status == Status.ACTIVE:
         return DeploymentView(sha, "success", s.preview_url, f"Active at {s.preview_url}"[:140])
@@ -228,14 +281,20 @@ def comment(s: Snapshot, ttl: float) -> str:
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     parts = [COMMENT_MARKER, f"### Preview environment {icon} {word}", "", "| | |\n|---|---|\n" + table]
     if s.awaiting_approval:
-        parts += ["", f"This pull request comes from a fork: a maintainer's `/preview deploy` approves "
-                      f"`{short_sha(s.head_sha)}` for deployment. Each later push needs approval again."]
+        parts += [
+            "",
+            f"This pull request comes from a fork: a maintainer's `/preview deploy` approves "
+            f"`{short_sha(s.head_sha)}` for deployment. Each later push needs approval again.",
+        ]
     if s.status == Status.FAILED and s.last_error:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]
     if s.desired == "absent" and s.expired:
-        parts += ["", f"The environment expired after {ttl / 3600:g} h without a push and was destroyed. "
-                      "Push, or comment `/preview deploy`, to bring it back."]
+        parts += [
+            "",
+            f"The environment expired after {ttl / 3600:g} h without a push and was destroyed. "
+            "Push, or comment `/preview deploy`, to bring it back.",
+        ]
     elif s.desired == "absent" and s.status == Status.DESTROYED:
         parts += ["", "The environment is destroyed. Comment `/preview deploy` to bring it back."]
     parts += ["", "<details><summary>Commands</summary>", "", HELP, "", "</details>"]

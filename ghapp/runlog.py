@@ -1,4 +1,5 @@
 """A run's log lines and progress, written to the database as they arrive, batched by a background flusher."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,7 +45,7 @@ class RunLog:
         self._ready.set()
         try:
             await asyncio.wait_for(self._flusher, 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("run %d: %d log lines could not be stored", self.run_id, len(self._pending))
 
     async def _flush_loop(self) -> None:
@@ -57,7 +58,7 @@ class RunLog:
                 failures = 0
             except UNAVAILABLE:
                 failures += 1
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** failures))
+                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
                 self._ready.set()
                 continue
             if self._closed and not self._pending:

@@ -4,6 +4,7 @@ It serves one page whose button posts the manifest to GitHub; GitHub shows the o
 redirects back here with a one-time code, which is exchanged at `POST /app-manifests/{code}/conversions` for the
 App's id, private key and webhook secret. Those are written to `.env` and a key file, both mode 0600.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -79,8 +80,11 @@ async def index(request: web.Request) -> web.Response:
     if state.get("org"):
         action = f"{state['web_url']}/organizations/{state['org']}/settings/apps/new"
     action += f"?state={state['nonce']}"
-    body = PAGE.format(action=html.escape(action), hook=html.escape(state["manifest"]["hook_attributes"]["url"]),
-                       manifest=html.escape(json.dumps(state["manifest"])))
+    body = PAGE.format(
+        action=html.escape(action),
+        hook=html.escape(state["manifest"]["hook_attributes"]["url"]),
+        manifest=html.escape(json.dumps(state["manifest"])),
+    )
     return web.Response(text=body, content_type="text/html")
 
 
@@ -93,42 +97,60 @@ async def callback(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="missing or malformed code")
     async with aiohttp.ClientSession() as session:
         url = f"{state['api_url']}/app-manifests/{code}/conversions"
-        async with session.post(url, headers={"Accept": "application/vnd.github+json",
-                                              "User-Agent": "ghapp-setup"}) as resp:
+        async with session.post(
+            url, headers={"Accept": "application/vnd.github+json", "User-Agent": "ghapp-setup"}
+        ) as resp:
             if resp.status != 201:
                 raise web.HTTPBadGateway(text=f"GitHub refused the code ({resp.status}): {await resp.text()}")
             app = await resp.json()
     key_path = state["dir"] / f"{app['slug']}.private-key.pem"
     write_secret_file(key_path, app["pem"])
-    update_dotenv(state["dir"] / ".env", {
-        "GITHUB_APP_ID": str(app["id"]),
-        "GITHUB_PRIVATE_KEY_PATH": str(key_path),
-        "GITHUB_WEBHOOK_SECRET": app["webhook_secret"],
-    })
+    update_dotenv(
+        state["dir"] / ".env",
+        {
+            "GITHUB_APP_ID": str(app["id"]),
+            "GITHUB_PRIVATE_KEY_PATH": str(key_path),
+            "GITHUB_WEBHOOK_SECRET": app["webhook_secret"],
+        },
+    )
     state["created"] = {"id": app["id"], "slug": app["slug"], "key": str(key_path)}
     state["done"].set()
     install = f"{app.get('html_url', state['web_url'] + '/apps/' + app['slug'])}/installations/new"
-    return web.Response(text=DONE.format(name=html.escape(app.get("name", app["slug"])),
-                                         env=html.escape(str(state["dir"] / ".env")),
-                                         install=html.escape(install)), content_type="text/html")
+    return web.Response(
+        text=DONE.format(
+            name=html.escape(app.get("name", app["slug"])),
+            env=html.escape(str(state["dir"] / ".env")),
+            install=html.escape(install),
+        ),
+        content_type="text/html",
+    )
 
 
-def create_setup_app(manifest_path: Path, *, public_url: str, callback_url: str, api_url: str, directory: Path,
-                     org: str | None = None) -> web.Application:
+def create_setup_app(
+    manifest_path: Path, *, public_url: str, callback_url: str, api_url: str, directory: Path, org: str | None = None
+) -> web.Application:
     app = web.Application()
-    app[STATE] = {"manifest": load_manifest(manifest_path, public_url, callback_url), "nonce": secrets.token_urlsafe(24),
-                  "api_url": api_url.rstrip("/"), "web_url": web_url(api_url), "dir": directory, "org": org,
-                  "done": asyncio.Event()}
+    app[STATE] = {
+        "manifest": load_manifest(manifest_path, public_url, callback_url),
+        "nonce": secrets.token_urlsafe(24),
+        "api_url": api_url.rstrip("/"),
+        "web_url": web_url(api_url),
+        "dir": directory,
+        "org": org,
+        "done": asyncio.Event(),
+    }
     app.router.add_get("/", index)
     app.router.add_get("/setup/callback", callback)
     return app
 
 
-async def run_setup(manifest_path: Path, *, host: str, port: int, public_url: str, api_url: str, directory: Path,
-                    org: str | None) -> dict:
+async def run_setup(
+    manifest_path: Path, *, host: str, port: int, public_url: str, api_url: str, directory: Path, org: str | None
+) -> dict:
     callback_url = f"http://{host}:{port}/setup/callback"
-    app = create_setup_app(manifest_path, public_url=public_url, callback_url=callback_url, api_url=api_url,
-                           directory=directory, org=org)
+    app = create_setup_app(
+        manifest_path, public_url=public_url, callback_url=callback_url, api_url=api_url, directory=directory, org=org
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -4,6 +4,7 @@ The module is copied to `<data>/terraform/<module name>/` and initialised once f
 run then only sets `TF_WORKSPACE`. Cancelling a run (the task awaiting `run`) interrupts Terraform's whole process
 group: SIGINT (Terraform saves state), then SIGKILL after a grace period.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,10 +26,16 @@ from ghapp.tfevents import Progress, parse_line
 log = logging.getLogger(__name__)
 
 # The app's own credentials never reach Terraform: variables and provisioner environments can end up in state.
-WITHHELD = ("GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET", "GHAPP_ADMIN_TOKEN",
-            "DATABASE_URL")
-_IGNORED_FILES = shutil.ignore_patterns(".terraform", "terraform.tfstate*", "*.tfstate*", ".terraform.lock.hcl.bak",
-                                        "__pycache__", "previews")
+WITHHELD = (
+    "GITHUB_PRIVATE_KEY",
+    "GITHUB_PRIVATE_KEY_PATH",
+    "GITHUB_WEBHOOK_SECRET",
+    "GHAPP_ADMIN_TOKEN",
+    "DATABASE_URL",
+)
+_IGNORED_FILES = shutil.ignore_patterns(
+    ".terraform", "terraform.tfstate*", "*.tfstate*", ".terraform.lock.hcl.bak", "__pycache__", "previews"
+)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -80,8 +87,9 @@ def find_binary(configured: str | None) -> str:
     for candidate in ("terraform", str(Path(sys.executable).with_name("ghapp-terraform")), "ghapp-terraform"):
         if found := shutil.which(candidate):
             return found
-    raise TerraformError("no Terraform found: install one, set GHAPP_TERRAFORM_BIN, or reinstall ghapp "
-                         "(it ships ghapp-terraform)")
+    raise TerraformError(
+        "no Terraform found: install one, set GHAPP_TERRAFORM_BIN, or reinstall ghapp (it ships ghapp-terraform)"
+    )
 
 
 def module_digest(module: Path) -> str:
@@ -101,8 +109,15 @@ def _child_setup() -> None:
 
 
 class Terraform:
-    def __init__(self, module: Path, data_dir: Path, binary: str, extra_env: Mapping[str, str] | None = None,
-                 database_url: str | None = None, interrupt_grace: float = 10.0):
+    def __init__(
+        self,
+        module: Path,
+        data_dir: Path,
+        binary: str,
+        extra_env: Mapping[str, str] | None = None,
+        database_url: str | None = None,
+        interrupt_grace: float = 10.0,
+    ):
         self.module = module
         self.binary = binary
         self.root = data_dir / "terraform"
@@ -155,8 +170,12 @@ class Terraform:
             raise TerraformError(f"the Terraform module {self.module} does not exist (GHAPP_TERRAFORM_MODULE)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for old in self.workdir.iterdir():  # remove the previous content's files, keep .terraform and state
-            if old.name not in (".terraform", "terraform.tfstate.d", "terraform.tfstate", "previews") \
-                    and not old.name.startswith(".ghapp"):
+            if old.name not in (
+                ".terraform",
+                "terraform.tfstate.d",
+                "terraform.tfstate",
+                "previews",
+            ) and not old.name.startswith(".ghapp"):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
         shutil.copytree(self.module, self.workdir, ignore=_IGNORED_FILES, dirs_exist_ok=True)
 
@@ -176,9 +195,16 @@ class Terraform:
 
     async def _spawn(self, args, env) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            self.binary, *args, cwd=self.workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_child_setup, limit=1 << 22,
+            self.binary,
+            *args,
+            cwd=self.workdir,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_child_setup,
+            limit=1 << 22,
         )
 
     def _shared_backend(self) -> bool:
@@ -199,8 +225,9 @@ class Terraform:
             if name in self._workspaces:
                 return
             for attempt in range(5):
-                code, out = await self._capture("workspace", "new", "-no-color", name,
-                                                env={**self.base_env(), "TF_WORKSPACE": name})
+                code, out = await self._capture(
+                    "workspace", "new", "-no-color", name, env={**self.base_env(), "TF_WORKSPACE": name}
+                )
                 if code == 0 or "already exists" in out:
                     self._workspaces.add(name)
                     return
@@ -211,8 +238,9 @@ class Terraform:
 
     async def delete_workspace(self, name: str) -> None:
         async with self._workspace_lock:
-            code, out = await self._capture("workspace", "delete", "-no-color", name,
-                                            env={**self.base_env(), "TF_WORKSPACE": "default"})
+            code, out = await self._capture(
+                "workspace", "delete", "-no-color", name, env={**self.base_env(), "TF_WORKSPACE": "default"}
+            )
             self._workspaces.discard(name)
             if code != 0 and "doesn't exist" not in out:
                 log.warning("could not delete workspace %s: %s", name, out.strip()[-500:])
@@ -247,7 +275,7 @@ class Terraform:
         _killpg(proc.pid, signal.SIGINT)
         try:
             await asyncio.wait_for(asyncio.shield(proc.wait()), self.interrupt_grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("terraform (pid %s) ignored SIGINT for %.0fs, killing it", proc.pid, self.interrupt_grace)
         _killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group: provisioner children
         await proc.wait()

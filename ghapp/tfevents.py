@@ -1,4 +1,5 @@
 """Terraform's `-json` machine-readable UI stream, turned into log lines, progress and outputs (pure)."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,5 +1,6 @@
 """`POST /webhooks`: verify, deduplicate and record desired state in one transaction. Nothing slow happens here:
 no Terraform, no GitHub call; workers pick the change up from the database."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Reconcile workers: claim unconverged environments under a lease and run Terraform until they converge."""
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,15 @@ def worker_id() -> str:
 
 
 class Reconciler:
-    def __init__(self, pool: asyncpg.Pool, database_url: str, terraform: Terraform, settings: Settings,
-                 owner: str | None = None, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        database_url: str,
+        terraform: Terraform,
+        settings: Settings,
+        owner: str | None = None,
+        metrics: Metrics | None = None,
+    ):
         self.pool = pool
         self.database_url = database_url
         self.terraform = terraform
@@ -69,8 +77,9 @@ class Reconciler:
     # --- the claiming loop -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        listener = asyncio.create_task(db.listen(self.database_url, NOTIFY_CHANNEL, self._on_notify,
-                                                  on_connect=self._wake.set))
+        listener = asyncio.create_task(
+            db.listen(self.database_url, NOTIFY_CHANNEL, self._on_notify, on_connect=self._wake.set)
+        )
         failures = 0
         try:
             while not self._stopping:
@@ -79,7 +88,7 @@ class Reconciler:
                     failures = 0
                 except UNAVAILABLE as e:
                     failures += 1
-                    delay = min(30.0, 0.5 * 2 ** failures)
+                    delay = min(30.0, 0.5 * 2**failures)
                     log.warning("database unavailable (%s); claiming again in %.1fs", e, delay)
                     await asyncio.sleep(delay)
                     continue
@@ -168,14 +177,25 @@ class Reconciler:
         await self._record(env, run, outcome)
         if action is Action.DESTROY and outcome.state is RunState.SUCCEEDED:
             await self.terraform.delete_workspace(env.name)
-        log.log(logging.WARNING if outcome.state is RunState.FAILED else logging.INFO, "%s: %s %s in %.1fs%s",
-                label, action, outcome.state, outcome.duration,
-                f" at {outcome.preview_url}" if outcome.preview_url else f": {outcome.error}" if outcome.error else "")
+        log.log(
+            logging.WARNING if outcome.state is RunState.FAILED else logging.INFO,
+            "%s: %s %s in %.1fs%s",
+            label,
+            action,
+            outcome.state,
+            outcome.duration,
+            f" at {outcome.preview_url}" if outcome.preview_url else f": {outcome.error}" if outcome.error else "",
+        )
 
     async def _execute(self, env: Environment, run: RunInfo, runlog: RunLog) -> Outcome:
         inputs = ModuleInputs(
-            environment_id=env.id, environment_name=env.name, repository=env.repository, pr_number=env.pr_number,
-            git_sha=run.sha or env.desired_sha or "", head_ref=env.head_ref)
+            environment_id=env.id,
+            environment_name=env.name,
+            repository=env.repository,
+            pr_number=env.pr_number,
+            git_sha=run.sha or env.desired_sha or "",
+            head_ref=env.head_ref,
+        )
         last_report = 0.0
 
         def on_line(line: str, progress: Progress, changed: bool) -> None:
@@ -198,17 +218,25 @@ class Reconciler:
             return interrupted
         try:
             result = task.result()
-        except Exception as e:  # noqa: BLE001 - Terraform could not even start: a failed run, retried
+        except Exception as e:
             log.exception("run %d could not run terraform", run.id)
             return Outcome(RunState.FAILED, "failed", error=str(e))
         if not result.ok:
             return Outcome(RunState.FAILED, "failed", error=result.error, outputs=result.progress.outputs)
         outputs = result.progress.outputs
         if run.action is Action.APPLY and not outputs.get("preview_url"):
-            return Outcome(RunState.FAILED, "failed", outputs=outputs,
-                           error="the module has no `preview_url` output (see the module contract)")
-        return Outcome(RunState.SUCCEEDED, "active" if run.action is Action.APPLY else "destroyed",
-                       preview_url=outputs.get("preview_url"), outputs=outputs)
+            return Outcome(
+                RunState.FAILED,
+                "failed",
+                outputs=outputs,
+                error="the module has no `preview_url` output (see the module contract)",
+            )
+        return Outcome(
+            RunState.SUCCEEDED,
+            "active" if run.action is Action.APPLY else "destroyed",
+            preview_url=outputs.get("preview_url"),
+            outputs=outputs,
+        )
 
     async def _supervise(self, env: Environment, task: asyncio.Task, look_again: asyncio.Event) -> Outcome | None:
         """Wait for the run; return the outcome of interrupting it instead when it is superseded, times out, loses
@@ -227,15 +255,21 @@ class Reconciler:
             if self._interrupting:
                 return Outcome(RunState.INTERRUPTED, "pending", error="interrupted: ghapp is shutting down")
             if time.monotonic() >= deadline:
-                return Outcome(RunState.FAILED, "failed",
-                               error=f"timed out after {self.settings.run_timeout:.0f}s (GHAPP_RUN_TIMEOUT)")
+                return Outcome(
+                    RunState.FAILED,
+                    "failed",
+                    error=f"timed out after {self.settings.run_timeout:.0f}s (GHAPP_RUN_TIMEOUT)",
+                )
             try:
                 async with self.pool.acquire() as conn:
                     generation = await store.renew_lease(conn, env.id, self.owner, self.settings.lease_ttl)
             except UNAVAILABLE:
                 if time.monotonic() > lease_valid_until - heartbeat:
-                    return Outcome(RunState.INTERRUPTED, "pending",
-                                   error="interrupted: the database is unreachable and the lease is expiring")
+                    return Outcome(
+                        RunState.INTERRUPTED,
+                        "pending",
+                        error="interrupted: the database is unreachable and the lease is expiring",
+                    )
                 continue
             if generation is None:
                 return Outcome(RunState.INTERRUPTED, "pending", error="interrupted: lease lost to another worker")
@@ -254,7 +288,7 @@ class Reconciler:
                 return
             except UNAVAILABLE as e:
                 log.warning("cannot record run %d yet (%s)", run.id, e)
-                await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt))
+                await asyncio.sleep(min(5.0, 0.25 * 2**attempt))
         log.error("gave up recording run %d; the environment will be reconciled again", run.id)
 
     async def _record_env(self, conn: asyncpg.Connection, env: Environment, outcome: Outcome) -> None:
@@ -263,8 +297,9 @@ class Reconciler:
         elif outcome.state is RunState.SUCCEEDED:
             await store.mark_destroyed(conn, env, self.owner)
         elif outcome.state is RunState.FAILED:
-            delay = retry_delay(env.attempts + 1, self.settings.retry_base, self.settings.retry_cap,
-                                self.settings.max_attempts)
+            delay = retry_delay(
+                env.attempts + 1, self.settings.retry_base, self.settings.retry_cap, self.settings.max_attempts
+            )
             await store.mark_failed(conn, env, self.owner, outcome.error or "failed", delay)
         else:
             await store.release(conn, env, self.owner)

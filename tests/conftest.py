@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL (one server per session, a fresh database per test), real Terraform,
 real HTTP servers, and the real GitHub deliveries from ../shared/github/webhooks."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,11 +14,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from ghapp import keys
+from ghapp.app import create_app
 from ghapp.config import Settings
 from ghapp.embedded_pg import EmbeddedPostgres
 from tests.fake_github import fake_github  # noqa: F401 - the fixture, shared by every test module
-from ghapp import keys
-from ghapp.app import create_app
 from tests.support import ROOT, Deliveries, ServeProcess, free_port, processes_with, wait_for
 
 SCRIPTED_MODULE = ROOT / "tests" / "modules" / "scripted"
@@ -109,11 +110,13 @@ def settings(tmp_path, database_url, terraform_bin) -> Settings:
 def start_app(settings, aiohttp_client):
     """Start the whole app (a real HTTP server and client) on the test's database with `settings` changed by
     keyword arguments; returns the client once migrations are applied. `workers=False`: no Terraform runs."""
+
     async def start(*, workers: bool = True, **changes):
         app = create_app(settings.replace(**changes), workers=workers)
         client = await aiohttp_client(app)
         await wait_for(lambda: _ready(app), what="migrations")
         return client
+
     return start
 
 
@@ -130,11 +133,20 @@ def serve(tmp_path, database_url, terraform_bin):
     port_base = 30000 + os.getpid() % 5000
 
     def make(**extra) -> ServeProcess:
-        env = {**os.environ, "DATABASE_URL": database_url, "GHAPP_DATA_DIR": str(data_dir),
-               "GHAPP_TERRAFORM_MODULE": str(LOCAL_MODULE), "GHAPP_TERRAFORM_BIN": terraform_bin,
-               "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET, "GHAPP_LEASE_TTL": "3s", "GHAPP_POLL_INTERVAL": "0.5s",
-               "GHAPP_PUSH_SETTLE": "0", "GHAPP_SHUTDOWN_GRACE": "2s", "TF_VAR_port_base": str(port_base),
-               **extra}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "GHAPP_DATA_DIR": str(data_dir),
+            "GHAPP_TERRAFORM_MODULE": str(LOCAL_MODULE),
+            "GHAPP_TERRAFORM_BIN": terraform_bin,
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "GHAPP_LEASE_TTL": "3s",
+            "GHAPP_POLL_INTERVAL": "0.5s",
+            "GHAPP_PUSH_SETTLE": "0",
+            "GHAPP_SHUTDOWN_GRACE": "2s",
+            "TF_VAR_port_base": str(port_base),
+            **extra,
+        }
         env.pop("GITHUB_APP_ID", None)
         port = free_port()
         env["GHAPP_PORT"] = str(port)

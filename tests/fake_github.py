@@ -5,6 +5,7 @@
 Strict: every request and every response is validated against the OpenAPI description with openapi-core; a
 request that matches no operation or fails validation is answered as GitHub would (404/422) and recorded as a
 violation, and the `fake_github` fixture fails the test at teardown on any violation or unmet expectation."""
+
 from __future__ import annotations
 
 import base64
@@ -43,12 +44,20 @@ DOCS = "https://docs.github.com/rest"
 LEVELS = ("admin", "maintain", "write", "triage", "read", "none")
 APP_JWT_OPERATIONS = {"apps/get-authenticated", "apps/create-installation-access-token", "apps/get-repo-installation"}
 UNAUTHENTICATED_OPERATIONS = {"apps/create-from-manifest"}
-DEFAULT_PERMISSIONS = {"checks": "write", "contents": "read", "deployments": "write", "issues": "write",
-                       "metadata": "read", "pull_requests": "write", "statuses": "write"}
+DEFAULT_PERMISSIONS = {
+    "checks": "write",
+    "contents": "read",
+    "deployments": "write",
+    "issues": "write",
+    "metadata": "read",
+    "pull_requests": "write",
+    "statuses": "write",
+}
 # Permission an installation token needs per operation: (any of these permissions, at least this level).
 NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
     "apps/list-repos-accessible-to-installation": (("metadata",), "read"),
-    "checks/create": (("checks",), "write"), "checks/update": (("checks",), "write"),
+    "checks/create": (("checks",), "write"),
+    "checks/update": (("checks",), "write"),
     "checks/list-for-ref": (("checks",), "read"),
     "issues/create-comment": (("issues", "pull_requests"), "write"),
     "issues/list-comments": (("issues", "pull_requests"), "read"),
@@ -56,19 +65,24 @@ NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
     "issues/delete-comment": (("issues", "pull_requests"), "write"),
     "reactions/create-for-issue-comment": (("issues", "pull_requests"), "write"),
     "repos/get-collaborator-permission-level": (("metadata",), "read"),
-    "pulls/list": (("pull_requests",), "read"), "pulls/get": (("pull_requests",), "read"),
-    "repos/create-deployment": (("deployments",), "write"), "repos/list-deployments": (("deployments",), "read"),
+    "pulls/list": (("pull_requests",), "read"),
+    "pulls/get": (("pull_requests",), "read"),
+    "repos/create-deployment": (("deployments",), "write"),
+    "repos/list-deployments": (("deployments",), "read"),
     "repos/create-deployment-status": (("deployments",), "write"),
     "repos/delete-deployment": (("deployments",), "write"),
     "repos/create-commit-status": (("statuses",), "write"),
     "repos/get-combined-status-for-ref": (("statuses",), "read"),
 }
 _RANK = {"read": 1, "write": 2, "admin": 3}
-SECONDARY_RATE_LIMIT = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
-                        "If you reach out to GitHub Support for help, please include the request ID {request_id}.")
+SECONDARY_RATE_LIMIT = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+    "If you reach out to GitHub Support for help, please include the request ID {request_id}."
+)
 
 
 # --- the OpenAPI description ------------------------------------------------------------------------------------
+
 
 @functools.cache
 def openapi() -> OpenAPI:
@@ -86,8 +100,12 @@ def openapi() -> OpenAPI:
 
 @functools.cache
 def _operation_ids() -> frozenset[str]:
-    return frozenset(op["operationId"] for item in json.loads(SPEC_PATH.read_text())["paths"].values()
-                     for op in item.values() if isinstance(op, dict) and "operationId" in op)
+    return frozenset(
+        op["operationId"]
+        for item in json.loads(SPEC_PATH.read_text())["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "operationId" in op
+    )
 
 
 @functools.cache
@@ -98,6 +116,7 @@ def _app_key() -> rsa.RSAPrivateKey:
 
 class _SpecRequest:
     """A request as openapi-core sees it (its `Request` protocol), addressed to GitHub's server."""
+
     host_url = GITHUB_SERVER
 
     def __init__(self, request: web.Request, body: bytes | None):
@@ -121,16 +140,19 @@ def _explain(error: Exception) -> str:
     schema_errors = getattr(cause, "schema_errors", None)
     if schema_errors:
         where = str(error).split(":")[0]
-        return "; ".join(f"{where} at '{'/'.join(map(str, e.absolute_path)) or '(root)'}': {e.message}"
-                         for e in schema_errors)
+        return "; ".join(
+            f"{where} at '{'/'.join(map(str, e.absolute_path)) or '(root)'}': {e.message}" for e in schema_errors
+        )
     return f"{error} ({cause})" if cause is not None else str(error)
 
 
 # --- recorded data and state ------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Call:
     """One request the fake received."""
+
     operation_id: str | None  # None: matched no operation of the description
     method: str
     path: str
@@ -200,6 +222,7 @@ class Pull:
 @dataclasses.dataclass
 class Token:
     """An installation access token the fake issued; `repositories` is None unless narrowed."""
+
     token: str
     installation_id: int
     expires_at: float
@@ -250,7 +273,7 @@ class _Ctx:
 
 
 def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(int(ts), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(int(ts), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_iso(text: str) -> float:
@@ -267,11 +290,20 @@ def _is_sha(ref: str) -> bool:
 
 # --- the fake ---------------------------------------------------------------------------------------------------
 
+
 class FakeGitHub:
     """A running fake of the GitHub REST API; use `async with FakeGitHub() as fake` or the `fake_github` fixture."""
 
-    def __init__(self, *, app_id: int = 424242, slug: str = "ghapp-preview", name: str = "ghapp preview",
-                 owner: str = "octo-org", token_lifetime: float = 3600.0, rate_limit: int = 5000):
+    def __init__(
+        self,
+        *,
+        app_id: int = 424242,
+        slug: str = "ghapp-preview",
+        name: str = "ghapp preview",
+        owner: str = "octo-org",
+        token_lifetime: float = 3600.0,
+        rate_limit: int = 5000,
+    ):
         self.app_id, self.slug, self.name, self.app_owner = app_id, slug, name, owner
         self.client_id = f"Iv23li{secrets.token_hex(7)}"
         self.client_secret = secrets.token_hex(20)
@@ -279,8 +311,9 @@ class FakeGitHub:
         self.token_lifetime = token_lifetime
         self.rate_limit = rate_limit
         key = _app_key()
-        self.private_key_pem: str = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()).decode()
+        self.private_key_pem: str = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
         self._public_key = key.public_key()
         self.installations: dict[int, Installation] = {}
         self.repos: dict[str, Repo] = {}  # lower-case full name -> Repo
@@ -384,22 +417,36 @@ class FakeGitHub:
 
     # state set-up
 
-    def add_repo(self, full_name: str, id: int | None = None, *, private: bool = False,
-                 default_branch: str = "main") -> Repo:
+    def add_repo(
+        self, full_name: str, id: int | None = None, *, private: bool = False, default_branch: str = "main"
+    ) -> Repo:
         repo = Repo(full_name, id if id is not None else next(self._ids), private, default_branch)
         self.repos[full_name.lower()] = repo
         return repo
 
-    def add_installation(self, id: int, account: str, repos: Iterable[str] = (), *, suspended: bool = False,
-                         permissions: dict[str, str] | None = None, account_type: str = "Organization"
-                         ) -> Installation:
+    def add_installation(
+        self,
+        id: int,
+        account: str,
+        repos: Iterable[str] = (),
+        *,
+        suspended: bool = False,
+        permissions: dict[str, str] | None = None,
+        account_type: str = "Organization",
+    ) -> Installation:
         """An installation of the App on `account` for `repos` ("owner/name", or "name" under `account`)."""
         full_names = [r if "/" in r else f"{account}/{r}" for r in repos]
         for full_name in full_names:
             if full_name.lower() not in self.repos:
                 self.add_repo(full_name)
-        installation = Installation(id, account, [self.repos[f.lower()].full_name for f in full_names], suspended,
-                                    dict(permissions or DEFAULT_PERMISSIONS), account_type)
+        installation = Installation(
+            id,
+            account,
+            [self.repos[f.lower()].full_name for f in full_names],
+            suspended,
+            dict(permissions or DEFAULT_PERMISSIONS),
+            account_type,
+        )
         self.installations[id] = installation
         return installation
 
@@ -409,23 +456,43 @@ class FakeGitHub:
         self._repo(repo).collaborators[user.lower()] = level
         self._user_id(user)
 
-    def add_pull(self, repo: str, number: int, *, head_sha: str | None = None, head_ref: str | None = None,
-                 base_ref: str = "main", user: str = "octocat", fork: bool = False, state: str = "open",
-                 title: str | None = None) -> Pull:
+    def add_pull(
+        self,
+        repo: str,
+        number: int,
+        *,
+        head_sha: str | None = None,
+        head_ref: str | None = None,
+        base_ref: str = "main",
+        user: str = "octocat",
+        fork: bool = False,
+        state: str = "open",
+        title: str | None = None,
+    ) -> Pull:
         """A pull request; `fork` puts its head in `<user>/<name>`. Adds the repository if unknown."""
         if repo.lower() not in self.repos:
             self.add_repo(repo)
         full_name = self.repos[repo.lower()].full_name
-        pull = Pull(full_name, number, next(self._ids),
-                    head_sha or hashlib.sha1(f"{full_name}#{number}".encode()).hexdigest(),
-                    head_ref or f"feature-{number}", base_ref, user, fork, state, title or f"Change #{number}",
-                    self._started - 86400 + number * 60)
+        pull = Pull(
+            full_name,
+            number,
+            next(self._ids),
+            head_sha or hashlib.sha1(f"{full_name}#{number}".encode()).hexdigest(),
+            head_ref or f"feature-{number}",
+            base_ref,
+            user,
+            fork,
+            state,
+            title or f"Change #{number}",
+            self._started - 86400 + number * 60,
+        )
         self._user_id(user)
         self.pulls[(full_name.lower(), number)] = pull
         return pull
 
-    def add_comment(self, repo: str, number: int, body: str, *, user: str = "octocat",
-                    author_association: str = "OWNER") -> dict:
+    def add_comment(
+        self, repo: str, number: int, body: str, *, user: str = "octocat", author_association: str = "OWNER"
+    ) -> dict:
         """A comment written by a person (not the App) on a pull request added before; returns its JSON."""
         assert (repo.lower(), number) in self.pulls, f"no pull request {repo}#{number}: add_pull() first"
         comment = self._new_comment(self._repo(repo).full_name, number, body, user, False, author_association)
@@ -481,8 +548,14 @@ class FakeGitHub:
         for operation_id in expected:
             self._check_operation(operation_id)
         actual = self.operations()
-        assert actual == expected, "GitHub calls differ:\n  expected " + repr(expected) + "\n  actual   " + \
-            repr(actual) + "\n" + "\n".join(f"    {c} -> {c.status}" for c in self._calls)
+        assert actual == expected, (
+            "GitHub calls differ:\n  expected "
+            + repr(expected)
+            + "\n  actual   "
+            + repr(actual)
+            + "\n"
+            + "\n".join(f"    {c} -> {c.status}" for c in self._calls)
+        )
 
     def expect(self, operation_id: str, count: int | None = 1) -> None:
         """Declare an expected operation: exactly `count` calls, or with None at least one. Once anything is
@@ -504,13 +577,21 @@ class FakeGitHub:
         """Fail (AssertionError) listing every violation and unmet expectation."""
         if found := self.problems():
             calls = "\n".join(f"  {c} -> {c.status}" for c in self._calls) or "  (none)"
-            raise AssertionError("fake GitHub found problems:\n" + "\n".join(f"- {p}" for p in found)
-                                 + "\ncalls received:\n" + calls)
+            raise AssertionError(
+                "fake GitHub found problems:\n" + "\n".join(f"- {p}" for p in found) + "\ncalls received:\n" + calls
+            )
 
     # failure injection
 
-    def fail(self, operation_id: str | None, status: int, *, times: int = 1, headers: dict[str, str] | None = None,
-             rate_limit: Literal["primary", "secondary"] | None = None) -> None:
+    def fail(
+        self,
+        operation_id: str | None,
+        status: int,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        rate_limit: Literal["primary", "secondary"] | None = None,
+    ) -> None:
         """Answer the next `times` calls of `operation_id` (None: of any operation) with `status`, shaped like
         GitHub: 5xx server errors, 429 with Retry-After, 403 `rate_limit="secondary"` (retry-after, secondary-limit
         message), 403 `rate_limit="primary"` (x-ratelimit-remaining: 0), or a plain 403."""
@@ -528,16 +609,19 @@ class FakeGitHub:
         if failure.rate_limit == "primary":
             extra.setdefault("x-ratelimit-remaining", "0")
             extra.setdefault("x-ratelimit-reset", str(int(time.time()) + 60))
-            message = "API rate limit exceeded for installation. If you reach out to GitHub Support for help, " \
-                      "please include the request ID " + headers["x-github-request-id"] + "."
+            message = (
+                "API rate limit exceeded for installation. If you reach out to GitHub Support for help, "
+                "please include the request ID " + headers["x-github-request-id"] + "."
+            )
         elif failure.rate_limit == "secondary" or failure.status == 429:
             extra.setdefault("retry-after", "1")
             message = SECONDARY_RATE_LIMIT.format(request_id=headers["x-github-request-id"])
         elif failure.status == 403:
             message = "Resource not accessible by integration"
         else:
-            message = {500: "Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-                       504: "Gateway Timeout"}.get(failure.status, "Injected failure")
+            message = {500: "Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}.get(
+                failure.status, "Injected failure"
+            )
         return _Reply(failure.status, message, headers=extra)
 
     # dispatch
@@ -550,11 +634,15 @@ class FakeGitHub:
             body = raw.decode(errors="replace")
         call = Call(None, request.method, request.path, dict(request.query), body)
         self._calls.append(call)
-        headers = CIMultiDict({"x-github-request-id": f"{secrets.token_hex(2).upper()}:{secrets.token_hex(3).upper()}"
-                                                      f":{secrets.token_hex(4).upper()}:{secrets.token_hex(4).upper()}"
-                                                      f":{int(time.time()):X}",
-                               "x-github-media-type": "github.v3; format=json",
-                               "x-github-api-version-selected": "2022-11-28"})
+        headers = CIMultiDict(
+            {
+                "x-github-request-id": f"{secrets.token_hex(2).upper()}:{secrets.token_hex(3).upper()}"
+                f":{secrets.token_hex(4).upper()}:{secrets.token_hex(4).upper()}"
+                f":{int(time.time()):X}",
+                "x-github-media-type": "github.v3; format=json",
+                "x-github-api-version-selected": "2022-11-28",
+            }
+        )
         spec_request = _SpecRequest(request, raw or None)
         try:
             found = self._finder.find(spec_request.method, GITHUB_SERVER + request.path)
@@ -575,8 +663,10 @@ class FakeGitHub:
             if (injected := self._injected(operation_id, headers)) is not None:
                 raise injected
             if "User-Agent" not in request.headers:
-                raise _Reply(403, "Request forbidden by administrative rules. Please make sure your request has a "
-                                  "User-Agent header.")
+                raise _Reply(
+                    403,
+                    "Request forbidden by administrative rules. Please make sure your request has a User-Agent header.",
+                )
             if isinstance(body, str):
                 raise _Reply(400, "Problems parsing JSON")
             if problems:
@@ -589,8 +679,9 @@ class FakeGitHub:
         headers.update(extra)
         return self._respond(call, spec_request, headers, status, data)
 
-    def _respond(self, call: Call, spec_request: _SpecRequest, headers: CIMultiDict, status: int,
-                 data: Any) -> web.Response:
+    def _respond(
+        self, call: Call, spec_request: _SpecRequest, headers: CIMultiDict, status: int, data: Any
+    ) -> web.Response:
         call.status = status
         raw = b"" if status == 204 or data is None else json.dumps(data).encode()
         if call.operation_id is not None:
@@ -657,8 +748,13 @@ class FakeGitHub:
 
     def _verify_jwt(self, credential: str) -> None:
         try:
-            claims = jwt.decode(credential, self._public_key, algorithms=["RS256"], leeway=60,
-                                options={"require": ["exp", "iat", "iss"], "verify_iss": False})
+            claims = jwt.decode(
+                credential,
+                self._public_key,
+                algorithms=["RS256"],
+                leeway=60,
+                options={"require": ["exp", "iat", "iss"], "verify_iss": False},
+            )
         except jwt.InvalidTokenError as error:
             raise _Reply(401, f"A JSON web token could not be decoded ({error})") from None
         if not isinstance(claims["iss"], str) or claims["iss"] not in (str(self.app_id), self.client_id):
@@ -674,12 +770,21 @@ class FakeGitHub:
         exhausted = state[0] == 0
         state[0] = max(0, state[0] - 1)
         remaining = int(state[0])
-        headers.update({"x-ratelimit-limit": str(self.rate_limit), "x-ratelimit-remaining": str(remaining),
-                        "x-ratelimit-reset": str(int(state[1])), "x-ratelimit-used": str(self.rate_limit - remaining),
-                        "x-ratelimit-resource": "core"})
+        headers.update(
+            {
+                "x-ratelimit-limit": str(self.rate_limit),
+                "x-ratelimit-remaining": str(remaining),
+                "x-ratelimit-reset": str(int(state[1])),
+                "x-ratelimit-used": str(self.rate_limit - remaining),
+                "x-ratelimit-resource": "core",
+            }
+        )
         if exhausted:
-            raise _Reply(403, "API rate limit exceeded for installation. If you reach out to GitHub Support for "
-                              "help, please include the request ID " + headers["x-github-request-id"] + ".")
+            raise _Reply(
+                403,
+                "API rate limit exceeded for installation. If you reach out to GitHub Support for "
+                "help, please include the request ID " + headers["x-github-request-id"] + ".",
+            )
 
     # handlers: apps
 
@@ -699,8 +804,11 @@ class FakeGitHub:
             by_id = {self.repos[f.lower()].id: f for f in installation.repositories}
             names, ids = body.get("repositories", []), body.get("repository_ids", [])
             if any(n.split("/")[-1] not in own for n in names) or any(i not in by_id for i in ids):
-                raise _Reply(422, "There is at least one repository that does not exist or is not accessible to "
-                                  "the parent installation.")
+                raise _Reply(
+                    422,
+                    "There is at least one repository that does not exist or is not accessible to "
+                    "the parent installation.",
+                )
             repositories = {own[n.split("/")[-1]] for n in names} | {by_id[i] for i in ids}
         permissions = dict(installation.permissions)
         if "permissions" in body:
@@ -708,11 +816,20 @@ class FakeGitHub:
             if any(_RANK[v] > _RANK.get(granted.get(k, ""), 0) for k, v in body["permissions"].items()):
                 raise _Reply(422, "The permissions requested are not granted to this installation.")
             permissions = {"metadata": "read", **body["permissions"]}
-        token = Token("ghs_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36)),
-                      installation.id, time.time() + self.token_lifetime, repositories, permissions)
+        token = Token(
+            "ghs_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36)),
+            installation.id,
+            time.time() + self.token_lifetime,
+            repositories,
+            permissions,
+        )
         self.tokens.append(token)
-        data = {"token": token.token, "expires_at": _iso(token.expires_at), "permissions": permissions,
-                "repository_selection": "selected"}
+        data = {
+            "token": token.token,
+            "expires_at": _iso(token.expires_at),
+            "permissions": permissions,
+            "repository_selection": "selected",
+        }
         if repositories is not None:
             data["repositories"] = [self._repo_json(self.repos[f.lower()]) for f in sorted(repositories)]
         return 201, data, {}
@@ -727,16 +844,32 @@ class FakeGitHub:
         names = self.installations[ctx.token.installation_id].repositories
         repos = [self.repos[f.lower()] for f in names if ctx.token.repositories is None or f in ctx.token.repositories]
         page, links = self._paginate(ctx, sorted(repos, key=lambda r: r.full_name.lower()))
-        return 200, {"total_count": len(repos), "repository_selection": "selected",
-                     "repositories": [self._repo_json(r) for r in page]}, links
+        return (
+            200,
+            {
+                "total_count": len(repos),
+                "repository_selection": "selected",
+                "repositories": [self._repo_json(r) for r in page],
+            },
+            links,
+        )
 
     def _convert_manifest(self, ctx: _Ctx):
         code = ctx.params["code"]
         if code not in self._manifest_codes:
             raise _Reply(404, "Not Found")
         self._manifest_codes.discard(code)
-        return 201, self._app_json() | {"client_id": self.client_id, "client_secret": self.client_secret,
-                                        "webhook_secret": self.webhook_secret, "pem": self.private_key_pem}, {}
+        return (
+            201,
+            self._app_json()
+            | {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "webhook_secret": self.webhook_secret,
+                "pem": self.private_key_pem,
+            },
+            {},
+        )
 
     # handlers: checks
 
@@ -744,10 +877,19 @@ class FakeGitHub:
         body = ctx.body
         if not _is_sha(body["head_sha"]):
             raise _Reply(422, f"No commit found for SHA: {body['head_sha']}", violation=True)
-        record = {"id": next(self._ids), "name": body["name"], "head_sha": body["head_sha"], "status": "queued",
-                  "conclusion": None, "details_url": None, "external_id": None,
-                  "output": {"title": None, "summary": None, "text": None, "annotations": [], "images": []},
-                  "actions": [], "started_at": _iso(time.time()), "completed_at": None}
+        record = {
+            "id": next(self._ids),
+            "name": body["name"],
+            "head_sha": body["head_sha"],
+            "status": "queued",
+            "conclusion": None,
+            "details_url": None,
+            "external_id": None,
+            "output": {"title": None, "summary": None, "text": None, "annotations": [], "images": []},
+            "actions": [],
+            "started_at": _iso(time.time()),
+            "completed_at": None,
+        }
         self._apply_check_run(record, body)
         self._check_runs[record["id"]] = (ctx.repo.full_name, record)
         return 201, self._check_run_json(ctx.repo, record), {}
@@ -763,8 +905,11 @@ class FakeGitHub:
         conclusion = body.get("conclusion", record["conclusion"])
         completing = "conclusion" in body or "completed_at" in body or body.get("status") == "completed"
         if completing and conclusion is None:
-            raise _Reply(422, "Invalid request.\n\n\"conclusion\" is required when \"status\" is \"completed\" "
-                              "or \"completed_at\" is given.", violation=True)
+            raise _Reply(
+                422,
+                'Invalid request.\n\n"conclusion" is required when "status" is "completed" or "completed_at" is given.',
+                violation=True,
+            )
         for key in ("name", "details_url", "external_id", "status", "started_at", "completed_at", "conclusion"):
             if key in body:
                 record[key] = body[key]
@@ -834,13 +979,18 @@ class FakeGitHub:
     def _create_reaction(self, ctx: _Ctx):
         comment = self._comment(ctx)
         reactions = self._reactions.setdefault(comment.id, [])
-        existing = next((r for r in reactions if r["user"]["login"] == self.bot_login
-                         and r["content"] == ctx.body["content"]), None)
+        existing = next(
+            (r for r in reactions if r["user"]["login"] == self.bot_login and r["content"] == ctx.body["content"]), None
+        )
         if existing is not None:
             return 200, existing, {}
-        reaction = {"id": next(self._ids), "node_id": _node_id("REA", len(reactions) + comment.id),
-                    "user": self._user_json(self.bot_login), "content": ctx.body["content"],
-                    "created_at": _iso(time.time())}
+        reaction = {
+            "id": next(self._ids),
+            "node_id": _node_id("REA", len(reactions) + comment.id),
+            "user": self._user_json(self.bot_login),
+            "content": ctx.body["content"],
+            "created_at": _iso(time.time()),
+        }
         reactions.append(reaction)
         return 201, reaction, {}
 
@@ -863,9 +1013,16 @@ class FakeGitHub:
         level = ctx.repo.collaborators.get(user.lower(), "none" if ctx.repo.private else "read")
         permission = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read"}.get(level, level)
         rank = LEVELS.index(level)
-        flags = {name: rank <= LEVELS.index(needed) for name, needed in
-                 (("admin", "admin"), ("maintain", "maintain"), ("push", "write"), ("triage", "triage"),
-                  ("pull", "read"))}
+        flags = {
+            name: rank <= LEVELS.index(needed)
+            for name, needed in (
+                ("admin", "admin"),
+                ("maintain", "maintain"),
+                ("push", "write"),
+                ("triage", "triage"),
+                ("pull", "read"),
+            )
+        }
         user_json = self._user_json(user) | {"permissions": flags, "role_name": level}
         return 200, {"permission": permission, "role_name": level, "user": user_json}, {}
 
@@ -887,10 +1044,25 @@ class FakeGitHub:
     def _get_pull(self, ctx: _Ctx):
         pull = self._pull(ctx.repo.full_name, int(ctx.params["pull_number"]))
         comments = sum(1 for c in self._comments.values() if (c.repo, c.number) == (pull.repo, pull.number))
-        return 200, self._pull_json(pull) | {
-            "merged": pull.merged, "mergeable": True, "rebaseable": True, "mergeable_state": "clean",
-            "merged_by": None, "comments": comments, "review_comments": 0, "maintainer_can_modify": pull.fork,
-            "commits": 1, "additions": 1, "deletions": 0, "changed_files": 1}, {}
+        return (
+            200,
+            self._pull_json(pull)
+            | {
+                "merged": pull.merged,
+                "mergeable": True,
+                "rebaseable": True,
+                "mergeable_state": "clean",
+                "merged_by": None,
+                "comments": comments,
+                "review_comments": 0,
+                "maintainer_can_modify": pull.fork,
+                "commits": 1,
+                "additions": 1,
+                "deletions": 0,
+                "changed_files": 1,
+            },
+            {},
+        )
 
     def _pull(self, repo: str, number: int) -> Pull:
         pull = self.pulls.get((repo.lower(), number))
@@ -910,15 +1082,25 @@ class FakeGitHub:
         now, deployment_id = _iso(time.time()), next(self._ids)
         url = f"{self.base_url}/repos/{repo.full_name}/deployments/{deployment_id}"
         deployment = {
-            "url": url, "id": deployment_id, "node_id": _node_id("DE", deployment_id), "sha": sha, "ref": body["ref"],
-            "task": body.get("task", "deploy"), "payload": body.get("payload", {}),
-            "original_environment": environment, "environment": environment,
-            "description": body.get("description") or "", "creator": self._user_json(self.bot_login),
-            "created_at": now, "updated_at": now, "statuses_url": f"{url}/statuses",
+            "url": url,
+            "id": deployment_id,
+            "node_id": _node_id("DE", deployment_id),
+            "sha": sha,
+            "ref": body["ref"],
+            "task": body.get("task", "deploy"),
+            "payload": body.get("payload", {}),
+            "original_environment": environment,
+            "environment": environment,
+            "description": body.get("description") or "",
+            "creator": self._user_json(self.bot_login),
+            "created_at": now,
+            "updated_at": now,
+            "statuses_url": f"{url}/statuses",
             "repository_url": f"{self.base_url}/repos/{repo.full_name}",
             "transient_environment": body.get("transient_environment", False),
             "production_environment": body.get("production_environment", environment == "production"),
-            "performed_via_github_app": self._app_json()}
+            "performed_via_github_app": self._app_json(),
+        }
         self._deployments[deployment_id] = (repo.full_name, deployment)
         self._deployment_statuses[deployment_id] = []
         return 201, deployment, {}
@@ -936,8 +1118,13 @@ class FakeGitHub:
         contexts = states if required is None else {c: states.get(c, "missing") for c in required}
         failed = [{"context": c, "state": s} for c, s in contexts.items() if s != "success"]
         if failed:
-            raise _Reply(409, f"Conflict: Commit status checks failed for {ref}.", errors=[
-                {"contexts": failed, "resource": "Deployment", "field": "required_contexts", "code": "invalid"}])
+            raise _Reply(
+                409,
+                f"Conflict: Commit status checks failed for {ref}.",
+                errors=[
+                    {"contexts": failed, "resource": "Deployment", "field": "required_contexts", "code": "invalid"}
+                ],
+            )
 
     def _list_deployments(self, ctx: _Ctx):
         found = [d for r, d in self._deployments.values() if r == ctx.repo.full_name]
@@ -952,29 +1139,54 @@ class FakeGitHub:
         body = ctx.body
         self._check_length(body.get("description", ""), 140, "DeploymentStatus", "description")
         statuses = self._deployment_statuses[deployment["id"]]
-        environment = body.get("environment") or (statuses[-1]["environment"] if statuses
-                                                   else deployment["environment"])
+        environment = body.get("environment") or (
+            statuses[-1]["environment"] if statuses else deployment["environment"]
+        )
         log_url = body.get("log_url") or body.get("target_url", "")
-        status = self._new_deployment_status(deployment, body["state"], body.get("description", ""), environment,
-                                             log_url, body.get("environment_url", ""))
+        status = self._new_deployment_status(
+            deployment,
+            body["state"],
+            body.get("description", ""),
+            environment,
+            log_url,
+            body.get("environment_url", ""),
+        )
         if body["state"] == "success" and body.get("auto_inactive", True):
             for r, other in self._deployments.values():
                 previous = self._deployment_statuses[other["id"]]
-                if (r == ctx.repo.full_name and other is not deployment and other["environment"] == environment
-                        and not other["transient_environment"] and not other["production_environment"]
-                        and previous and previous[-1]["state"] == "success"):
+                if (
+                    r == ctx.repo.full_name
+                    and other is not deployment
+                    and other["environment"] == environment
+                    and not other["transient_environment"]
+                    and not other["production_environment"]
+                    and previous
+                    and previous[-1]["state"] == "success"
+                ):
                     self._new_deployment_status(other, "inactive", "", environment, "", "")
         return 201, status, {"Location": status["url"]}
 
-    def _new_deployment_status(self, deployment: dict, state: str, description: str, environment: str,
-                               log_url: str, environment_url: str) -> dict:
+    def _new_deployment_status(
+        self, deployment: dict, state: str, description: str, environment: str, log_url: str, environment_url: str
+    ) -> dict:
         status_id, now = next(self._ids), _iso(time.time())
-        status = {"url": f"{deployment['url']}/statuses/{status_id}", "id": status_id,
-                  "node_id": _node_id("DES", status_id), "state": state, "creator": self._user_json(self.bot_login),
-                  "description": description, "environment": environment, "target_url": log_url,
-                  "created_at": now, "updated_at": now, "deployment_url": deployment["url"],
-                  "repository_url": deployment["repository_url"], "environment_url": environment_url,
-                  "log_url": log_url, "performed_via_github_app": self._app_json()}
+        status = {
+            "url": f"{deployment['url']}/statuses/{status_id}",
+            "id": status_id,
+            "node_id": _node_id("DES", status_id),
+            "state": state,
+            "creator": self._user_json(self.bot_login),
+            "description": description,
+            "environment": environment,
+            "target_url": log_url,
+            "created_at": now,
+            "updated_at": now,
+            "deployment_url": deployment["url"],
+            "repository_url": deployment["repository_url"],
+            "environment_url": environment_url,
+            "log_url": log_url,
+            "performed_via_github_app": self._app_json(),
+        }
         self._deployment_statuses[deployment["id"]].append(status)
         deployment["updated_at"] = now
         return status
@@ -986,8 +1198,9 @@ class FakeGitHub:
         # status. If the repository has more than one deployment, you can only delete inactive deployments."
         alone = sum(1 for r, _ in self._deployments.values() if r == ctx.repo.full_name) == 1
         if not alone and (not statuses or statuses[-1]["state"] != "inactive"):
-            raise _Reply(422, "We cannot delete an active deployment unless it is the only deployment in a given "
-                              "environment.")
+            raise _Reply(
+                422, "We cannot delete an active deployment unless it is the only deployment in a given environment."
+            )
         del self._deployments[deployment["id"]]
         del self._deployment_statuses[deployment["id"]]
         return 204, None, {}
@@ -1004,10 +1217,19 @@ class FakeGitHub:
             raise _Reply(422, f"No commit found for SHA: {sha}", violation=True)
         status_id, now = next(self._ids), _iso(time.time())
         bot = self._user_json(self.bot_login)
-        status = {"url": f"{self.base_url}/repos/{ctx.repo.full_name}/statuses/{sha}", "avatar_url": bot["avatar_url"],
-                  "id": status_id, "node_id": _node_id("SC", status_id), "state": body["state"],
-                  "description": body.get("description"), "target_url": body.get("target_url"),
-                  "context": body.get("context", "default"), "created_at": now, "updated_at": now, "creator": bot}
+        status = {
+            "url": f"{self.base_url}/repos/{ctx.repo.full_name}/statuses/{sha}",
+            "avatar_url": bot["avatar_url"],
+            "id": status_id,
+            "node_id": _node_id("SC", status_id),
+            "state": body["state"],
+            "description": body.get("description"),
+            "target_url": body.get("target_url"),
+            "context": body.get("context", "default"),
+            "created_at": now,
+            "updated_at": now,
+            "creator": bot,
+        }
         self._statuses.setdefault((ctx.repo.full_name, sha), []).append(status)
         return 201, status, {"Location": status["url"]}
 
@@ -1019,14 +1241,29 @@ class FakeGitHub:
         for status in self._statuses.get((ctx.repo.full_name, sha), []):
             latest[status["context"].lower()] = status
         states = {s["state"] for s in latest.values()}
-        state = ("failure" if states & {"error", "failure"} else
-                 "pending" if not states or "pending" in states else "success")
+        state = (
+            "failure"
+            if states & {"error", "failure"}
+            else "pending"
+            if not states or "pending" in states
+            else "success"
+        )
         page, links = self._paginate(ctx, list(latest.values()))
         statuses = [{k: v for k, v in s.items() if k != "creator"} | {"required": False} for s in page]
         repo_url = f"{self.base_url}/repos/{ctx.repo.full_name}"
-        return 200, {"state": state, "statuses": statuses, "sha": sha, "total_count": len(latest),
-                     "repository": self._repo_json(ctx.repo), "commit_url": f"{repo_url}/commits/{sha}",
-                     "url": f"{repo_url}/commits/{sha}/status"}, links
+        return (
+            200,
+            {
+                "state": state,
+                "statuses": statuses,
+                "sha": sha,
+                "total_count": len(latest),
+                "repository": self._repo_json(ctx.repo),
+                "commit_url": f"{repo_url}/commits/{sha}",
+                "url": f"{repo_url}/commits/{sha}/status",
+            },
+            links,
+        )
 
     # helpers
 
@@ -1048,9 +1285,19 @@ class FakeGitHub:
 
     def _check_length(self, text: str, limit: int, resource: str, field: str) -> None:
         if len(text) > limit:
-            raise _Reply(422, "Validation Failed", violation=True, errors=[
-                {"resource": resource, "code": "custom", "field": field,
-                 "message": f"{field} is too long (maximum is {limit} characters)"}])
+            raise _Reply(
+                422,
+                "Validation Failed",
+                violation=True,
+                errors=[
+                    {
+                        "resource": resource,
+                        "code": "custom",
+                        "field": field,
+                        "message": f"{field} is too long (maximum is {limit} characters)",
+                    }
+                ],
+            )
 
     def _paginate(self, ctx: _Ctx, items: list) -> tuple[list, dict[str, str]]:
         """One page of `items` and GitHub's Link header for `per_page`/`page`."""
@@ -1069,7 +1316,7 @@ class FakeGitHub:
             links += [f'{url(page + 1)}; rel="next"', f'{url(last)}; rel="last"']
         if page > 1:
             links.append(f'{url(1)}; rel="first"')
-        return items[(page - 1) * per_page:page * per_page], ({"Link": ", ".join(links)} if links else {})
+        return items[(page - 1) * per_page : page * per_page], ({"Link": ", ".join(links)} if links else {})
 
     def _user_id(self, login: str) -> int:
         return self._users.setdefault(login.lower(), 9_000_000 + len(self._users) * 7 + 1)
@@ -1080,78 +1327,163 @@ class FakeGitHub:
         uid = self._user_id(login)
         kind = kind or ("Bot" if login.endswith("[bot]") else "User")
         api = f"{self.base_url}/users/{quote(login)}"
-        return {"login": login, "id": uid, "node_id": _node_id("U", uid),
-                "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4", "gravatar_id": "", "url": api,
-                "html_url": f"https://github.com/{quote(login)}", "followers_url": f"{api}/followers",
-                "following_url": f"{api}/following{{/other_user}}", "gists_url": f"{api}/gists{{/gist_id}}",
-                "starred_url": f"{api}/starred{{/owner}}{{/repo}}", "subscriptions_url": f"{api}/subscriptions",
-                "organizations_url": f"{api}/orgs", "repos_url": f"{api}/repos",
-                "events_url": f"{api}/events{{/privacy}}",
-                "received_events_url": f"{api}/received_events", "type": kind, "user_view_type": "public",
-                "site_admin": False}
+        return {
+            "login": login,
+            "id": uid,
+            "node_id": _node_id("U", uid),
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
+            "gravatar_id": "",
+            "url": api,
+            "html_url": f"https://github.com/{quote(login)}",
+            "followers_url": f"{api}/followers",
+            "following_url": f"{api}/following{{/other_user}}",
+            "gists_url": f"{api}/gists{{/gist_id}}",
+            "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{api}/subscriptions",
+            "organizations_url": f"{api}/orgs",
+            "repos_url": f"{api}/repos",
+            "events_url": f"{api}/events{{/privacy}}",
+            "received_events_url": f"{api}/received_events",
+            "type": kind,
+            "user_view_type": "public",
+            "site_admin": False,
+        }
 
     def _app_json(self) -> dict:
         created = _iso(self._started - 30 * 86400)
-        return {"id": self.app_id, "slug": self.slug, "node_id": _node_id("A", self.app_id),
-                "client_id": self.client_id,
-                "owner": self._user_json(self.app_owner, "Organization"), "name": self.name,
-                "description": "A preview environment for every pull request",
-                "external_url": f"https://{self.slug}.example.com", "html_url": f"https://github.com/apps/{self.slug}",
-                "created_at": created, "updated_at": created,
-                "permissions": {k: v for k, v in DEFAULT_PERMISSIONS.items()},
-                "events": ["check_run", "issue_comment", "pull_request", "push"]}
+        return {
+            "id": self.app_id,
+            "slug": self.slug,
+            "node_id": _node_id("A", self.app_id),
+            "client_id": self.client_id,
+            "owner": self._user_json(self.app_owner, "Organization"),
+            "name": self.name,
+            "description": "A preview environment for every pull request",
+            "external_url": f"https://{self.slug}.example.com",
+            "html_url": f"https://github.com/apps/{self.slug}",
+            "created_at": created,
+            "updated_at": created,
+            "permissions": dict(DEFAULT_PERMISSIONS),
+            "events": ["check_run", "issue_comment", "pull_request", "push"],
+        }
 
     def _installation_json(self, installation: Installation) -> dict:
         created = _iso(self._started - 7 * 86400)
         base = self.base_url
         account = installation.account
-        return {"id": installation.id, "account": self._user_json(account, installation.account_type),
-                "repository_selection": "selected",
-                "access_tokens_url": f"{base}/app/installations/{installation.id}/access_tokens",
-                "repositories_url": f"{base}/installation/repositories",
-                "html_url": f"https://github.com/organizations/{account}/settings/installations/{installation.id}",
-                "app_id": self.app_id, "app_slug": self.slug, "client_id": self.client_id,
-                "target_id": self._user_id(account), "target_type": installation.account_type,
-                "permissions": dict(installation.permissions),
-                "events": ["check_run", "issue_comment", "pull_request", "push"], "created_at": created,
-                "updated_at": created, "single_file_name": None, "has_multiple_single_files": False,
-                "single_file_paths": [],
-                "suspended_by": self._user_json(account) if installation.suspended else None,
-                "suspended_at": created if installation.suspended else None}
+        return {
+            "id": installation.id,
+            "account": self._user_json(account, installation.account_type),
+            "repository_selection": "selected",
+            "access_tokens_url": f"{base}/app/installations/{installation.id}/access_tokens",
+            "repositories_url": f"{base}/installation/repositories",
+            "html_url": f"https://github.com/organizations/{account}/settings/installations/{installation.id}",
+            "app_id": self.app_id,
+            "app_slug": self.slug,
+            "client_id": self.client_id,
+            "target_id": self._user_id(account),
+            "target_type": installation.account_type,
+            "permissions": dict(installation.permissions),
+            "events": ["check_run", "issue_comment", "pull_request", "push"],
+            "created_at": created,
+            "updated_at": created,
+            "single_file_name": None,
+            "has_multiple_single_files": False,
+            "single_file_paths": [],
+            "suspended_by": self._user_json(account) if installation.suspended else None,
+            "suspended_at": created if installation.suspended else None,
+        }
 
     def _repo_json(self, repo: Repo, *, fork: bool = False) -> dict:
         api, html = f"{self.base_url}/repos/{repo.full_name}", f"https://github.com/{repo.full_name}"
-        owner_type = next((i.account_type for i in self.installations.values()
-                           if i.account.lower() == repo.owner.lower()), "User")
+        owner_type = next(
+            (i.account_type for i in self.installations.values() if i.account.lower() == repo.owner.lower()), "User"
+        )
         created = _iso(self._started - 365 * 86400)
         templates = {
-            "archive_url": "/{archive_format}{/ref}", "assignees_url": "/assignees{/user}",
-            "blobs_url": "/git/blobs{/sha}", "branches_url": "/branches{/branch}",
-            "collaborators_url": "/collaborators{/collaborator}", "comments_url": "/comments{/number}",
-            "commits_url": "/commits{/sha}", "compare_url": "/compare/{base}...{head}",
-            "contents_url": "/contents/{+path}", "contributors_url": "/contributors",
-            "deployments_url": "/deployments", "downloads_url": "/downloads", "events_url": "/events",
-            "forks_url": "/forks", "git_commits_url": "/git/commits{/sha}", "git_refs_url": "/git/refs{/sha}",
-            "git_tags_url": "/git/tags{/sha}", "hooks_url": "/hooks", "issue_comment_url": "/issues/comments{/number}",
-            "issue_events_url": "/issues/events{/number}", "issues_url": "/issues{/number}",
-            "keys_url": "/keys{/key_id}", "labels_url": "/labels{/name}", "languages_url": "/languages",
-            "merges_url": "/merges", "milestones_url": "/milestones{/number}",
-            "notifications_url": "/notifications{?since,all,participating}", "pulls_url": "/pulls{/number}",
-            "releases_url": "/releases{/id}", "stargazers_url": "/stargazers", "statuses_url": "/statuses/{sha}",
-            "subscribers_url": "/subscribers", "subscription_url": "/subscription", "tags_url": "/tags",
-            "teams_url": "/teams", "trees_url": "/git/trees{/sha}"}
-        return {"id": repo.id, "node_id": _node_id("R", repo.id), "name": repo.name, "full_name": repo.full_name,
-                "owner": self._user_json(repo.owner, owner_type), "private": repo.private, "html_url": html,
-                "description": None, "fork": fork, "url": api, **{k: api + v for k, v in templates.items()},
-                "git_url": f"git://github.com/{repo.full_name}.git", "ssh_url": f"git@github.com:{repo.full_name}.git",
-                "clone_url": f"{html}.git", "svn_url": html, "mirror_url": None, "homepage": None, "language": "HCL",
-                "forks_count": 0, "forks": 0, "stargazers_count": 0, "watchers_count": 0, "watchers": 0, "size": 108,
-                "default_branch": repo.default_branch, "open_issues_count": 0, "open_issues": 0,
-                "is_template": False, "topics": [], "has_issues": True, "has_projects": True, "has_wiki": True,
-                "has_pages": False, "has_downloads": True, "has_discussions": False, "archived": False,
-                "disabled": False, "visibility": "private" if repo.private else "public", "pushed_at": created,
-                "created_at": created, "updated_at": created, "license": None, "allow_forking": True,
-                "web_commit_signoff_required": False}
+            "archive_url": "/{archive_format}{/ref}",
+            "assignees_url": "/assignees{/user}",
+            "blobs_url": "/git/blobs{/sha}",
+            "branches_url": "/branches{/branch}",
+            "collaborators_url": "/collaborators{/collaborator}",
+            "comments_url": "/comments{/number}",
+            "commits_url": "/commits{/sha}",
+            "compare_url": "/compare/{base}...{head}",
+            "contents_url": "/contents/{+path}",
+            "contributors_url": "/contributors",
+            "deployments_url": "/deployments",
+            "downloads_url": "/downloads",
+            "events_url": "/events",
+            "forks_url": "/forks",
+            "git_commits_url": "/git/commits{/sha}",
+            "git_refs_url": "/git/refs{/sha}",
+            "git_tags_url": "/git/tags{/sha}",
+            "hooks_url": "/hooks",
+            "issue_comment_url": "/issues/comments{/number}",
+            "issue_events_url": "/issues/events{/number}",
+            "issues_url": "/issues{/number}",
+            "keys_url": "/keys{/key_id}",
+            "labels_url": "/labels{/name}",
+            "languages_url": "/languages",
+            "merges_url": "/merges",
+            "milestones_url": "/milestones{/number}",
+            "notifications_url": "/notifications{?since,all,participating}",
+            "pulls_url": "/pulls{/number}",
+            "releases_url": "/releases{/id}",
+            "stargazers_url": "/stargazers",
+            "statuses_url": "/statuses/{sha}",
+            "subscribers_url": "/subscribers",
+            "subscription_url": "/subscription",
+            "tags_url": "/tags",
+            "teams_url": "/teams",
+            "trees_url": "/git/trees{/sha}",
+        }
+        return {
+            "id": repo.id,
+            "node_id": _node_id("R", repo.id),
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "owner": self._user_json(repo.owner, owner_type),
+            "private": repo.private,
+            "html_url": html,
+            "description": None,
+            "fork": fork,
+            "url": api,
+            **{k: api + v for k, v in templates.items()},
+            "git_url": f"git://github.com/{repo.full_name}.git",
+            "ssh_url": f"git@github.com:{repo.full_name}.git",
+            "clone_url": f"{html}.git",
+            "svn_url": html,
+            "mirror_url": None,
+            "homepage": None,
+            "language": "HCL",
+            "forks_count": 0,
+            "forks": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "watchers": 0,
+            "size": 108,
+            "default_branch": repo.default_branch,
+            "open_issues_count": 0,
+            "open_issues": 0,
+            "is_template": False,
+            "topics": [],
+            "has_issues": True,
+            "has_projects": True,
+            "has_wiki": True,
+            "has_pages": False,
+            "has_downloads": True,
+            "has_discussions": False,
+            "archived": False,
+            "disabled": False,
+            "visibility": "private" if repo.private else "public",
+            "pushed_at": created,
+            "created_at": created,
+            "updated_at": created,
+            "license": None,
+            "allow_forking": True,
+            "web_commit_signoff_required": False,
+        }
 
     def _pull_json(self, pull: Pull) -> dict:
         repo = self.repos[pull.repo.lower()]
@@ -1159,66 +1491,142 @@ class FakeGitHub:
         url = f"{api}/pulls/{pull.number}"
         head_repo = Repo(pull.head_repo, repo.id + 1_000_000) if pull.fork else repo
         closed = _iso(pull.created_at + 3600) if pull.state == "closed" else None
-        links = {"self": url, "html": f"{html}/pull/{pull.number}", "issue": f"{api}/issues/{pull.number}",
-                 "comments": f"{api}/issues/{pull.number}/comments", "review_comments": f"{url}/comments",
-                 "review_comment": f"{api}/pulls/comments{{/number}}", "commits": f"{url}/commits",
-                 "statuses": f"{api}/statuses/{pull.head_sha}"}
+        links = {
+            "self": url,
+            "html": f"{html}/pull/{pull.number}",
+            "issue": f"{api}/issues/{pull.number}",
+            "comments": f"{api}/issues/{pull.number}/comments",
+            "review_comments": f"{url}/comments",
+            "review_comment": f"{api}/pulls/comments{{/number}}",
+            "commits": f"{url}/commits",
+            "statuses": f"{api}/statuses/{pull.head_sha}",
+        }
         level = repo.collaborators.get(pull.user.lower())
-        association = ("OWNER" if pull.user.lower() == repo.owner.lower() else
-                       "COLLABORATOR" if level in ("admin", "maintain", "write", "triage") else "CONTRIBUTOR")
+        association = (
+            "OWNER"
+            if pull.user.lower() == repo.owner.lower()
+            else "COLLABORATOR"
+            if level in ("admin", "maintain", "write", "triage")
+            else "CONTRIBUTOR"
+        )
         return {
-            "url": url, "id": pull.id, "node_id": _node_id("PR", pull.id), "html_url": links["html"],
-            "diff_url": f"{links['html']}.diff", "patch_url": f"{links['html']}.patch", "issue_url": links["issue"],
-            "commits_url": links["commits"], "review_comments_url": links["review_comments"],
-            "review_comment_url": links["review_comment"], "comments_url": links["comments"],
-            "statuses_url": links["statuses"], "number": pull.number, "state": pull.state, "locked": False,
-            "title": pull.title, "user": self._user_json(pull.user), "body": None, "labels": [], "milestone": None,
-            "active_lock_reason": None, "created_at": _iso(pull.created_at), "updated_at": _iso(pull.created_at),
-            "closed_at": closed, "merged_at": closed if pull.merged else None, "merge_commit_sha": None,
-            "assignee": None, "assignees": [], "requested_reviewers": [], "requested_teams": [],
-            "head": {"label": f"{head_repo.owner}:{pull.head_ref}", "ref": pull.head_ref, "sha": pull.head_sha,
-                     "user": self._user_json(head_repo.owner), "repo": self._repo_json(head_repo, fork=pull.fork)},
-            "base": {"label": f"{repo.owner}:{pull.base_ref}", "ref": pull.base_ref, "sha": repo.default_sha,
-                     "user": self._user_json(repo.owner), "repo": self._repo_json(repo)},
-            "_links": {k: {"href": v} for k, v in links.items()}, "author_association": association,
-            "auto_merge": None, "draft": False}
+            "url": url,
+            "id": pull.id,
+            "node_id": _node_id("PR", pull.id),
+            "html_url": links["html"],
+            "diff_url": f"{links['html']}.diff",
+            "patch_url": f"{links['html']}.patch",
+            "issue_url": links["issue"],
+            "commits_url": links["commits"],
+            "review_comments_url": links["review_comments"],
+            "review_comment_url": links["review_comment"],
+            "comments_url": links["comments"],
+            "statuses_url": links["statuses"],
+            "number": pull.number,
+            "state": pull.state,
+            "locked": False,
+            "title": pull.title,
+            "user": self._user_json(pull.user),
+            "body": None,
+            "labels": [],
+            "milestone": None,
+            "active_lock_reason": None,
+            "created_at": _iso(pull.created_at),
+            "updated_at": _iso(pull.created_at),
+            "closed_at": closed,
+            "merged_at": closed if pull.merged else None,
+            "merge_commit_sha": None,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": {
+                "label": f"{head_repo.owner}:{pull.head_ref}",
+                "ref": pull.head_ref,
+                "sha": pull.head_sha,
+                "user": self._user_json(head_repo.owner),
+                "repo": self._repo_json(head_repo, fork=pull.fork),
+            },
+            "base": {
+                "label": f"{repo.owner}:{pull.base_ref}",
+                "ref": pull.base_ref,
+                "sha": repo.default_sha,
+                "user": self._user_json(repo.owner),
+                "repo": self._repo_json(repo),
+            },
+            "_links": {k: {"href": v} for k, v in links.items()},
+            "author_association": association,
+            "auto_merge": None,
+            "draft": False,
+        }
 
     def _check_run_json(self, repo: Repo, record: dict) -> dict:
         api = f"{self.base_url}/repos/{repo.full_name}"
         suite = self._suites.setdefault((repo.full_name, record["head_sha"]), next(self._ids))
         output = record["output"]
-        pulls = [p for p in self.pulls.values()  # GitHub lists only same-repository pull requests here
-                 if p.repo == repo.full_name and p.head_sha == record["head_sha"] and not p.fork and p.state == "open"]
+        pulls = [
+            p
+            for p in self.pulls.values()  # GitHub lists only same-repository pull requests here
+            if p.repo == repo.full_name and p.head_sha == record["head_sha"] and not p.fork and p.state == "open"
+        ]
         mini_repo = {"id": repo.id, "url": api, "name": repo.name}
         return {
-            "id": record["id"], "head_sha": record["head_sha"], "node_id": _node_id("CR", record["id"]),
-            "external_id": record["external_id"] or "", "url": f"{api}/check-runs/{record['id']}",
+            "id": record["id"],
+            "head_sha": record["head_sha"],
+            "node_id": _node_id("CR", record["id"]),
+            "external_id": record["external_id"] or "",
+            "url": f"{api}/check-runs/{record['id']}",
             "html_url": f"https://github.com/{repo.full_name}/runs/{record['id']}",
-            "details_url": record["details_url"] or self._app_json()["external_url"], "status": record["status"],
-            "conclusion": record["conclusion"], "started_at": record["started_at"],
+            "details_url": record["details_url"] or self._app_json()["external_url"],
+            "status": record["status"],
+            "conclusion": record["conclusion"],
+            "started_at": record["started_at"],
             "completed_at": record["completed_at"],
-            "output": {"title": output["title"], "summary": output["summary"], "text": output["text"],
-                       "annotations_count": len(output["annotations"]),
-                       "annotations_url": f"{api}/check-runs/{record['id']}/annotations"},
-            "name": record["name"], "check_suite": {"id": suite}, "app": self._app_json(),
-            "pull_requests": [{"id": p.id, "number": p.number, "url": f"{api}/pulls/{p.number}",
-                               "head": {"ref": p.head_ref, "sha": p.head_sha, "repo": mini_repo},
-                               "base": {"ref": p.base_ref, "sha": repo.default_sha, "repo": mini_repo}}
-                              for p in pulls]}
+            "output": {
+                "title": output["title"],
+                "summary": output["summary"],
+                "text": output["text"],
+                "annotations_count": len(output["annotations"]),
+                "annotations_url": f"{api}/check-runs/{record['id']}/annotations",
+            },
+            "name": record["name"],
+            "check_suite": {"id": suite},
+            "app": self._app_json(),
+            "pull_requests": [
+                {
+                    "id": p.id,
+                    "number": p.number,
+                    "url": f"{api}/pulls/{p.number}",
+                    "head": {"ref": p.head_ref, "sha": p.head_sha, "repo": mini_repo},
+                    "base": {"ref": p.base_ref, "sha": repo.default_sha, "repo": mini_repo},
+                }
+                for p in pulls
+            ],
+        }
 
     def _comment_json(self, comment: _Comment) -> dict:
         api = f"{self.base_url}/repos/{comment.repo}"
-        counts = {k: 0 for k in ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")}
+        counts = dict.fromkeys(("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket"), 0)
         for reaction in self._reactions.get(comment.id, []):
             counts[reaction["content"]] += 1
-        return {"id": comment.id, "node_id": _node_id("IC", comment.id), "url": f"{api}/issues/comments/{comment.id}",
-                "html_url": f"https://github.com/{comment.repo}/pull/{comment.number}#issuecomment-{comment.id}",
-                "body": comment.body, "user": self._user_json(comment.user), "created_at": _iso(comment.created_at),
-                "updated_at": _iso(comment.updated_at), "issue_url": f"{api}/issues/{comment.number}",
-                "author_association": comment.author_association,
-                "performed_via_github_app": self._app_json() if comment.by_app else None,
-                "reactions": {"url": f"{api}/issues/comments/{comment.id}/reactions",
-                              "total_count": sum(counts.values()), **counts}}
+        return {
+            "id": comment.id,
+            "node_id": _node_id("IC", comment.id),
+            "url": f"{api}/issues/comments/{comment.id}",
+            "html_url": f"https://github.com/{comment.repo}/pull/{comment.number}#issuecomment-{comment.id}",
+            "body": comment.body,
+            "user": self._user_json(comment.user),
+            "created_at": _iso(comment.created_at),
+            "updated_at": _iso(comment.updated_at),
+            "issue_url": f"{api}/issues/{comment.number}",
+            "author_association": comment.author_association,
+            "performed_via_github_app": self._app_json() if comment.by_app else None,
+            "reactions": {
+                "url": f"{api}/issues/comments/{comment.id}/reactions",
+                "total_count": sum(counts.values()),
+                **counts,
+            },
+        }
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Test helpers: real deliveries (and variants derived from them in code), signing, waiting on conditions,
 and a real `ghapp serve` process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,16 @@ class Deliveries:
     def payload(name: str) -> dict[str, Any]:
         return json.loads((WEBHOOKS / f"{name}.json").read_text())
 
-    def pull_request(self, action: str, *, number: int | None = None, sha: str | None = None,
-                     repo_id: int | None = None, repository: str | None = None, fork: bool = False) -> dict:
+    def pull_request(
+        self,
+        action: str,
+        *,
+        number: int | None = None,
+        sha: str | None = None,
+        repo_id: int | None = None,
+        repository: str | None = None,
+        fork: bool = False,
+    ) -> dict:
         """`pull_request.<action>` with the PR number, head SHA or repository changed; `fork` makes the head a fork."""
         data = copy.deepcopy(self.payload(f"pull_request.{action}"))
         pr = data["pull_request"]
@@ -54,22 +63,30 @@ class Deliveries:
             data["repository"]["full_name"] = pr["base"]["repo"]["full_name"] = repository
             pr["head"]["repo"]["full_name"] = repository
         if fork:
-            pr["head"]["repo"] = {**pr["head"]["repo"], "id": data["repository"]["id"] + 1000,
-                                  "full_name": "contributor/Hello-World", "fork": True}
+            pr["head"]["repo"] = {
+                **pr["head"]["repo"],
+                "id": data["repository"]["id"] + 1000,
+                "full_name": "contributor/Hello-World",
+                "fork": True,
+            }
         return data
 
     def headers(self, event: str, body: bytes, delivery_id: str | None = None) -> dict[str, str]:
-        return {"Content-Type": "application/json", "X-GitHub-Event": event,
-                "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
-                "X-Hub-Signature-256": sign(body, self.secret)}
+        return {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+            "X-Hub-Signature-256": sign(body, self.secret),
+        }
 
     def signed(self, event: str, data: dict, delivery_id: str | None = None) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(data).encode()
         return body, self.headers(event, body, delivery_id)
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.1,
-                   what: str = "condition") -> Any:
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last = None
@@ -98,7 +115,7 @@ def processes_with(*texts: str) -> list[int]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next((l for l in (entry / "status").read_text().splitlines() if l.startswith("State:")), "")
+            state = next((x for x in (entry / "status").read_text().splitlines() if x.startswith("State:")), "")
         except OSError:
             continue
         if all(t in cmdline for t in texts) and "zombie" not in state:
@@ -130,7 +147,7 @@ def processes_in_env(name: str, value: str) -> list[int]:
             continue
         try:
             if needle in (entry / "environ").read_bytes().split(b"\0"):
-                state = next(l for l in (entry / "status").read_text().splitlines() if l.startswith("State:"))
+                state = next(x for x in (entry / "status").read_text().splitlines() if x.startswith("State:"))
                 if "zombie" not in state:
                     found.append(int(entry.name))
         except (OSError, StopIteration):
@@ -153,8 +170,14 @@ class ServeProcess:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ghapp", "serve"], env=self.env, cwd=ROOT,
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ghapp", "serve"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

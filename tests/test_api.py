@@ -1,5 +1,6 @@
 """The JSON API (shape, pagination, filters), its writes (bearer token or session + CSRF header), and the run
 log over Server-Sent Events, finished and live."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +9,31 @@ import json
 from tests.support import wait_for
 from tests.test_dashboard import TOKEN, add_run, seed, sign_in
 
-ENVIRONMENT_FIELDS = {"id", "name", "repository", "pr_number", "pr_url", "title", "author", "head_ref", "is_fork",
-                      "status", "desired", "head_sha", "deployed_sha", "preview_url", "outputs", "progress",
-                      "converged", "attempts", "last_error", "next_attempt_at", "created_at", "updated_at",
-                      "expires_at"}
+ENVIRONMENT_FIELDS = {
+    "id",
+    "name",
+    "repository",
+    "pr_number",
+    "pr_url",
+    "title",
+    "author",
+    "head_ref",
+    "is_fork",
+    "status",
+    "desired",
+    "head_sha",
+    "deployed_sha",
+    "preview_url",
+    "outputs",
+    "progress",
+    "converged",
+    "attempts",
+    "last_error",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+    "expires_at",
+}
 
 
 async def test_list_has_the_documented_shape_and_pages(start_app, db):
@@ -20,7 +42,7 @@ async def test_list_has_the_documented_shape_and_pages(start_app, db):
 
     body = await (await client.get("/api/environments", params={"limit": "3"})).json()
     assert set(body) == {"environments", "next"}
-    assert all(ENVIRONMENT_FIELDS <= set(e) for e in body["environments"])
+    assert all(set(e) >= ENVIRONMENT_FIELDS for e in body["environments"])
     seen = [e["id"] for e in body["environments"]]
     while body["next"]:
         body = await (await client.get(body["next"])).json()
@@ -41,7 +63,7 @@ async def test_detail_and_log_with_the_run(start_app, db):
     (env_id,) = await seed(db)
     run_id = await add_run(db, env_id, [f"line {i}" for i in range(5)])
     detail = await (await client.get(f"/api/environments/{env_id}")).json()
-    assert ENVIRONMENT_FIELDS <= set(detail)
+    assert set(detail) >= ENVIRONMENT_FIELDS
     assert [r["id"] for r in detail["runs"]] == [run_id] and detail["runs"][0]["state"] == "succeeded"
 
     body = await (await client.get(f"/api/runs/{run_id}/log", params={"after": "2"})).json()
@@ -67,8 +89,9 @@ async def test_writes_need_the_bearer_token(start_app, db):
     assert resp.status == 202
     body = await resp.json()
     assert body["id"] == env_id and body["desired"] == "absent" and body["status"] == "pending"
-    assert (await client.post("/api/environments/999999/destroy",
-                              headers={"Authorization": f"Bearer {TOKEN}"})).status == 404
+    assert (
+        await client.post("/api/environments/999999/destroy", headers={"Authorization": f"Bearer {TOKEN}"})
+    ).status == 404
     resp = await client.post(f"/api/environments/{env_id}/redeploy", headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status == 409 and "deploy" in (await resp.json())["error"]
 
@@ -120,8 +143,11 @@ async def test_stream_of_a_finished_run_sends_everything_then_ends(start_app, db
     assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
     assert resp.headers["Cache-Control"].startswith("no-cache")
     events = parse_events(await resp.text())
-    assert events[0][0] == "hello" and events[-1] == ("end", None, {"state": "succeeded", "error": None,
-                                                                      "status": "active"})
+    assert events[0][0] == "hello" and events[-1] == (
+        "end",
+        None,
+        {"state": "succeeded", "error": None, "status": "active"},
+    )
     got = [entry for name, _id, data in events if name == "lines" for entry in data]
     assert [g["line"] for g in got] == lines and [g["seq"] for g in got] == list(range(len(lines)))
     assert [i for name, i, _ in events if name == "lines"][-1] == str(len(lines) - 1)
@@ -152,8 +178,11 @@ async def test_stream_follows_a_run_as_it_is_written(start_app, db):
     await db.execute("UPDATE runs SET state = 'failed', error = 'boom', finished_at = now() WHERE id = $1", run_id)
     await db.execute("UPDATE environments SET status = 'failed' WHERE id = $1", env_id)
     await until(b"event: end")
-    assert parse_events(received.decode())[-1] == ("end", None, {"state": "failed", "error": "boom",
-                                                                 "status": "failed"})
+    assert parse_events(received.decode())[-1] == (
+        "end",
+        None,
+        {"state": "failed", "error": "boom", "status": "failed"},
+    )
 
 
 async def test_streams_end_when_the_app_shuts_down(start_app, db):

@@ -2,6 +2,7 @@
 app: real deliveries, real Terraform runs, real previews (terraform/local) for force destroy.
 
 `GHAPP_SCREENSHOT=docs/dashboard.png pytest tests/test_browser.py -k real_run` refreshes the README's picture."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,15 +19,22 @@ from tests.support import Deliveries, environment, fake_sha, processes_with, wai
 from tests.test_dashboard import TOKEN, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
 async def browser() -> Browser:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing; the browser tests need Debian's chromium: apt-get install -y chromium",
-                    pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing; the browser tests need Debian's chromium: apt-get install -y chromium",
+            pytrace=False,
+        )
     playwright = await async_playwright().start()
     try:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -54,11 +62,20 @@ async def page(browser, console_errors) -> Page:
     assert not console_errors
 
 
-def pr_event(deliveries: Deliveries, action: str, number: int, repository: str, title: str, author: str,
-             branch: str, sha: str | None = None) -> dict:
+def pr_event(
+    deliveries: Deliveries,
+    action: str,
+    number: int,
+    repository: str,
+    title: str,
+    author: str,
+    branch: str,
+    sha: str | None = None,
+) -> dict:
     """A real `pull_request` delivery moved to another repository, PR, title, author and branch."""
-    data = deliveries.pull_request(action, number=number, repository=repository, sha=sha,
-                                   repo_id=int(fake_sha(repository)[:8], 16))
+    data = deliveries.pull_request(
+        action, number=number, repository=repository, sha=sha, repo_id=int(fake_sha(repository)[:8], 16)
+    )
     pr = data["pull_request"]
     pr["title"], pr["user"]["login"], pr["head"]["ref"] = title, author, branch
     pr["html_url"] = f"https://github.com/{repository}/pull/{number}"
@@ -74,8 +91,11 @@ async def deliver(client, deliveries: Deliveries, data: dict) -> int:
 
 async def status_is(db, env_id: int, status: str, converged: bool = True):
     env = await environment(db, env_id)
-    return env if env.get("status") == status and (not converged or
-                                                   env["observed_generation"] == env["generation"]) else None
+    return (
+        env
+        if env.get("status") == status and (not converged or env["observed_generation"] == env["generation"])
+        else None
+    )
 
 
 async def sign_in(page: Page, base: str) -> None:
@@ -91,30 +111,46 @@ async def test_list_shows_environments_from_a_real_run(start_app, deliveries, db
     marker.touch()
     tf_env = {"TF_VAR_fail_marker": str(marker)}
     client = await start_app(admin_token=TOKEN, max_attempts=1, terraform_env=tf_env)
-    failed = await deliver(client, deliveries, pr_event(deliveries, "opened", 31, "acme/api", "Retry payments",
-                                                        "bob", "retry-payments"))
+    failed = await deliver(
+        client, deliveries, pr_event(deliveries, "opened", 31, "acme/api", "Retry payments", "bob", "retry-payments")
+    )
     await wait_for(lambda: status_is(db, failed, "failed", converged=False), what="failed")
     marker.unlink()
-    first = await deliver(client, deliveries, pr_event(deliveries, "opened", 12, "acme/web", "New checkout page",
-                                                       "alice", "checkout"))
-    closed = await deliver(client, deliveries, pr_event(deliveries, "opened", 14, "acme/web", "Dark mode",
-                                                        "carol", "dark-mode"))
-    active = await deliver(client, deliveries, pr_event(deliveries, "opened", 35, "acme/api",
-                                                        "Rate limits <per key>", "dave", "rate-limits"))
+    first = await deliver(
+        client, deliveries, pr_event(deliveries, "opened", 12, "acme/web", "New checkout page", "alice", "checkout")
+    )
+    closed = await deliver(
+        client, deliveries, pr_event(deliveries, "opened", 14, "acme/web", "Dark mode", "carol", "dark-mode")
+    )
+    active = await deliver(
+        client,
+        deliveries,
+        pr_event(deliveries, "opened", 35, "acme/api", "Rate limits <per key>", "dave", "rate-limits"),
+    )
     for env_id in (first, closed, active):
         await wait_for(lambda env_id=env_id: status_is(db, env_id, "active"), what="active")
-    await deliver(client, deliveries, pr_event(deliveries, "closed", 14, "acme/web", "Dark mode", "carol",
-                                               "dark-mode"))
+    await deliver(client, deliveries, pr_event(deliveries, "closed", 14, "acme/web", "Dark mode", "carol", "dark-mode"))
     await wait_for(lambda: status_is(db, closed, "destroyed"), what="destroyed")
     await client.close()
 
     # the same database under a slower Terraform: one PR settling after a push, one being created
-    client = await start_app(admin_token=TOKEN, max_attempts=1, push_settle=60, shutdown_grace=0.5,
-                             terraform_env={**tf_env, "TF_VAR_delay": "60"})
-    await deliver(client, deliveries, pr_event(deliveries, "synchronize", 12, "acme/web", "New checkout page",
-                                               "alice", "checkout", sha=fake_sha("push")))
-    creating = await deliver(client, deliveries, pr_event(deliveries, "opened", 16, "acme/web", "Search filters",
-                                                          "erin", "search"))
+    client = await start_app(
+        admin_token=TOKEN,
+        max_attempts=1,
+        push_settle=60,
+        shutdown_grace=0.5,
+        terraform_env={**tf_env, "TF_VAR_delay": "60"},
+    )
+    await deliver(
+        client,
+        deliveries,
+        pr_event(
+            deliveries, "synchronize", 12, "acme/web", "New checkout page", "alice", "checkout", sha=fake_sha("push")
+        ),
+    )
+    creating = await deliver(
+        client, deliveries, pr_event(deliveries, "opened", 16, "acme/web", "Search filters", "erin", "search")
+    )
     await wait_for(lambda: status_is(db, creating, "creating", converged=False), what="creating")
     await wait_for(lambda: status_is(db, first, "pending", converged=False), what="pending")
 
@@ -131,8 +167,10 @@ async def test_list_shows_environments_from_a_real_run(start_app, deliveries, db
     row = page.locator(f'tr[data-id="{active}"]')
     env = await environment(db, active)
     assert await row.get_by_role("link", name="#35").get_attribute("href") == "https://github.com/acme/api/pull/35"
-    assert await row.get_by_role("link", name=env["deployed_sha"][:7]).get_attribute("href") == \
-        f"https://github.com/acme/api/commit/{env['deployed_sha']}"
+    assert (
+        await row.get_by_role("link", name=env["deployed_sha"][:7]).get_attribute("href")
+        == f"https://github.com/acme/api/commit/{env['deployed_sha']}"
+    )
     assert await row.get_by_role("link", name=env["preview_url"]).count() == 1
     assert "Rate limits <per key>" in await row.inner_text()
     assert "dave" in await row.inner_text() and "in 2d" in await row.inner_text()
@@ -173,8 +211,7 @@ async def test_live_log_appears_while_the_run_is_going(start_app, deliveries, db
     assert await page.evaluate("() => window.notReloaded") is True
 
 
-async def test_live_log_falls_back_to_polling_when_the_stream_is_cut(start_app, deliveries, db, page,
-                                                                    console_errors):
+async def test_live_log_falls_back_to_polling_when_the_stream_is_cut(start_app, deliveries, db, page, console_errors):
     client = await start_app(terraform_env={"TF_VAR_delay": "4"})
     env_id = await deliver(client, deliveries, deliveries.pull_request("opened"))
     await wait_for(lambda: _running_run(db, env_id), what="the apply to start")
@@ -185,6 +222,7 @@ async def test_live_log_falls_back_to_polling_when_the_stream_is_cut(start_app, 
     async def cut(route):
         streams.append(route.request.url)
         await route.abort()
+
     await page.route("**/stream*", cut)
 
     await page.goto(str(client.make_url(f"/environments/{env_id}")))
@@ -210,8 +248,7 @@ def local_previews(settings):
             os.killpg(pid, signal.SIGKILL)
 
 
-async def test_operator_force_destroys_and_the_preview_process_is_gone(start_app, deliveries, db, page,
-                                                                      local_previews):
+async def test_operator_force_destroys_and_the_preview_process_is_gone(start_app, deliveries, db, page, local_previews):
     client = await start_app(admin_token=TOKEN, **local_previews)
     env_id = await deliver(client, deliveries, deliveries.pull_request("opened"))
     env = await wait_for(lambda: status_is(db, env_id, "active"), timeout=60, what="active")
@@ -232,6 +269,7 @@ async def test_operator_force_destroys_and_the_preview_process_is_gone(start_app
     async def accept(dialog):
         questions.append(dialog.message)
         await dialog.accept()
+
     page.once("dialog", accept)
     async with page.expect_navigation():
         await button.click()
@@ -275,12 +313,14 @@ async def test_a_visitor_cannot_destroy(start_app, db, page):
     await page.goto(f"{base}/environments/{env_id}")
     assert await page.get_by_role("button", name="Force destroy").count() == 0
 
-    forged = await page.request.post(f"{base}/environments/{env_id}/destroy",
-                                     form={"confirmed": "yes", "csrf_token": "guess"})
+    forged = await page.request.post(
+        f"{base}/environments/{env_id}/destroy", form={"confirmed": "yes", "csrf_token": "guess"}
+    )
     assert forged.status == 401
     api = await page.request.post(f"{base}/api/environments/{env_id}/destroy")
     assert api.status == 401
-    api = await page.request.post(f"{base}/api/environments/{env_id}/destroy",
-                                  headers={"Authorization": "Bearer guess"})
+    api = await page.request.post(
+        f"{base}/api/environments/{env_id}/destroy", headers={"Authorization": "Bearer guess"}
+    )
     assert api.status == 403
     assert (await environment(db, env_id))["desired"] == "present"

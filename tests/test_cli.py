@@ -1,4 +1,5 @@
 """The `ghapp` command line, run as a user runs it."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,14 @@ from tests.support import ROOT, WEBHOOKS, wait_for
 
 def ghapp(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "GHAPP_", "DATABASE_URL"))}
-    return subprocess.run([sys.executable, "-m", "ghapp", *args], env={**base, **(env or {})}, cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ghapp", *args],
+        env={**base, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -33,17 +40,20 @@ async def test_receive_signs_and_posts_a_payload(running_app, database_url, db):
     async def accepted():
         result = await _run_in_thread("receive", "--event", "pull_request", payload, "--url", url, env=env)
         return result if result.returncode == 0 else None
+
     result = await wait_for(accepted, what="the app to accept the delivery")
     assert result.stdout.startswith("202 ")
 
-    wrong = await _run_in_thread("receive", "--event", "pull_request", payload, "--url", url,
-                                 env={"GITHUB_WEBHOOK_SECRET": "wrong"})
+    wrong = await _run_in_thread(
+        "receive", "--event", "pull_request", payload, "--url", url, env={"GITHUB_WEBHOOK_SECRET": "wrong"}
+    )
     assert wrong.returncode == 1 and wrong.stdout.startswith("401 ")
     assert await db.fetchval("SELECT count(*) FROM environments") == 1
 
 
 async def _run_in_thread(*args, env=None):
     import asyncio
+
     return await asyncio.to_thread(ghapp, *args, env=env)
 
 
@@ -58,7 +68,8 @@ async def test_migrate_envs_and_destroy_against_database_url(database_url, db, t
         """INSERT INTO environments (repo_id, repository, pr_number, name, desired, desired_sha, status,
                                      observed_generation, provisioned, deployed_sha, preview_url)
            VALUES (1, 'acme/shop', 7, 'pr-7-shop-1', 'present', 'abcdef1234', 'active', 1, true, 'abcdef1234',
-                   'http://x/')""")
+                   'http://x/')"""
+    )
     listing = await _run_in_thread("envs", env=env)
     assert "acme/shop#7" in listing.stdout and "active" in listing.stdout and "http://x/" in listing.stdout
     as_json = json.loads((await _run_in_thread("envs", "--json", env=env)).stdout)

@@ -1,4 +1,5 @@
 """Settings from the environment and `.env`: durations, dotenv parsing, defaults (DESIGN.md's table), errors."""
+
 from __future__ import annotations
 
 import os
@@ -17,19 +18,61 @@ def from_env(**environ: str) -> Settings:
 
 # --- parse_duration --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90s", 90), ("30m", 1800), ("72h", 72 * 3600), ("2d", 172800), ("500ms", 0.5), ("1h30m", 5400),
-    ("1d12h", 129600), ("1m30s500ms", 90.5), ("1.5h", 5400), ("0.25s", 0.25), ("45", 45), ("2.5", 2.5),
-    ("0", 0), ("0s", 0), (" 10m ", 600), ("10M", 600), ("72H", 72 * 3600),
-])
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("72h", 72 * 3600),
+        ("2d", 172800),
+        ("500ms", 0.5),
+        ("1h30m", 5400),
+        ("1d12h", 129600),
+        ("1m30s500ms", 90.5),
+        ("1.5h", 5400),
+        ("0.25s", 0.25),
+        ("45", 45),
+        ("2.5", 2.5),
+        ("0", 0),
+        ("0s", 0),
+        (" 10m ", 600),
+        ("10M", 600),
+        ("72H", 72 * 3600),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", [
-    "", " ", "abc", "h", "10x", "10 m", "1h 30m", "-5s", "-5", "+5s", "1h30", "30m1", "1.5.5s", ".5s", "5.s",
-    "1e3", "nan", "inf", "10mm", "s10", "1h-30m", "1_000s", "½h",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "abc",
+        "h",
+        "10x",
+        "10 m",
+        "1h 30m",
+        "-5s",
+        "-5",
+        "+5s",
+        "1h30",
+        "30m1",
+        "1.5.5s",
+        ".5s",
+        "5.s",
+        "1e3",
+        "nan",
+        "inf",
+        "10mm",
+        "s10",
+        "1h-30m",
+        "1_000s",
+        "½h",
+    ],
+)
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -41,6 +84,7 @@ def test_parse_duration_error_shows_the_input():
 
 
 # --- read_dotenv -----------------------------------------------------------------------------------------------------
+
 
 def test_read_dotenv(tmp_path):
     path = tmp_path / ".env"
@@ -56,16 +100,26 @@ def test_read_dotenv(tmp_path):
         'EMPTY_QUOTED=""\n'
         "URL=postgresql://u:p@h/db?sslmode=disable&x=1\n"
         "MISMATCHED=\"half'\n"
-        "LONE_QUOTE=\"\n"
+        'LONE_QUOTE="\n'
         "   # indented comment\n"
         "not a pair\n"
         "#COMMENTED=out\n"
         "DUP=first\n"
-        "DUP=second\n")
+        "DUP=second\n"
+    )
     assert read_dotenv(path) == {
-        "PLAIN": "value", "EXPORTED": "yes", "DOUBLE": "quoted value", "SINGLE": "single # not a comment",
-        "SPACED": "padded", "EMPTY": "", "EMPTY_QUOTED": "", "URL": "postgresql://u:p@h/db?sslmode=disable&x=1",
-        "MISMATCHED": "\"half'", "LONE_QUOTE": '"', "DUP": "second"}
+        "PLAIN": "value",
+        "EXPORTED": "yes",
+        "DOUBLE": "quoted value",
+        "SINGLE": "single # not a comment",
+        "SPACED": "padded",
+        "EMPTY": "",
+        "EMPTY_QUOTED": "",
+        "URL": "postgresql://u:p@h/db?sslmode=disable&x=1",
+        "MISMATCHED": "\"half'",
+        "LONE_QUOTE": '"',
+        "DUP": "second",
+    }
 
 
 def test_read_dotenv_missing_file_or_directory(tmp_path):
@@ -74,6 +128,7 @@ def test_read_dotenv_missing_file_or_directory(tmp_path):
 
 
 # --- Settings.from_env: defaults -------------------------------------------------------------------------------------
+
 
 def test_defaults_match_the_design_table():
     settings = from_env()
@@ -94,19 +149,37 @@ def test_defaults_match_the_design_table():
 
 
 def test_blank_values_mean_unset():
-    settings = from_env(GITHUB_APP_ID="  ", GITHUB_WEBHOOK_SECRET="", GHAPP_PORT=" ", GHAPP_ENV_TTL="",
-                        GHAPP_ALLOW_FORKS="", GHAPP_HOST="")
+    settings = from_env(
+        GITHUB_APP_ID="  ",
+        GITHUB_WEBHOOK_SECRET="",
+        GHAPP_PORT=" ",
+        GHAPP_ENV_TTL="",
+        GHAPP_ALLOW_FORKS="",
+        GHAPP_HOST="",
+    )
     assert settings == from_env()
 
 
 def test_every_variable(tmp_path):
     settings = from_env(
-        GITHUB_APP_ID="12345", GITHUB_PRIVATE_KEY=PEM, GITHUB_WEBHOOK_SECRET="s3cret",
-        GITHUB_API_URL="https://ghe.example.com/api/v3/", DATABASE_URL="postgresql://u@db/ghapp",
-        GHAPP_DATA_DIR=str(tmp_path / "data"), GHAPP_TERRAFORM_MODULE="terraform/kubernetes",
-        GHAPP_TERRAFORM_BIN="/usr/bin/tofu", GHAPP_MAX_PARALLEL_RUNS="8", GHAPP_ENV_TTL="24h",
-        GHAPP_RUN_TIMEOUT="1h", GHAPP_RESYNC_INTERVAL="5m", GHAPP_ADMIN_TOKEN="t0ken", GHAPP_ALLOW_FORKS="true",
-        GHAPP_HOST="0.0.0.0", GHAPP_PORT="9000", GHAPP_PUSH_SETTLE="0")
+        GITHUB_APP_ID="12345",
+        GITHUB_PRIVATE_KEY=PEM,
+        GITHUB_WEBHOOK_SECRET="s3cret",
+        GITHUB_API_URL="https://ghe.example.com/api/v3/",
+        DATABASE_URL="postgresql://u@db/ghapp",
+        GHAPP_DATA_DIR=str(tmp_path / "data"),
+        GHAPP_TERRAFORM_MODULE="terraform/kubernetes",
+        GHAPP_TERRAFORM_BIN="/usr/bin/tofu",
+        GHAPP_MAX_PARALLEL_RUNS="8",
+        GHAPP_ENV_TTL="24h",
+        GHAPP_RUN_TIMEOUT="1h",
+        GHAPP_RESYNC_INTERVAL="5m",
+        GHAPP_ADMIN_TOKEN="t0ken",
+        GHAPP_ALLOW_FORKS="true",
+        GHAPP_HOST="0.0.0.0",
+        GHAPP_PORT="9000",
+        GHAPP_PUSH_SETTLE="0",
+    )
     assert settings.app_id == "12345" and not settings.offline
     assert settings.private_key == PEM.strip() and settings.webhook_secret == "s3cret"
     assert settings.github_api_url == "https://ghe.example.com/api/v3"
@@ -121,8 +194,13 @@ def test_every_variable(tmp_path):
 
 
 def test_secrets_stay_out_of_repr():
-    settings = from_env(GITHUB_APP_ID="1", GITHUB_PRIVATE_KEY=PEM, GITHUB_WEBHOOK_SECRET="hook-secret",
-                        GHAPP_ADMIN_TOKEN="admin-token", DATABASE_URL="postgresql://u:db-password@h/d")
+    settings = from_env(
+        GITHUB_APP_ID="1",
+        GITHUB_PRIVATE_KEY=PEM,
+        GITHUB_WEBHOOK_SECRET="hook-secret",
+        GHAPP_ADMIN_TOKEN="admin-token",
+        DATABASE_URL="postgresql://u:db-password@h/d",
+    )
     text = repr(settings)
     for secret in ("MIIB", "hook-secret", "admin-token", "db-password"):
         assert secret not in text
@@ -134,6 +212,7 @@ def test_process_environment_is_read_when_no_mapping_is_given(monkeypatch):
 
 
 # --- .env ------------------------------------------------------------------------------------------------------------
+
 
 def test_dotenv_is_read_and_the_environment_wins(tmp_path):
     dotenv = tmp_path / ".env"
@@ -162,48 +241,65 @@ def test_errors_in_dotenv_are_reported_too(tmp_path):
 
 # --- flags -----------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "value"), [
-    ("true", True), ("TRUE", True), ("True", True), ("1", True), ("yes", True), (" Yes ", True),
-    ("false", False), ("FALSE", False), ("0", False), ("no", False), ("No", False),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("True", True),
+        ("1", True),
+        ("yes", True),
+        (" Yes ", True),
+        ("false", False),
+        ("FALSE", False),
+        ("0", False),
+        ("no", False),
+        ("No", False),
+    ],
+)
 def test_allow_forks_flag(raw, value):
     assert from_env(GHAPP_ALLOW_FORKS=raw).allow_forks is value
 
 
 # --- errors, each naming its variable --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "raw"), [
-    ("GHAPP_MAX_PARALLEL_RUNS", "four"),
-    ("GHAPP_MAX_PARALLEL_RUNS", "2.5"),
-    ("GHAPP_MAX_PARALLEL_RUNS", "0"),
-    ("GHAPP_MAX_PARALLEL_RUNS", "-1"),
-    ("GHAPP_PORT", "http"),
-    ("GHAPP_PORT", "0"),
-    ("GHAPP_PORT", "-8080"),
-    ("GHAPP_PORT", "8080.0"),
-    ("GHAPP_PORT", "70000"),
-    ("GHAPP_MAX_ATTEMPTS", "many"),
-    ("GHAPP_MAX_ATTEMPTS", "0"),
-    ("GHAPP_ENV_TTL", "soon"),
-    ("GHAPP_ENV_TTL", "0"),
-    ("GHAPP_ENV_TTL", "0h"),
-    ("GHAPP_ENV_TTL", "-1h"),
-    ("GHAPP_ENV_TTL", "72 hours"),
-    ("GHAPP_RUN_TIMEOUT", "30 minutes"),
-    ("GHAPP_RUN_TIMEOUT", "0s"),
-    ("GHAPP_RESYNC_INTERVAL", "often"),
-    ("GHAPP_RESYNC_INTERVAL", "0m"),
-    ("GHAPP_PUSH_SETTLE", "later"),
-    ("GHAPP_PUSH_SETTLE", "-1s"),
-    ("GHAPP_LEASE_TTL", "0"),
-    ("GHAPP_POLL_INTERVAL", "x"),
-    ("GHAPP_RETRY_BASE", "0"),
-    ("GHAPP_RETRY_CAP", "never"),
-    ("GHAPP_SHUTDOWN_GRACE", "0"),
-    ("GHAPP_ALLOW_FORKS", "maybe"),
-    ("GHAPP_ALLOW_FORKS", "on"),
-    ("GHAPP_ALLOW_FORKS", "2"),
-])
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("GHAPP_MAX_PARALLEL_RUNS", "four"),
+        ("GHAPP_MAX_PARALLEL_RUNS", "2.5"),
+        ("GHAPP_MAX_PARALLEL_RUNS", "0"),
+        ("GHAPP_MAX_PARALLEL_RUNS", "-1"),
+        ("GHAPP_PORT", "http"),
+        ("GHAPP_PORT", "0"),
+        ("GHAPP_PORT", "-8080"),
+        ("GHAPP_PORT", "8080.0"),
+        ("GHAPP_PORT", "70000"),
+        ("GHAPP_MAX_ATTEMPTS", "many"),
+        ("GHAPP_MAX_ATTEMPTS", "0"),
+        ("GHAPP_ENV_TTL", "soon"),
+        ("GHAPP_ENV_TTL", "0"),
+        ("GHAPP_ENV_TTL", "0h"),
+        ("GHAPP_ENV_TTL", "-1h"),
+        ("GHAPP_ENV_TTL", "72 hours"),
+        ("GHAPP_RUN_TIMEOUT", "30 minutes"),
+        ("GHAPP_RUN_TIMEOUT", "0s"),
+        ("GHAPP_RESYNC_INTERVAL", "often"),
+        ("GHAPP_RESYNC_INTERVAL", "0m"),
+        ("GHAPP_PUSH_SETTLE", "later"),
+        ("GHAPP_PUSH_SETTLE", "-1s"),
+        ("GHAPP_LEASE_TTL", "0"),
+        ("GHAPP_POLL_INTERVAL", "x"),
+        ("GHAPP_RETRY_BASE", "0"),
+        ("GHAPP_RETRY_CAP", "never"),
+        ("GHAPP_SHUTDOWN_GRACE", "0"),
+        ("GHAPP_ALLOW_FORKS", "maybe"),
+        ("GHAPP_ALLOW_FORKS", "on"),
+        ("GHAPP_ALLOW_FORKS", "2"),
+    ],
+)
 def test_bad_values_name_the_variable(name, raw):
     with pytest.raises(ConfigError, match=name):
         from_env(**{name: raw})

@@ -1,7 +1,9 @@
 """SIGKILL of `ghapp serve` at each stage of an environment's life, then a restart: every environment converges,
 with no duplicate or orphaned preview process and no stuck Terraform lock. And two replicas sharing the work."""
+
 from __future__ import annotations
 
+import itertools
 import signal
 from pathlib import Path
 
@@ -46,7 +48,7 @@ async def answers(url: str) -> bool:
         return False
 
 
-SERVER = "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"
+SERVER = 'exec python3 -m http.server "$PORT" --bind 127.0.0.1'
 
 
 async def test_killed_after_the_webhook_is_stored(serve, deliveries, db):
@@ -73,8 +75,9 @@ async def _deployed(db, env_id, sha):
     return row if row and row["deployed_sha"] == sha else None
 
 
-async def test_killed_between_terraform_finishing_and_the_database_update(serve, deliveries, db,
-                                                                           pausing_terraform, tmp_path):
+async def test_killed_between_terraform_finishing_and_the_database_update(
+    serve, deliveries, db, pausing_terraform, tmp_path
+):
     binary, pause, paused = pausing_terraform
     pause.touch()
     env = {"GHAPP_TERRAFORM_BIN": binary, "TF_VAR_command": SERVER}
@@ -120,7 +123,7 @@ async def _status(db, env_id, status):
 
 
 async def test_two_replicas_share_the_work_and_take_over_from_a_dead_one(serve, deliveries, db):
-    slow = "sleep 2; exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"
+    slow = 'sleep 2; exec python3 -m http.server "$PORT" --bind 127.0.0.1'
     a = serve(TF_VAR_command=slow, GHAPP_MAX_PARALLEL_RUNS="2")
     b = serve(TF_VAR_command=slow, GHAPP_MAX_PARALLEL_RUNS="2")
     data_dir = Path(a.env["GHAPP_DATA_DIR"])
@@ -129,8 +132,9 @@ async def test_two_replicas_share_the_work_and_take_over_from_a_dead_one(serve, 
     ids = []
     for n in range(1, 7):
         target = a if n % 2 else b
-        ids.append((await deliver(target, deliveries, deliveries.pull_request("opened", number=100 + n)))
-                   ["environment_id"])
+        ids.append(
+            (await deliver(target, deliveries, deliveries.pull_request("opened", number=100 + n)))["environment_id"]
+        )
     await wait_for(lambda: _running_owners(db, 2), timeout=30, what="both replicas running Terraform")
     a.kill(signal.SIGKILL)  # mid-run
 
@@ -141,7 +145,7 @@ async def test_two_replicas_share_the_work_and_take_over_from_a_dead_one(serve, 
     assert len({r["owner"] for r in all_runs}) == 2, "both replicas ran Terraform"
     for env_id in ids:  # never two runs of one environment at once
         spans = sorted((r["started_at"], r["finished_at"]) for r in all_runs if r["environment_id"] == env_id)
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert end is not None and end <= start, f"overlapping runs on environment {env_id}"
     b.kill(signal.SIGTERM)
 

@@ -1,5 +1,6 @@
 """The dashboard over HTTP (real server and PostgreSQL, rows written as the workers would) and its pure parts:
 formatting, links, session signing; escaping of everything people type into GitHub."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,19 +17,43 @@ TOKEN = "s3cret-admin-token"
 HOSTILE = '<script>alert("x")</script>'
 
 
-async def seed(db, count: int = 1, *, repository: str = "acme/web", status: str = "active", desired: str = "present",
-               title: str = "Add a feature", head_ref: str = "feature", author: str = "alice",
-               preview_url: str | None = "auto", pr_url: str | None = None, first_pr: int = 1) -> list[int]:
+async def seed(
+    db,
+    count: int = 1,
+    *,
+    repository: str = "acme/web",
+    status: str = "active",
+    desired: str = "present",
+    title: str = "Add a feature",
+    head_ref: str = "feature",
+    author: str = "alice",
+    preview_url: str | None = "auto",
+    pr_url: str | None = None,
+    first_pr: int = 1,
+) -> list[int]:
     """Environments as the workers leave them, written directly (fast enough for thousands)."""
     rows = []
     for i in range(count):
         pr = first_pr + i
         sha = fake_sha(f"{repository}{pr}")
-        rows.append((int(fake_sha(repository)[:8], 16), repository, pr, head_ref, author, title,
-                     pr_url if pr_url is not None else f"https://github.com/{repository}/pull/{pr}", desired, sha,
-                     status, sha if status == "active" else None,
-                     (f"http://pr-{pr}.preview.test/" if preview_url == "auto" else preview_url)
-                     if status == "active" else None))
+        rows.append(
+            (
+                int(fake_sha(repository)[:8], 16),
+                repository,
+                pr,
+                head_ref,
+                author,
+                title,
+                pr_url if pr_url is not None else f"https://github.com/{repository}/pull/{pr}",
+                desired,
+                sha,
+                status,
+                sha if status == "active" else None,
+                (f"http://pr-{pr}.preview.test/" if preview_url == "auto" else preview_url)
+                if status == "active"
+                else None,
+            )
+        )
     ids = await db.fetchval(
         """WITH new AS (
              INSERT INTO environments (repo_id, repository, pr_number, head_ref, author, title, pr_url, desired,
@@ -42,10 +67,13 @@ async def seed(db, count: int = 1, *, repository: str = "acme/web", status: str 
                   AS r(repo_id, repository, pr, head_ref, author, title, pr_url, desired, sha, status, deployed,
                        preview)
              RETURNING id, repository, pr_number)
-           SELECT array_agg(id ORDER BY id) FROM new""", *map(list, zip(*rows, strict=True)))
+           SELECT array_agg(id ORDER BY id) FROM new""",
+        *map(list, zip(*rows, strict=True)),
+    )
     for env_id, row in zip(ids, rows, strict=True):
-        await db.execute("UPDATE environments SET name = $2 WHERE id = $1", env_id,
-                         environment_name(env_id, row[1], row[2]))
+        await db.execute(
+            "UPDATE environments SET name = $2 WHERE id = $1", env_id, environment_name(env_id, row[1], row[2])
+        )
     return ids
 
 
@@ -53,9 +81,15 @@ async def add_run(db, env_id: int, lines: list[str], state: str = "succeeded", a
     run_id = await db.fetchval(
         """INSERT INTO runs (environment_id, action, sha, generation, owner, state, finished_at)
            VALUES ($1, $2, $3, 1, 'test', $4, CASE WHEN $4 = 'running' THEN NULL ELSE now() END) RETURNING id""",
-        env_id, action, fake_sha(env_id), state)
-    await db.executemany("INSERT INTO run_logs (run_id, seq, line) VALUES ($1, $2, $3)",
-                         [(run_id, i, line) for i, line in enumerate(lines)])
+        env_id,
+        action,
+        fake_sha(env_id),
+        state,
+    )
+    await db.executemany(
+        "INSERT INTO run_logs (run_id, seq, line) VALUES ($1, $2, $3)",
+        [(run_id, i, line) for i, line in enumerate(lines)],
+    )
     return run_id
 
 
@@ -69,7 +103,7 @@ async def sign_in(client, token: str = TOKEN) -> str:
 
 # --- pure ------------------------------------------------------------------------------------------------------------
 
-NOW = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
 
 
 def test_relative_times():
@@ -86,10 +120,14 @@ def test_links_only_to_http_and_commits_on_the_prs_github():
     assert fmt.safe_url("data:text/html,x") is None and fmt.safe_url("") is None
     assert fmt.safe_url("https://pr-1.preview.example.com/") == "https://pr-1.preview.example.com/"
     sha = fake_sha(1)
-    assert fmt.commit_url("acme/web", "https://github.com/acme/web/pull/3", sha) == \
-        f"https://github.com/acme/web/commit/{sha}"
-    assert fmt.commit_url("acme/web", "https://ghe.example.com/acme/web/pull/3", sha) == \
-        f"https://ghe.example.com/acme/web/commit/{sha}"
+    assert (
+        fmt.commit_url("acme/web", "https://github.com/acme/web/pull/3", sha)
+        == f"https://github.com/acme/web/commit/{sha}"
+    )
+    assert (
+        fmt.commit_url("acme/web", "https://ghe.example.com/acme/web/pull/3", sha)
+        == f"https://ghe.example.com/acme/web/commit/{sha}"
+    )
     assert fmt.commit_url("acme/web", "", sha) == f"https://github.com/acme/web/commit/{sha}"
     assert fmt.commit_url("acme/web", "javascript:x/a/b/pull/1", sha) == f"https://github.com/acme/web/commit/{sha}"
     assert fmt.commit_url("acme/web", "", "not-a-sha") is None and fmt.commit_url("acme/web", "", None) is None
@@ -115,6 +153,7 @@ def test_session_cookie_is_signed_expires_and_dies_with_the_token():
 
 
 # --- the list --------------------------------------------------------------------------------------------------------
+
 
 async def test_list_shows_every_field_linked_and_escaped(start_app, db):
     client = await start_app(workers=False)
@@ -151,7 +190,7 @@ async def test_filters_and_pages(start_app, db):
     assert all(f'data-id="{i}"' in page for i in api) and not any(f'data-id="{i}"' in page for i in web)
     page = await (await client.get("/", params={"repository": "acme/web"})).text()
     assert all(f'data-id="{i}"' in page for i in web) and not any(f'data-id="{i}"' in page for i in api)
-    assert '<option selected>acme/web</option>' in page and "<option>acme/api</option>" in page
+    assert "<option selected>acme/web</option>" in page and "<option>acme/api</option>" in page
     assert (await client.get("/", params={"status": "nonsense"})).status == 400
 
     # newest first, a page at a time
@@ -176,6 +215,7 @@ async def test_list_of_a_thousand_is_one_page_with_every_row(start_app, db):
 
 
 # --- one environment -------------------------------------------------------------------------------------------------
+
 
 async def test_detail_page_shows_runs_and_the_stored_log_after_a_restart(start_app, db):
     client = await start_app(workers=False)
@@ -209,13 +249,13 @@ async def test_a_running_run_is_marked_live(start_app, db):
 
 # --- signing in and acting -------------------------------------------------------------------------------------------
 
+
 async def test_sign_in_sets_a_hardened_cookie_and_sign_out_clears_it(start_app):
     client = await start_app(workers=False, admin_token=TOKEN)
     resp = await client.post("/login", data={"token": "wrong", "next": "/"}, allow_redirects=False)
     assert resp.status == 403 and "not the admin token" in await resp.text()
 
-    resp = await client.post("/login", data={"token": TOKEN, "next": "https://evil.example/"},
-                             allow_redirects=False)
+    resp = await client.post("/login", data={"token": TOKEN, "next": "https://evil.example/"}, allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/"
     cookie = resp.headers["Set-Cookie"]
     assert cookie.startswith(f"{auth.COOKIE}=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
@@ -249,9 +289,11 @@ async def test_operator_destroys_after_confirming(start_app, db):
     assert resp.status == 200 and "Force destroy" in await resp.text() and 'value="yes"' in await resp.text()
     assert await db.fetchval("SELECT desired FROM environments WHERE id = $1", env_id) == "present"
 
-    resp = await client.post(f"/environments/{env_id}/destroy",
-                             data={"csrf_token": csrf, "confirmed": "yes", "next": "/?status=active"},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/environments/{env_id}/destroy",
+        data={"csrf_token": csrf, "confirmed": "yes", "next": "/?status=active"},
+        allow_redirects=False,
+    )
     assert resp.status == 303 and resp.headers["Location"] == "/?status=active"
     env = await db.fetchrow("SELECT desired, status, generation FROM environments WHERE id = $1", env_id)
     assert (env["desired"], env["status"], env["generation"]) == ("absent", "pending", 2)
@@ -263,8 +305,9 @@ async def test_redeploy_bumps_the_generation_at_the_same_commit(start_app, db):
     (gone,) = await seed(db, status="destroyed", desired="absent", first_pr=7)
     csrf = await sign_in(client)
     before = await db.fetchrow("SELECT desired_sha, generation FROM environments WHERE id = $1", env_id)
-    resp = await client.post(f"/environments/{env_id}/redeploy", data={"csrf_token": csrf, "confirmed": "yes"},
-                             allow_redirects=False)
+    resp = await client.post(
+        f"/environments/{env_id}/redeploy", data={"csrf_token": csrf, "confirmed": "yes"}, allow_redirects=False
+    )
     assert resp.status == 303 and resp.headers["Location"] == f"/environments/{env_id}"
     after = await db.fetchrow("SELECT desired_sha, generation, status FROM environments WHERE id = $1", env_id)
     assert after["desired_sha"] == before["desired_sha"] and after["generation"] == before["generation"] + 1

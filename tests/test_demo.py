@@ -1,4 +1,5 @@
 """`ghapp demo` as a user runs it: a preview URL that answers, then nothing left behind however it is stopped."""
+
 from __future__ import annotations
 
 import os
@@ -17,12 +18,24 @@ from tests.support import ROOT, free_port, processes_with, wait_for
 class Demo:
     def __init__(self, data_dir, terraform_bin):
         self.data_dir = data_dir
-        env = {**os.environ, "GHAPP_DATA_DIR": str(data_dir), "GHAPP_PORT": str(free_port()),
-               "GHAPP_TERRAFORM_BIN": terraform_bin, "TF_VAR_port_base": str(31000 + os.getpid() % 5000)}
+        env = {
+            **os.environ,
+            "GHAPP_DATA_DIR": str(data_dir),
+            "GHAPP_PORT": str(free_port()),
+            "GHAPP_TERRAFORM_BIN": terraform_bin,
+            "TF_VAR_port_base": str(31000 + os.getpid() % 5000),
+        }
         for name in ("DATABASE_URL", "GITHUB_APP_ID", "GHAPP_TERRAFORM_MODULE"):
             env.pop(name, None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "ghapp", "demo"], cwd=ROOT, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ghapp", "demo"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -39,6 +52,7 @@ class Demo:
             if self.proc.poll() is not None:
                 raise AssertionError(f"demo exited early:\n{self.text()}")
             return re.search(r"preview\s+(http://\S+)", self.text())
+
         return (await wait_for(announced, timeout=60, what="the demo's preview URL")).group(1)
 
     def leftovers(self) -> list[int]:

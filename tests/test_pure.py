@@ -1,5 +1,6 @@
 """Pure decisions and parsers: the reconciler's next action and retry delay, Terraform's `-json` stream, and
 environment names."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,30 +18,58 @@ from ghapp.tfevents import Progress, parse_line
 
 # --- reconcile -------------------------------------------------------------------------------------------------------
 
-NOW = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
 
 def env(**changes) -> Environment:
-    base = dict(
-        id=1, repo_id=186853002, repository="Codertocat/Hello-World", pr_number=2, name="pr-2-hello-world-1",
-        installation_id=1, head_ref="changes", author="Codertocat", title="t", pr_url="", is_fork=False,
-        desired="present", desired_sha="a" * 40, generation=1, observed_generation=0, status="pending",
-        provisioned=False, deployed_sha=None, preview_url=None, outputs={}, progress=None, lease_owner=None,
-        lease_until=None, attempts=0, next_attempt_at=NOW, last_error=None, created_at=NOW, updated_at=NOW,
-        last_activity_at=NOW, expires_at=None)
+    base = {
+        "id": 1,
+        "repo_id": 186853002,
+        "repository": "Codertocat/Hello-World",
+        "pr_number": 2,
+        "name": "pr-2-hello-world-1",
+        "installation_id": 1,
+        "head_ref": "changes",
+        "author": "Codertocat",
+        "title": "t",
+        "pr_url": "",
+        "is_fork": False,
+        "desired": "present",
+        "desired_sha": "a" * 40,
+        "generation": 1,
+        "observed_generation": 0,
+        "status": "pending",
+        "provisioned": False,
+        "deployed_sha": None,
+        "preview_url": None,
+        "outputs": {},
+        "progress": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "attempts": 0,
+        "next_attempt_at": NOW,
+        "last_error": None,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "last_activity_at": NOW,
+        "expires_at": None,
+    }
     return Environment(**{**base, **changes})
 
 
-@pytest.mark.parametrize(("desired", "provisioned", "status", "action"), [
-    (Desired.PRESENT, False, Status.PENDING, Action.APPLY),
-    (Desired.PRESENT, True, Status.ACTIVE, Action.APPLY),
-    (Desired.PRESENT, True, Status.FAILED, Action.APPLY),
-    (Desired.ABSENT, True, Status.ACTIVE, Action.DESTROY),
-    (Desired.ABSENT, True, Status.FAILED, Action.DESTROY),  # a failed apply may have left resources behind
-    (Desired.ABSENT, True, Status.CREATING, Action.DESTROY),
-    (Desired.ABSENT, False, Status.PENDING, None),  # closed before anything was created
-    (Desired.ABSENT, False, Status.DESTROYED, None),
-])
+@pytest.mark.parametrize(
+    ("desired", "provisioned", "status", "action"),
+    [
+        (Desired.PRESENT, False, Status.PENDING, Action.APPLY),
+        (Desired.PRESENT, True, Status.ACTIVE, Action.APPLY),
+        (Desired.PRESENT, True, Status.FAILED, Action.APPLY),
+        (Desired.ABSENT, True, Status.ACTIVE, Action.DESTROY),
+        (Desired.ABSENT, True, Status.FAILED, Action.DESTROY),  # a failed apply may have left resources behind
+        (Desired.ABSENT, True, Status.CREATING, Action.DESTROY),
+        (Desired.ABSENT, False, Status.PENDING, None),  # closed before anything was created
+        (Desired.ABSENT, False, Status.DESTROYED, None),
+    ],
+)
 def test_next_action(desired, provisioned, status, action):
     assert next_action(env(desired=str(desired), provisioned=provisioned, status=str(status))) is action
 
@@ -57,7 +86,16 @@ def test_retry_delay_is_exponential(attempts, delay):
 
 def test_retry_delay_is_capped():
     assert [retry_delay(n, base=10, cap=60, max_attempts=10) for n in range(1, 10)] == [
-        10, 20, 40, 60, 60, 60, 60, 60, 60]
+        10,
+        20,
+        40,
+        60,
+        60,
+        60,
+        60,
+        60,
+        60,
+    ]
 
 
 @pytest.mark.parametrize("attempts", [6, 7, 100])
@@ -80,13 +118,16 @@ def test_retry_delay_never_exceeds_the_cap(attempts, base, cap, max_attempts):
 
 def test_short_sha():
     assert (short_sha("ec26c3e57ca3a959ca5aad62de7213c562f8c821"), short_sha(None), short_sha("")) == (
-        "ec26c3e", "", "")
+        "ec26c3e",
+        "",
+        "",
+    )
 
 
 # --- tfevents: real `terraform apply -json` output (Terraform 1.11.4, tests/modules/scripted plus a sensitive
 # output `token`), captured once --------------------------------------------------------------------------------------
 
-APPLY = r'''
+APPLY = r"""
 {"@level":"info","@message":"Terraform 1.11.4","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.170697Z","terraform":"1.11.4","type":"version","ui":"1.2"}
 {"@level":"info","@message":"terraform_data.step[0]: Plan to create","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.184671Z","change":{"resource":{"addr":"terraform_data.step[0]","module":"","resource":"terraform_data.step[0]","implied_provider":"terraform","resource_type":"terraform_data","resource_name":"step","resource_key":0},"action":"create"},"type":"planned_change"}
 {"@level":"info","@message":"terraform_data.step[1]: Plan to create","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.184786Z","change":{"resource":{"addr":"terraform_data.step[1]","module":"","resource":"terraform_data.step[1]","implied_provider":"terraform","resource_type":"terraform_data","resource_name":"step","resource_key":1},"action":"create"},"type":"planned_change"}
@@ -106,11 +147,11 @@ APPLY = r'''
 {"@level":"info","@message":"terraform_data.step[1]: Creation complete after 0s [id=645b175f-c6bd-ee87-e240-e4c6218a01d6]","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.193539Z","hook":{"resource":{"addr":"terraform_data.step[1]","module":"","resource":"terraform_data.step[1]","implied_provider":"terraform","resource_type":"terraform_data","resource_name":"step","resource_key":1},"action":"create","id_key":"id","id_value":"645b175f-c6bd-ee87-e240-e4c6218a01d6","elapsed_seconds":0},"type":"apply_complete"}
 {"@level":"info","@message":"Apply complete! Resources: 2 added, 0 changed, 0 destroyed.","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.195450Z","changes":{"add":2,"change":0,"import":0,"remove":0,"operation":"apply"},"type":"change_summary"}
 {"@level":"info","@message":"Outputs: 3","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.195476Z","outputs":{"preview_url":{"sensitive":false,"type":"string","value":"http://pr-2-r-1.preview.test/"},"sha":{"sensitive":false,"type":"string","value":"abc"},"token":{"sensitive":true,"type":"string"}},"type":"outputs"}
-'''.splitlines()[1:]
+""".splitlines()[1:]
 
 # `apply` at a new SHA (replaces both resources) with the scripted failure; refresh_*, provision_start/complete/errored
 # and the "Executing" lines left out.
-FAILED_APPLY = r'''
+FAILED_APPLY = r"""
 {"@level":"info","@message":"Terraform 1.11.4","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.239456Z","terraform":"1.11.4","type":"version","ui":"1.2"}
 {"@level":"info","@message":"terraform_data.step[1]: Plan to replace","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.248383Z","change":{"resource":{"addr":"terraform_data.step[1]","module":"","resource":"terraform_data.step[1]","implied_provider":"terraform","resource_type":"terraform_data","resource_name":"step","resource_key":1},"action":"replace","reason":"cannot_update"},"type":"planned_change"}
 {"@level":"info","@message":"terraform_data.step[0]: Plan to replace","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.248492Z","change":{"resource":{"addr":"terraform_data.step[0]","module":"","resource":"terraform_data.step[0]","implied_provider":"terraform","resource_type":"terraform_data","resource_name":"step","resource_key":0},"action":"replace","reason":"cannot_update"},"type":"planned_change"}
@@ -128,7 +169,7 @@ FAILED_APPLY = r'''
 {"@level":"info","@message":"terraform_data.step[0]: Creation errored after 0s","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.262970Z","hook":{"resource":{"addr":"terraform_data.step[0]","module":"","resource":"terraform_data.step[0]","implied_provider":"terraform","resource_type":"terraform_data","resource_name":"step","resource_key":0},"action":"create","elapsed_seconds":0},"type":"apply_errored"}
 {"@level":"error","@message":"Error: local-exec provisioner error","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.265229Z","diagnostic":{"severity":"error","summary":"local-exec provisioner error","detail":"Error running command 'sleep 0; if [ -n \"$FAIL\" ] \u0026\u0026 [ -e \"$FAIL\" ]; then echo scripted failure \u003e\u00262; exit 3; fi; echo step 0 done': exit status 3. Output: scripted failure\n","address":"terraform_data.step[0]","range":{"filename":"main.tf","start":{"line":23,"column":28,"byte":675},"end":{"line":23,"column":29,"byte":676}},"snippet":{"context":"resource \"terraform_data\" \"step\"","code":"  provisioner \"local-exec\" {","start_line":23,"highlight_start_offset":27,"highlight_end_offset":28,"values":[]}},"type":"diagnostic"}
 {"@level":"error","@message":"Error: local-exec provisioner error","@module":"terraform.ui","@timestamp":"2026-11-26T07:09:28.265643Z","diagnostic":{"severity":"error","summary":"local-exec provisioner error","detail":"Error running command 'sleep 0; if [ -n \"$FAIL\" ] \u0026\u0026 [ -e \"$FAIL\" ]; then echo scripted failure \u003e\u00262; exit 3; fi; echo step 1 done': exit status 3. Output: scripted failure\n","address":"terraform_data.step[1]","range":{"filename":"main.tf","start":{"line":23,"column":28,"byte":675},"end":{"line":23,"column":29,"byte":676}},"snippet":{"context":"resource \"terraform_data\" \"step\"","code":"  provisioner \"local-exec\" {","start_line":23,"highlight_start_offset":27,"highlight_end_offset":28,"values":[]}},"type":"diagnostic"}
-'''.splitlines()[1:]
+""".splitlines()[1:]
 
 ADDR0, ADDR1 = "terraform_data.step[0]", "terraform_data.step[1]"
 
@@ -148,8 +189,9 @@ def test_every_real_line_parses_with_its_message():
 def test_parse_line_types():
     kinds = [e["type"] for e in events(APPLY)]
     assert kinds[:5] == ["version", "planned_change", "planned_change", "change_summary", "outputs"]
-    assert {"apply_start", "provision_start", "provision_progress", "provision_complete",
-            "apply_complete"} <= set(kinds)
+    assert {"apply_start", "provision_start", "provision_progress", "provision_complete", "apply_complete"} <= set(
+        kinds
+    )
     assert kinds[-2:] == ["change_summary", "outputs"]
 
 
@@ -163,22 +205,32 @@ def test_parse_line_diagnostic_reads_like_terraforms_own_output():
 
 
 def test_parse_line_warning_without_detail():
-    line = json.dumps({"@level": "warn", "@message": "Warning: Deprecated attribute", "@module": "terraform.ui",
-                       "@timestamp": "2026-11-26T07:09:28.265229Z", "type": "diagnostic",
-                       "diagnostic": {"severity": "warning", "summary": "Deprecated attribute", "detail": ""}})
+    line = json.dumps(
+        {
+            "@level": "warn",
+            "@message": "Warning: Deprecated attribute",
+            "@module": "terraform.ui",
+            "@timestamp": "2026-11-26T07:09:28.265229Z",
+            "type": "diagnostic",
+            "diagnostic": {"severity": "warning", "summary": "Deprecated attribute", "detail": ""},
+        }
+    )
     assert parse_line(line)[0] == "Warning: Deprecated attribute"
 
 
-@pytest.mark.parametrize("line", [
-    "",
-    "There are some problems with the CLI configuration:",
-    "│ Warning: Unable to open CLI configuration file",
-    "{ not json",
-    "{\"unterminated\": ",
-    "[1, 2, 3]",
-    "  {\"type\": \"version\"}",
-    "Apply complete! Resources: 2 added, 0 changed, 0 destroyed.",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "There are some problems with the CLI configuration:",
+        "│ Warning: Unable to open CLI configuration file",
+        "{ not json",
+        '{"unterminated": ',
+        "[1, 2, 3]",
+        '  {"type": "version"}',
+        "Apply complete! Resources: 2 added, 0 changed, 0 destroyed.",
+    ],
+)
 def test_parse_line_passes_plain_text_through(line):
     assert parse_line(line + "\r\n") == (line, None)
 
@@ -210,8 +262,15 @@ def test_progress_of_a_successful_apply():
         ("apply_complete", 2, None),
     ]
     unchanged = {kind for kind, changed, *_ in seen if not changed}
-    assert unchanged == {"version", "planned_change", "outputs", "provision_start", "provision_progress",
-                         "provision_complete", "change_summary"}  # the second change_summary is the apply's
+    assert unchanged == {
+        "version",
+        "planned_change",
+        "outputs",
+        "provision_start",
+        "provision_progress",
+        "provision_complete",
+        "change_summary",
+    }  # the second change_summary is the apply's
 
 
 def test_progress_of_a_failed_apply():
@@ -231,26 +290,35 @@ def test_progress_of_a_failed_apply():
 def test_progress_ignores_warnings_and_keeps_error_summaries_without_detail():
     progress = Progress()
     progress.feed({"type": "diagnostic", "diagnostic": {"severity": "warning", "summary": "Deprecated"}})
-    progress.feed({"type": "diagnostic", "diagnostic": {"severity": "error", "summary": "Invalid value",
-                                                        "detail": None}})
+    progress.feed(
+        {"type": "diagnostic", "diagnostic": {"severity": "error", "summary": "Invalid value", "detail": None}}
+    )
     assert progress.errors == ["Invalid value"]
 
 
 def test_progress_never_keeps_sensitive_values():
     progress = Progress()
-    progress.feed({"type": "outputs", "outputs": {
-        "url": {"sensitive": False, "type": "string", "value": "http://x/"},
-        "password": {"sensitive": True, "type": "string", "value": "hunter2"},
-        "structured": {"sensitive": False, "type": ["object", {"a": "number"}], "value": {"a": 1}}}})
+    progress.feed(
+        {
+            "type": "outputs",
+            "outputs": {
+                "url": {"sensitive": False, "type": "string", "value": "http://x/"},
+                "password": {"sensitive": True, "type": "string", "value": "hunter2"},
+                "structured": {"sensitive": False, "type": ["object", {"a": "number"}], "value": {"a": 1}},
+            },
+        }
+    )
     assert progress.outputs == {"url": "http://x/", "structured": {"a": 1}}
 
 
 def test_progress_of_a_destroy_counts_removals():
     progress = Progress()
-    progress.feed({"type": "change_summary", "changes": {"add": 0, "change": 0, "import": 0, "remove": 3,
-                                                         "operation": "plan"}})
-    progress.feed({"type": "change_summary", "changes": {"add": 0, "change": 0, "import": 0, "remove": 3,
-                                                         "operation": "destroy"}})
+    progress.feed(
+        {"type": "change_summary", "changes": {"add": 0, "change": 0, "import": 0, "remove": 3, "operation": "plan"}}
+    )
+    progress.feed(
+        {"type": "change_summary", "changes": {"add": 0, "change": 0, "import": 0, "remove": 3, "operation": "destroy"}}
+    )
     assert progress.total == 3
 
 
@@ -267,25 +335,39 @@ def test_progress_ignores_events_without_a_resource():
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
-@pytest.mark.parametrize(("env_id", "repository", "pr", "name"), [
-    (1, "Codertocat/Hello-World", 2, "pr-2-hello-world-1"),
-    (17, "octo/my_repo.js", 5, "pr-5-my-repo-js-17"),
-    (3, "octo/---", 9, "pr-9-3"),
-    (4, "octo/日本語", 1, "pr-1-4"),
-    (5, "octo/Ünïcödé", 1, "pr-1-n-c-d-5"),
-    (6, "HelloWorld", 1, "pr-1-helloworld-6"),
-    (7, "a/b/c", 1, "pr-1-c-7"),
-    (8, "", 1, "pr-1-8"),
-])
+@pytest.mark.parametrize(
+    ("env_id", "repository", "pr", "name"),
+    [
+        (1, "Codertocat/Hello-World", 2, "pr-2-hello-world-1"),
+        (17, "octo/my_repo.js", 5, "pr-5-my-repo-js-17"),
+        (3, "octo/---", 9, "pr-9-3"),
+        (4, "octo/日本語", 1, "pr-1-4"),
+        (5, "octo/Ünïcödé", 1, "pr-1-n-c-d-5"),
+        (6, "HelloWorld", 1, "pr-1-helloworld-6"),
+        (7, "a/b/c", 1, "pr-1-c-7"),
+        (8, "", 1, "pr-1-8"),
+    ],
+)
 def test_environment_name_examples(env_id, repository, pr, name):
     assert environment_name(env_id, repository, pr) == name
 
 
-@pytest.mark.parametrize("repository", [
-    "octo/$(rm -rf /)", "octo/`id`; echo pwned", "octo/../../etc/passwd", "octo/a\nb\tc\x00d",
-    "octo/" + "x" * 300, "octo/" + "-" * 300, "octo/" + "a-" * 100, "octo/" + "é" * 100, "octo/🚀🚀🚀",
-    "octo/UPPER.case_Mixed", "octo/\u202eevil",
-])
+@pytest.mark.parametrize(
+    "repository",
+    [
+        "octo/$(rm -rf /)",
+        "octo/`id`; echo pwned",
+        "octo/../../etc/passwd",
+        "octo/a\nb\tc\x00d",
+        "octo/" + "x" * 300,
+        "octo/" + "-" * 300,
+        "octo/" + "a-" * 100,
+        "octo/" + "é" * 100,
+        "octo/🚀🚀🚀",
+        "octo/UPPER.case_Mixed",
+        "octo/\u202eevil",
+    ],
+)
 @pytest.mark.parametrize("env_id", [1, 99, 10**6, 10**15])
 def test_environment_name_is_dns_safe_for_hostile_names(repository, env_id):
     name = environment_name(env_id, repository, 123456)

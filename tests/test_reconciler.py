@@ -1,4 +1,5 @@
 """The whole app in-process (real HTTP server, real PostgreSQL, real Terraform on the scripted test module)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -46,7 +47,9 @@ async def test_burst_of_pushes_coalesces_to_at_most_two_applies(start_app, deliv
     env_id = body["environment_id"]
     await wait_for(lambda: _running(db, env_id), what="first apply running")
     for i in range(1, 11):
-        status, _ = await post(client, deliveries, "pull_request", deliveries.pull_request("synchronize", sha=fake_sha(i)))
+        status, _ = await post(
+            client, deliveries, "pull_request", deliveries.pull_request("synchronize", sha=fake_sha(i))
+        )
         assert status == 202
     env = await wait_for(lambda: converged(db, env_id, "active"), timeout=60, what="active at the last SHA")
 
@@ -73,8 +76,10 @@ async def test_close_during_slow_apply_interrupts_then_destroys(start_app, deliv
     env = await wait_for(lambda: converged(db, env_id, "destroyed"), timeout=25, what="destroyed")
     assert asyncio.get_running_loop().time() - started < 20, "the 30 s apply was not interrupted"
 
-    assert [(r["action"], r["state"]) for r in await runs(db, env_id)] == [("apply", "superseded"),
-                                                                         ("destroy", "succeeded")]
+    assert [(r["action"], r["state"]) for r in await runs(db, env_id)] == [
+        ("apply", "superseded"),
+        ("destroy", "succeeded"),
+    ]
     assert env["provisioned"] is False and env["preview_url"] is None
     assert await _terraform_processes(settings) == []
 
@@ -82,11 +87,15 @@ async def test_close_during_slow_apply_interrupts_then_destroys(start_app, deliv
 async def _log_contains(db, env_id, text):
     return await db.fetchval(
         """SELECT count(*) FROM run_logs l JOIN runs r ON r.id = l.run_id
-           WHERE r.environment_id = $1 AND l.line LIKE '%' || $2 || '%'""", env_id, text)
+           WHERE r.environment_id = $1 AND l.line LIKE '%' || $2 || '%'""",
+        env_id,
+        text,
+    )
 
 
 async def _terraform_processes(settings):
     from tests.support import processes_with
+
     return processes_with(str(settings.data_dir))
 
 

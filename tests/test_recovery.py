@@ -1,5 +1,6 @@
 """`ghapp serve` as a real process on terraform/local: killed with SIGKILL mid-apply and started again, stopped with
 SIGTERM; and the database going away under a running app."""
+
 from __future__ import annotations
 
 import signal
@@ -10,10 +11,9 @@ import aiohttp
 from ghapp import keys
 from ghapp.app import create_app
 from ghapp.embedded_pg import EmbeddedPostgres
-from tests.support import (deliver, environment, processes_in_dir, processes_with, ready, runs,
-                           wait_for)
+from tests.support import deliver, environment, processes_in_dir, processes_with, ready, runs, wait_for
 
-SLOW_START = "sleep 4; exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"
+SLOW_START = 'sleep 4; exec python3 -m http.server "$PORT" --bind 127.0.0.1'
 
 
 def supervisors(env_name: str) -> list[int]:
@@ -107,6 +107,7 @@ async def test_database_outage_gives_503_then_recovers_by_itself(aiohttp_client,
         async def active():
             r = await client.get(f"/api/environments/{env_id}")
             return r.status == 200 and (await r.json())["status"] == "active"
+
         await wait_for(active, timeout=30, what="active after the database came back")
     finally:
         server.stop()
@@ -129,4 +130,3 @@ async def test_database_down_at_start_then_up(aiohttp_client, settings, pg_dir):
         assert (await client.get("/readyz")).status == 200
     finally:
         server.stop()
-

@@ -1,6 +1,7 @@
 """Golden files for the text people read on the pull request: the sticky comment and the check run, in every
 state. Regenerate after an intended change with `GHAPP_UPDATE_GOLDEN=1 pytest tests/test_render.py` and review
 the diff."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,42 +15,82 @@ import pytest
 from ghapp import render
 
 GOLDEN = Path(__file__).parent / "golden"
-T0 = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC)
 HEAD = "0123456789abcdef0123456789abcdef01234567"
 OLD = "fedcba9876543210fedcba9876543210fedcba98"
 
 BASE = render.Snapshot(
-    repository="acme/shop", pr_number=42, status="pending", desired="present", head_sha=HEAD, desired_sha=HEAD,
-    deployed_sha=None, preview_url=None, outputs={}, progress=None, awaiting_approval=False, attempts=0,
-    retrying_at=None, last_error=None, updated_at=T0, expires_at=T0 + dt.timedelta(hours=72),
+    repository="acme/shop",
+    pr_number=42,
+    status="pending",
+    desired="present",
+    head_sha=HEAD,
+    desired_sha=HEAD,
+    deployed_sha=None,
+    preview_url=None,
+    outputs={},
+    progress=None,
+    awaiting_approval=False,
+    attempts=0,
+    retrying_at=None,
+    last_error=None,
+    updated_at=T0,
+    expires_at=T0 + dt.timedelta(hours=72),
     details_url="https://ghapp.example.com/environments/7",
 )
-FAILED_LOG = "\n".join([f"terraform_data.step: line {i}" for i in range(100)] +
-                       ["Error: local-exec provisioner error", "exit status 3. Output: ```boom```"])
+FAILED_LOG = "\n".join(
+    [f"terraform_data.step: line {i}" for i in range(100)]
+    + ["Error: local-exec provisioner error", "exit status 3. Output: ```boom```"]
+)
 
 STATES = {
     "queued": BASE,
     "deploying": dataclasses.replace(
-        BASE, status="creating", progress={"done": 1, "total": 3, "current": "kubernetes_deployment.app"},
-        run_action="apply", run_started_at=T0),
+        BASE,
+        status="creating",
+        progress={"done": 1, "total": 3, "current": "kubernetes_deployment.app"},
+        run_action="apply",
+        run_started_at=T0,
+    ),
     "active": dataclasses.replace(
-        BASE, status="active", deployed_sha=HEAD, preview_url="https://pr-42-shop-7.preview.example.com/",
+        BASE,
+        status="active",
+        deployed_sha=HEAD,
+        preview_url="https://pr-42-shop-7.preview.example.com/",
         outputs={"preview_url": "https://pr-42-shop-7.preview.example.com/", "namespace": "pr-42-shop-7"},
-        run_action="apply", run_started_at=T0 - dt.timedelta(seconds=95), run_finished_at=T0),
+        run_action="apply",
+        run_started_at=T0 - dt.timedelta(seconds=95),
+        run_finished_at=T0,
+    ),
     "failed-retrying": dataclasses.replace(
-        BASE, status="failed", attempts=2, last_error="local-exec provisioner error\nexit status 3",
-        retrying_at=T0 + dt.timedelta(seconds=40), log_tail=FAILED_LOG, run_action="apply",
-        run_started_at=T0 - dt.timedelta(seconds=20), run_finished_at=T0),
+        BASE,
+        status="failed",
+        attempts=2,
+        last_error="local-exec provisioner error\nexit status 3",
+        retrying_at=T0 + dt.timedelta(seconds=40),
+        log_tail=FAILED_LOG,
+        run_action="apply",
+        run_started_at=T0 - dt.timedelta(seconds=20),
+        run_finished_at=T0,
+    ),
     "failed": dataclasses.replace(
-        BASE, status="failed", attempts=6, last_error="local-exec provisioner error\nexit status 3",
-        log_tail=FAILED_LOG, run_action="apply", run_started_at=T0 - dt.timedelta(seconds=20),
-        run_finished_at=T0),
+        BASE,
+        status="failed",
+        attempts=6,
+        last_error="local-exec provisioner error\nexit status 3",
+        log_tail=FAILED_LOG,
+        run_action="apply",
+        run_started_at=T0 - dt.timedelta(seconds=20),
+        run_finished_at=T0,
+    ),
     "destroyed": dataclasses.replace(BASE, status="destroyed", desired="absent"),
     "expired": dataclasses.replace(BASE, status="destroyed", desired="absent", expired=True),
     "awaiting-approval": dataclasses.replace(
-        BASE, status="pending", desired="absent", desired_sha=None, awaiting_approval=True),
+        BASE, status="pending", desired="absent", desired_sha=None, awaiting_approval=True
+    ),
     "new-push-on-active": dataclasses.replace(
-        BASE, status="pending", deployed_sha=OLD, preview_url="https://pr-42-shop-7.preview.example.com/"),
+        BASE, status="pending", deployed_sha=OLD, preview_url="https://pr-42-shop-7.preview.example.com/"
+    ),
 }
 
 
@@ -78,8 +119,10 @@ def test_check_run_golden(state):
         assert body["name"] == "Preview environment"
         assert len(body["output"]["summary"]) <= render.MAX_TEXT
         assert len(body["actions"]) <= 3
-        assert all(len(a["label"]) <= 20 and len(a["description"]) <= 40 and len(a["identifier"]) <= 20
-                   for a in body["actions"])
+        assert all(
+            len(a["label"]) <= 20 and len(a["description"]) <= 40 and len(a["identifier"]) <= 20
+            for a in body["actions"]
+        )
 
 
 def test_superseded_check_run():
@@ -100,8 +143,9 @@ def test_long_logs_are_cut_from_the_front_and_keep_the_error():
 
 def test_deployment_views():
     assert render.deployment(STATES["queued"]) is None
-    assert render.deployment(STATES["deploying"]) == render.DeploymentView(HEAD, "in_progress", None,
-                                                                           "Deploying 0123456")
+    assert render.deployment(STATES["deploying"]) == render.DeploymentView(
+        HEAD, "in_progress", None, "Deploying 0123456"
+    )
     active = render.deployment(STATES["active"])
     assert (active.state, active.environment_url) == ("success", "https://pr-42-shop-7.preview.example.com/")
     assert render.deployment(STATES["failed"]).state == "failure"

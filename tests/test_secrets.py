@@ -2,6 +2,7 @@
 secret, the App's private key, the installation tokens GitHub issues, the admin token, a database password),
 then a search for every one of them in the logs, every table, the Terraform state and work files, the run logs,
 the environment of Terraform's processes, what the app sent to GitHub and served over HTTP, and repr(settings)."""
+
 from __future__ import annotations
 
 import copy
@@ -82,8 +83,11 @@ def key_needles(pem: str) -> dict[str, str]:
     """The private key: its whole PEM, its header line, and every line of its base64 body."""
     body = [line for line in pem.strip().splitlines() if line and not line.startswith("-----")]
     assert len(body) > 20, "a 2048-bit key has about 25 base64 lines"
-    return {"private key PEM": pem.strip(), "private key header": "PRIVATE KEY-----",
-            **{f"private key line {i}": line for i, line in enumerate(body)}}
+    return {
+        "private key PEM": pem.strip(),
+        "private key header": "PRIVATE KEY-----",
+        **{f"private key line {i}": line for i, line in enumerate(body)},
+    }
 
 
 def leaked(text: str, secrets: dict[str, str]) -> list[str]:
@@ -94,7 +98,8 @@ async def all_tables_as_text(db) -> dict[str, str]:
     """Every row of every table of the database (outside PostgreSQL's own schemas), each row as text."""
     tables = await db.fetch(
         """SELECT table_schema, table_name FROM information_schema.tables
-           WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')""")
+           WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')"""
+    )
     dump = {}
     for t in tables:
         name = f'"{t["table_schema"]}"."{t["table_name"]}"'
@@ -125,34 +130,53 @@ async def settled(db, env_id: int, status: str, generation: int = 0):
     """The environment at `status` for good (converged at `generation` or later, or failed with no retry left),
     and published to GitHub."""
     env = await environment(db, env_id)
-    if not env or env["status"] != status or env["generation"] < generation \
-            or env["published_version"] != env["version"]:
+    if (
+        not env
+        or env["status"] != status
+        or env["generation"] < generation
+        or env["published_version"] != env["version"]
+    ):
         return None
     done = env["next_attempt_at"] is None if status == "failed" else env["observed_generation"] == env["generation"]
     return env if done else None
 
 
 async def test_no_secret_in_logs_database_state_or_terraform_environment(
-        password_database_url, settings, aiohttp_client, github, db, caplog, capfd, tmp_path, monkeypatch):
+    password_database_url, settings, aiohttp_client, github, db, caplog, capfd, tmp_path, monkeypatch
+):
     caplog.set_level(logging.DEBUG)  # every logger, the aiohttp access log included
     database_url, db_password = password_database_url
     webhook_secret, admin_token = f"SECRET-WEBHOOK-{uuid.uuid4()}", f"SECRET-ADMIN-{uuid.uuid4()}"
     # Configured as in production: from the environment, which Terraform's processes inherit minus WITHHELD.
-    for name, value in {"GITHUB_APP_ID": str(github.app_id), "GITHUB_PRIVATE_KEY": github.private_key_pem,
-                        "GITHUB_WEBHOOK_SECRET": webhook_secret, "GHAPP_ADMIN_TOKEN": admin_token,
-                        "DATABASE_URL": database_url, "GITHUB_API_URL": github.base_url}.items():
+    for name, value in {
+        "GITHUB_APP_ID": str(github.app_id),
+        "GITHUB_PRIVATE_KEY": github.private_key_pem,
+        "GITHUB_WEBHOOK_SECRET": webhook_secret,
+        "GHAPP_ADMIN_TOKEN": admin_token,
+        "DATABASE_URL": database_url,
+        "GITHUB_API_URL": github.base_url,
+    }.items():
         monkeypatch.setenv(name, value)
     configured = Settings.from_env(dotenv=None)
     assert (configured.webhook_secret, configured.admin_token, configured.database_url) == (
-        webhook_secret, admin_token, database_url)
+        webhook_secret,
+        admin_token,
+        database_url,
+    )
     dumps, marker = tmp_path / "envdumps", tmp_path / "fail"
     dumps.mkdir()
     app_settings = settings.replace(
-        app_id=configured.app_id, private_key=configured.private_key, webhook_secret=configured.webhook_secret,
-        admin_token=configured.admin_token, database_url=configured.database_url,
-        github_api_url=configured.github_api_url, public_url="https://ghapp.example.com",
-        terraform_module=ENVDUMP_MODULE, max_attempts=1,
-        terraform_env={"TF_VAR_env_dump_dir": str(dumps), "TF_VAR_fail_marker": str(marker)})
+        app_id=configured.app_id,
+        private_key=configured.private_key,
+        webhook_secret=configured.webhook_secret,
+        admin_token=configured.admin_token,
+        database_url=configured.database_url,
+        github_api_url=configured.github_api_url,
+        public_url="https://ghapp.example.com",
+        terraform_module=ENVDUMP_MODULE,
+        max_attempts=1,
+        terraform_env={"TF_VAR_env_dump_dir": str(dumps), "TF_VAR_fail_marker": str(marker)},
+    )
     deliveries = Deliveries(webhook_secret)
     app = create_app(app_settings)
     client = await aiohttp_client(app)
@@ -162,8 +186,9 @@ async def test_no_secret_in_logs_database_state_or_terraform_environment(
 
     # a failing run: PR #3 while the marker exists (max_attempts=1: failed for good)
     marker.touch()
-    env3 = (await post(client, deliveries, "pull_request",
-                       deliveries.pull_request("opened", number=3, sha=fake_sha(3))))["environment_id"]
+    env3 = (
+        await post(client, deliveries, "pull_request", deliveries.pull_request("opened", number=3, sha=fake_sha(3)))
+    )["environment_id"]
     await wait_for(lambda: settled(db, env3, "failed"), timeout=60, what="PR #3 failed and published")
     keep(files, app_settings.data_dir)
     marker.unlink()
@@ -204,9 +229,11 @@ async def test_no_secret_in_logs_database_state_or_terraform_environment(
     # What to look for: everything above, and every installation token GitHub issued.
     tokens = [t.token for t in github.tokens]
     assert tokens, "the app never got an installation token"
-    secrets = {**needles({"webhook secret": webhook_secret, "admin token": admin_token, "database password":
-                          db_password}), **key_needles(github.private_key_pem),
-               **{f"installation token {i}": token for i, token in enumerate(tokens)}}
+    secrets = {
+        **needles({"webhook secret": webhook_secret, "admin token": admin_token, "database password": db_password}),
+        **key_needles(github.private_key_pem),
+        **{f"installation token {i}": token for i, token in enumerate(tokens)},
+    }
 
     # the logs: every record of every logger, the access log and tracebacks included; and stdout/stderr
     assert any(r.name == "aiohttp.access" for r in caplog.records), "the access log was not captured"

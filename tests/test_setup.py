@@ -1,4 +1,5 @@
 """`ghapp setup`: the App-manifest flow against the fake GitHub, as a browser would drive it."""
+
 from __future__ import annotations
 
 import html
@@ -13,9 +14,14 @@ from tests.support import ROOT
 
 async def test_manifest_flow_writes_credentials_with_mode_0600(aiohttp_client, fake_github, tmp_path):
     (tmp_path / ".env").write_text("# mine\nGHAPP_ENV_TTL=24h\nGITHUB_APP_ID=old\n")
-    app = create_setup_app(ROOT / "app.yml", public_url="https://ghapp.example.com",
-                           callback_url="http://127.0.0.1:9/setup/callback", api_url=fake_github.base_url,
-                           directory=tmp_path, org="acme")
+    app = create_setup_app(
+        ROOT / "app.yml",
+        public_url="https://ghapp.example.com",
+        callback_url="http://127.0.0.1:9/setup/callback",
+        api_url=fake_github.base_url,
+        directory=tmp_path,
+        org="acme",
+    )
     client = await aiohttp_client(app)
 
     page = await (await client.get("/")).text()
@@ -25,8 +31,13 @@ async def test_manifest_flow_writes_credentials_with_mode_0600(aiohttp_client, f
     assert manifest["hook_attributes"]["url"] == "https://ghapp.example.com/webhooks"
     assert manifest["redirect_url"] == "http://127.0.0.1:9/setup/callback"
     assert sorted(manifest["default_events"]) == ["check_run", "issue_comment", "pull_request"]
-    assert manifest["default_permissions"] == {"checks": "write", "deployments": "write", "issues": "write",
-                                               "pull_requests": "read", "metadata": "read"}
+    assert manifest["default_permissions"] == {
+        "checks": "write",
+        "deployments": "write",
+        "issues": "write",
+        "pull_requests": "read",
+        "metadata": "read",
+    }
     state = action.split("state=")[1]
 
     assert (await client.get("/setup/callback", params={"code": "abc", "state": "forged"})).status == 400

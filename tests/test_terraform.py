@@ -1,5 +1,6 @@
 """The Terraform runner on real Terraform: init once per module content, workspaces, environment hygiene,
 progress from -json events, interruption of the whole process group."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,14 @@ output "secret_thing" {
 
 
 def inputs(n: int = 1, sha: str | None = None) -> ModuleInputs:
-    return ModuleInputs(environment_id=n, environment_name=f"pr-{n}-repo-{n}", repository="acme/repo",
-                        pr_number=n, git_sha=sha or fake_sha(n), head_ref="feature/x")
+    return ModuleInputs(
+        environment_id=n,
+        environment_name=f"pr-{n}-repo-{n}",
+        repository="acme/repo",
+        pr_number=n,
+        git_sha=sha or fake_sha(n),
+        head_ref="feature/x",
+    )
 
 
 @pytest.fixture
@@ -80,13 +87,16 @@ def counting_terraform(tmp_path, terraform_bin):
     """A wrapper that records each Terraform subcommand, then runs the real Terraform."""
     calls = tmp_path / "calls.log"
     wrapper = tmp_path / "terraform-wrapper"
-    wrapper.write_text(f'#!/bin/sh\necho "$1 start $(date +%s%N)" >> "{calls}"\n"{terraform_bin}" "$@"\nrc=$?\n'
-                       f'echo "$1 end $(date +%s%N)" >> "{calls}"\nexit $rc\n')
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$1 start $(date +%s%N)" >> "{calls}"\n"{terraform_bin}" "$@"\nrc=$?\n'
+        f'echo "$1 end $(date +%s%N)" >> "{calls}"\nexit $rc\n'
+    )
     wrapper.chmod(0o755)
 
     def started() -> list[str]:
         lines = calls.read_text().splitlines() if calls.exists() else []
         return [line.split()[0] for line in lines if line.split()[1] == "start"]
+
     return wrapper, started, calls
 
 
@@ -167,8 +177,9 @@ async def test_environment_hygiene_and_withheld_secrets(tmp_path, terraform_bin,
     assert result.ok
     assert result.progress.outputs == {"preview_url": "http://pr-7-repo-7/"}, "sensitive outputs are not shown"
 
-    env = dict(line.split("=", 1) for line in (tf.workdir / "env-pr-7-repo-7.txt").read_text().splitlines()
-               if "=" in line)
+    env = dict(
+        line.split("=", 1) for line in (tf.workdir / "env-pr-7-repo-7.txt").read_text().splitlines() if "=" in line
+    )
     assert not [v for v in env.values() if "do-not-leak" in v]
     assert env["TF_WORKSPACE"] == "pr-7-repo-7"
     assert env["TF_IN_AUTOMATION"] == "1" and env["TF_INPUT"] == "0" and env["CHECKPOINT_DISABLE"] == "1"

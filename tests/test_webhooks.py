@@ -1,5 +1,6 @@
 """`POST /webhooks` against the real app and a real PostgreSQL: status codes from DESIGN.md's contract, desired
 state written to `environments`, deduplication, and nothing written for any rejected request."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,10 @@ GITHUB_SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f43
 @pytest.fixture
 def start_app(start_app):
     """The shared `start_app`, without workers unless asked: intake alone runs no Terraform."""
+
     async def start(*, workers: bool = False, **changes):
         return await start_app(workers=workers, **changes)
+
     return start
 
 
@@ -68,14 +71,19 @@ def pr_event(deliveries: Deliveries, action: str, **changes) -> dict:
 
 # --- signatures ------------------------------------------------------------------------------------------------------
 
+
 def test_github_signature_test_vector():
     assert sign(GITHUB_BODY, GITHUB_SECRET) == GITHUB_SIGNATURE
     validate_event(GITHUB_BODY, signature=GITHUB_SIGNATURE, secret=GITHUB_SECRET)
 
 
 def test_parse_delivery_accepts_githubs_signature_then_rejects_the_body_as_not_json():
-    headers = {"Content-Type": "application/json", "X-GitHub-Event": "ping", "X-GitHub-Delivery": "1",
-               "X-Hub-Signature-256": GITHUB_SIGNATURE}
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "ping",
+        "X-GitHub-Delivery": "1",
+        "X-Hub-Signature-256": GITHUB_SIGNATURE,
+    }
     with pytest.raises(MalformedPayload):  # the signature passed; "Hello, World!" is not JSON
         parse_delivery(headers, GITHUB_BODY, GITHUB_SECRET)
     with pytest.raises(ValidationFailure):
@@ -86,8 +94,12 @@ def test_parse_delivery_accepts_githubs_signature_then_rejects_the_body_as_not_j
 
 def test_parse_delivery_with_githubs_secret_on_a_json_body():
     body = b'{"zen": "Keep it logically awesome."}'
-    headers = {"content-type": "application/json", "x-github-event": "ping", "x-github-delivery": "d-1",
-               "x-hub-signature-256": sign(body, GITHUB_SECRET)}
+    headers = {
+        "content-type": "application/json",
+        "x-github-event": "ping",
+        "x-github-delivery": "d-1",
+        "x-hub-signature-256": sign(body, GITHUB_SECRET),
+    }
     event = parse_delivery(headers, body, GITHUB_SECRET)
     assert (event.event, event.delivery_id, event.data) == ("ping", "d-1", {"zen": "Keep it logically awesome."})
 
@@ -120,6 +132,7 @@ async def test_offline_without_a_secret_accepts_unsigned_deliveries(start_app, d
 
 # --- accepted: desired state -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("action", ["opened", "synchronize", "reopened", "ready_for_review"])
 async def test_present_actions_record_desired_present(start_app, deliveries, db, action):
     client = await start_app()
@@ -129,11 +142,14 @@ async def test_present_actions_record_desired_present(start_app, deliveries, db,
     assert status == 202, reply
     assert reply["accepted"] == delivery_id
     env = await environment(db, reply["environment_id"])
-    assert (env["desired"], env["desired_sha"], env["generation"], env["observed_generation"]) == (
-        "present", SHA, 1, 0)
+    assert (env["desired"], env["desired_sha"], env["generation"], env["observed_generation"]) == ("present", SHA, 1, 0)
     assert (env["repo_id"], env["repository"], env["pr_number"]) == (REPO_ID, "Codertocat/Hello-World", 2)
-    assert (env["status"], env["is_fork"], env["head_ref"], env["author"]) == ("pending", False, "changes",
-                                                                                "Codertocat")
+    assert (env["status"], env["is_fork"], env["head_ref"], env["author"]) == (
+        "pending",
+        False,
+        "changes",
+        "Codertocat",
+    )
     assert env["installation_id"] == 1 and env["expires_at"] is not None
     assert env["name"] == f"pr-2-hello-world-{env['id']}"
     assert await db.fetchval("SELECT event FROM deliveries WHERE id = $1", delivery_id) == "pull_request"
@@ -187,8 +203,12 @@ async def test_closing_an_unknown_pr_is_200_and_writes_no_environment(start_app,
 async def test_prs_of_different_repositories_get_different_environments(start_app, deliveries, db):
     client = await start_app()
     _, a = await post(client, deliveries, "pull_request", deliveries.pull_request("opened"))
-    _, b = await post(client, deliveries, "pull_request",
-                      deliveries.pull_request("opened", repo_id=42, repository="other/Hello-World"))
+    _, b = await post(
+        client,
+        deliveries,
+        "pull_request",
+        deliveries.pull_request("opened", repo_id=42, repository="other/Hello-World"),
+    )
     _, c = await post(client, deliveries, "pull_request", deliveries.pull_request("opened", number=3))
     assert len({a["environment_id"], b["environment_id"], c["environment_id"]}) == 3
     names = await db.fetch("SELECT name FROM environments")
@@ -196,6 +216,7 @@ async def test_prs_of_different_repositories_get_different_environments(start_ap
 
 
 # --- duplicates and ignored events -----------------------------------------------------------------------------------
+
 
 async def test_redelivery_is_a_200_duplicate_and_changes_nothing(start_app, deliveries, db):
     client = await start_app()
@@ -232,13 +253,15 @@ async def test_redelivered_close_does_not_bump_the_generation(start_app, deliver
     assert (env["desired"], env["generation"]) == ("present", 3)
 
 
-@pytest.mark.parametrize(("event", "fixture", "ignored"), [
-    ("pull_request", "pull_request.labeled", "pull_request.labeled"),
-    ("ping", "ping.ping", "ping"),
-    ("installation", "installation.created", "installation.created"),
-])
-async def test_unhandled_events_are_200_ignored_and_write_nothing(start_app, deliveries, db, event, fixture,
-                                                                  ignored):
+@pytest.mark.parametrize(
+    ("event", "fixture", "ignored"),
+    [
+        ("pull_request", "pull_request.labeled", "pull_request.labeled"),
+        ("ping", "ping.ping", "ping"),
+        ("installation", "installation.created", "installation.created"),
+    ],
+)
+async def test_unhandled_events_are_200_ignored_and_write_nothing(start_app, deliveries, db, event, fixture, ignored):
     client = await start_app()
     status, reply = await post(client, deliveries, event, Deliveries.payload(fixture))
     assert (status, reply) == (200, {"ignored": ignored})
@@ -246,6 +269,7 @@ async def test_unhandled_events_are_200_ignored_and_write_nothing(start_app, del
 
 
 # --- forks -----------------------------------------------------------------------------------------------------------
+
 
 def fork_pr(deliveries: Deliveries, action: str, kind: str) -> dict:
     """A PR from a fork (`fork`) or from a fork that was deleted since (`deleted`: GitHub sends `head.repo: null`)."""
@@ -278,6 +302,7 @@ async def test_fork_prs_are_deployed_when_allowed(start_app, deliveries, db, kin
 
 
 # --- rejected requests: status and an untouched database -------------------------------------------------------------
+
 
 def _opened(deliveries: Deliveries, **changes) -> tuple[bytes, dict[str, str]]:
     return deliveries.signed("pull_request", deliveries.pull_request("opened", number=7, sha=fake_sha(7)), **changes)
@@ -329,6 +354,7 @@ def _without_header(name):
         body, headers = _opened(d)
         del headers[name]
         return body, headers
+
     return make
 
 
@@ -339,6 +365,7 @@ def _set(path: str, value):
         for key in parents:
             target = target[key]
         target[last] = value
+
     return lambda d: _signed_data(d, change)
 
 
@@ -349,12 +376,14 @@ def _delete(path: str):
         for key in parents:
             target = target[key]
         del target[last]
+
     return lambda d: _signed_data(d, change)
 
 
 def _same_repo_id(repo_id: int):
     def change(data):
         data["repository"]["id"] = data["pull_request"]["head"]["repo"]["id"] = repo_id
+
     return change
 
 
@@ -376,10 +405,14 @@ REJECTED = {
     "blank X-GitHub-Delivery": (400, lambda d: (_opened(d)[0], {**_opened(d)[1], "X-GitHub-Delivery": "  "})),
     "X-GitHub-Delivery over 200 characters": (400, lambda d: _opened(d, delivery_id="d" * 201)),
     "text/plain content type": (400, lambda d: _signed_body(d, _opened(d)[0], **{"Content-Type": "text/plain"})),
-    "octet-stream content type": (400, lambda d: _signed_body(d, _opened(d)[0],
-                                                               **{"Content-Type": "application/octet-stream"})),
-    "unknown charset": (400, lambda d: _signed_body(d, _opened(d)[0],
-                                                     **{"Content-Type": "application/json; charset=no-such"})),
+    "octet-stream content type": (
+        400,
+        lambda d: _signed_body(d, _opened(d)[0], **{"Content-Type": "application/octet-stream"}),
+    ),
+    "unknown charset": (
+        400,
+        lambda d: _signed_body(d, _opened(d)[0], **{"Content-Type": "application/json; charset=no-such"}),
+    ),
     "JSON nested too deep": (400, lambda d: _signed_body(d, b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")),
     "action is a list": (400, _set("action", ["opened"])),
     "action is an object": (400, _set("action", {"opened": True})),
@@ -435,8 +468,9 @@ async def test_body_of_exactly_25_mb_is_accepted(start_app, deliveries, db):
     assert status == 202, reply
 
 
-async def test_database_unreachable_is_503_and_ignored_events_still_200(start_app, settings, deliveries,
-                                                                       aiohttp_client):
+async def test_database_unreachable_is_503_and_ignored_events_still_200(
+    start_app, settings, deliveries, aiohttp_client
+):
     app = create_app(settings.replace(database_url="postgresql://nobody@127.0.0.1:1/none"), workers=False)
     client = await aiohttp_client(app)
     status, reply = await post(client, deliveries, "pull_request", deliveries.pull_request("opened"))
@@ -447,10 +481,13 @@ async def test_database_unreachable_is_503_and_ignored_events_still_200(start_ap
 
 # --- hostile text ----------------------------------------------------------------------------------------------------
 
+
 async def test_hostile_head_ref_is_stored_truncated_and_deploys(start_app, deliveries, db, tmp_path):
     marker = tmp_path / "pwned"
-    hostile = (f"feature/$(touch {marker});`touch {marker}`|&&>/dev/null<'\"\\ \t\n"
-               "ünïcödé-🚀-\u202eRTL-%s-{{7*7}}-${{jndi:x}}" + "x" * 10 * 1024)
+    hostile = (
+        f"feature/$(touch {marker});`touch {marker}`|&&>/dev/null<'\"\\ \t\n"
+        "ünïcödé-🚀-\u202eRTL-%s-{{7*7}}-${{jndi:x}}" + "x" * 10 * 1024
+    )
     data = deliveries.pull_request("opened")
     data["pull_request"]["head"]["ref"] = hostile
     data["pull_request"]["title"] = hostile
@@ -478,8 +515,7 @@ async def _active(db, env_id):
 
 @pytest.mark.parametrize("text", ["nul\x00byte", "lone \ud800 surrogate"], ids=["NUL", "lone surrogate"])
 @pytest.mark.parametrize("field", ["head.ref", "title"])
-async def test_text_postgresql_cannot_store_is_rejected_or_cleaned_never_500(start_app, deliveries, db, text,
-                                                                              field):
+async def test_text_postgresql_cannot_store_is_rejected_or_cleaned_never_500(start_app, deliveries, db, text, field):
     client = await start_app()
     data = deliveries.pull_request("opened")
     *parents, last = field.split(".")

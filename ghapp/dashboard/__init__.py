@@ -1,5 +1,6 @@
 """The dashboard: server-rendered pages (aiohttp-jinja2), a little plain JavaScript, live logs over SSE, and
 guarded destroy/redeploy for signed-in operators and API clients."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,9 +13,11 @@ from aiohttp import web
 from ghapp.dashboard import actions, stream, views
 
 # Pages load only what this app serves: no inline script, no third-party anything, no framing.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                           "frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
@@ -30,8 +33,14 @@ async def _end_streams(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("ghapp", "templates"), autoescape=True,
-                         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("ghapp", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
     app[stream.CLOSING] = asyncio.Event()
     app.router.add_routes(views.routes)
     app.router.add_routes(actions.routes)

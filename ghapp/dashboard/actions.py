@@ -1,5 +1,6 @@
 """Force destroy and redeploy, from the dashboard (session + CSRF token + confirmation) and from the API
 (`Authorization: Bearer`). Both only write desired state; the workers do the rest."""
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,11 @@ routes = web.RouteTableDef()
 
 ACTIONS = "destroy|redeploy"
 WORDING = {
-    "destroy": ("Force destroy", "Destroy {name}? Terraform destroys the preview even though the pull request may "
-                "still be open; a new push or `/preview deploy` brings it back."),
+    "destroy": (
+        "Force destroy",
+        "Destroy {name}? Terraform destroys the preview even though the pull request may "
+        "still be open; a new push or `/preview deploy` brings it back.",
+    ),
     "redeploy": ("Redeploy", "Redeploy {name} at {sha}? Terraform applies it again."),
 }
 
@@ -37,11 +41,14 @@ async def perform(request: web.Request, env_id: int, action: str, via: str) -> E
         if action == "destroy":
             await store.request_destroy(conn, env_id)
         elif env.desired == Desired.PRESENT and env.desired_sha:
-            await store.deploy_head(conn, env_id, env.desired_sha, approve=False,
-                                    ttl_seconds=request.app[keys.SETTINGS].env_ttl)
+            await store.deploy_head(
+                conn, env_id, env.desired_sha, approve=False, ttl_seconds=request.app[keys.SETTINGS].env_ttl
+            )
         else:
-            raise Conflict("the environment is to be destroyed; push to the pull request or comment "
-                           "`/preview deploy` to deploy it again")
+            raise Conflict(
+                "the environment is to be destroyed; push to the pull request or comment "
+                "`/preview deploy` to deploy it again"
+            )
         log.info("%s#%d: %s requested by an operator (%s)", env.repository, env.pr_number, action, via)
         return await store.get_environment(conn, env_id)
 
@@ -60,10 +67,19 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 def _confirm(request: web.Request, env: Environment, action: str, target: str) -> web.Response:
     title, question = WORDING[action]
-    return render(request, "confirm.html", {
-        "env": env, "action": action, "title": title, "next": target,
-        "question": question.format(name=env.name or f"{env.repository}#{env.pr_number}",
-                                    sha=short_sha(env.desired_sha))})
+    return render(
+        request,
+        "confirm.html",
+        {
+            "env": env,
+            "action": action,
+            "title": title,
+            "next": target,
+            "question": question.format(
+                name=env.name or f"{env.repository}#{env.pr_number}", sha=short_sha(env.desired_sha)
+            ),
+        },
+    )
 
 
 @routes.post(f"/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")

@@ -1,4 +1,5 @@
 """What the dashboard shows, computed from plain values (pure): relative times, links, status presentation."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,8 +17,14 @@ STATUS_STYLE = {
     Status.DESTROYED: ("destroyed", "○"),
     Status.FAILED: ("failed", "✕"),
 }
-RUN_STYLE = {"running": "creating", "succeeded": "active", "failed": "failed", "superseded": "pending",
-             "interrupted": "pending", "abandoned": "failed"}
+RUN_STYLE = {
+    "running": "creating",
+    "succeeded": "active",
+    "failed": "failed",
+    "superseded": "pending",
+    "interrupted": "pending",
+    "abandoned": "failed",
+}
 
 _PR_URL = re.compile(r"(https?://[^/\s]+/[^/\s]+/[^/\s]+)/pull/\d+/?")
 _HEX = re.compile(r"[0-9a-fA-F]{4,64}")
@@ -54,7 +61,7 @@ def iso(value: dt.datetime | None) -> str:
 
 
 def utc(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
 def safe_url(url: str | None) -> str | None:
@@ -68,8 +75,11 @@ def commit_url(repository: str, pr_url: str | None, sha: str | None) -> str | No
     if not sha or not _HEX.fullmatch(sha):
         return None
     match = _PR_URL.fullmatch(pr_url or "")
-    base = match.group(1) if match and safe_url(pr_url) else \
-        "https://github.com/" + urllib.parse.quote(repository, safe="/")
+    base = (
+        match.group(1)
+        if match and safe_url(pr_url)
+        else "https://github.com/" + urllib.parse.quote(repository, safe="/")
+    )
     return f"{base}/commit/{sha}"
 
 

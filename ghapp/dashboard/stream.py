@@ -3,6 +3,7 @@ write every line as it arrives), so any replica can stream any run, and a reconn
 Events: `hello` at once (a client that never gets it is behind a buffering proxy and falls back to polling
 `/api/runs/{id}/log?after=`), `lines` (JSON list of {seq, line}; the event id is the last seq), `ping` every
 15 s, and `end` ({run state, environment status}) once the run has finished and every line was sent."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,9 +45,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
         if await store.get_run(conn, run_id) is None:
             raise web.HTTPNotFound(text="no such run")
     after = _resume_after(request)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-transform",
-        "X-Accel-Buffering": "no"})  # ingress-nginx: do not buffer this response
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache, no-transform",
+            "X-Accel-Buffering": "no",
+        }
+    )  # ingress-nginx: do not buffer this response
     await response.prepare(request)
     closing = request.app[CLOSING]
     with contextlib.suppress(ConnectionError):
@@ -57,8 +62,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 async with pool.acquire() as conn:
                     run = await store.get_run(conn, run_id)  # the state first: lines are all stored before it changes
                     lines = await store.run_log(conn, run_id, after, BATCH)
-                    env = await store.get_environment(conn, run["environment_id"]) \
-                        if run["state"] != "running" else None
+                    env = (
+                        await store.get_environment(conn, run["environment_id"]) if run["state"] != "running" else None
+                    )
             except UNAVAILABLE:
                 break  # the client reconnects (`retry`) and resumes at its Last-Event-ID
             if lines:
@@ -68,8 +74,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if len(lines) == BATCH:
                     continue
             if env is not None:
-                await response.write(event("end", {"state": run["state"], "error": run["error"],
-                                                   "status": env.status}))
+                await response.write(event("end", {"state": run["state"], "error": run["error"], "status": env.status}))
                 break
             if time.monotonic() - last_write >= PING_INTERVAL:
                 await response.write(event("ping", {}))

@@ -1,4 +1,5 @@
 """The dashboard's pages: the list of environments, one environment with its runs and log, sign-in."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,8 +24,13 @@ STATUSES = [str(s) for s in Status]
 
 def render(request: web.Request, template: str, context: dict, status: int = 200) -> web.Response:
     """A page, with what every page needs: the operator's session (None for visitors) and where we are."""
-    context = {"session": auth.session(request), "here": request.path_qs, "csrf_field": auth.CSRF_FIELD,
-               "writes_enabled": request.app[keys.SETTINGS].admin_token is not None, **context}
+    context = {
+        "session": auth.session(request),
+        "here": request.path_qs,
+        "csrf_field": auth.CSRF_FIELD,
+        "writes_enabled": request.app[keys.SETTINGS].admin_token is not None,
+        **context,
+    }
     return aiohttp_jinja2.render_template(template, request, context, status=status)
 
 
@@ -66,17 +72,28 @@ class Row:
 def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
     status, desired, present = env["status"], env["desired"], env["desired"] == Desired.PRESENT
     return Row(
-        id=env["id"], name=env["name"] or str(env["id"]), repository=env["repository"], pr_number=env["pr_number"],
-        title=env["title"], author=env["author"], status=status, desired_sha=env["desired_sha"],
-        status_class=fmt.status_class(status), status_symbol=fmt.status_symbol(status),
+        id=env["id"],
+        name=env["name"] or str(env["id"]),
+        repository=env["repository"],
+        pr_number=env["pr_number"],
+        title=env["title"],
+        author=env["author"],
+        status=status,
+        desired_sha=env["desired_sha"],
+        status_class=fmt.status_class(status),
+        status_symbol=fmt.status_symbol(status),
         pr_url=fmt.safe_url(env["pr_url"]),
         commit_url=fmt.commit_url(env["repository"], env["pr_url"], env["deployed_sha"]),
-        deployed_short=short_sha(env["deployed_sha"]), preview_url=fmt.safe_url(env["preview_url"]),
-        age=fmt.age(env["created_at"], now), created=fmt.utc(env["created_at"]),
+        deployed_short=short_sha(env["deployed_sha"]),
+        preview_url=fmt.safe_url(env["preview_url"]),
+        age=fmt.age(env["created_at"], now),
+        created=fmt.utc(env["created_at"]),
         created_iso=fmt.iso(env["created_at"]),
-        expires=fmt.expiry(env["expires_at"], now) if present else "", expires_at=fmt.utc(env["expires_at"]),
+        expires=fmt.expiry(env["expires_at"], now) if present else "",
+        expires_at=fmt.utc(env["expires_at"]),
         can_destroy=not (desired == Desired.ABSENT and status == Status.DESTROYED),
-        can_redeploy=present and bool(env["desired_sha"]))
+        can_redeploy=present and bool(env["desired_sha"]),
+    )
 
 
 def _int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -98,24 +115,35 @@ async def environments(request: web.Request) -> web.Response:
     before = _int(request, "before", None, 1, 2**62)
     limit = _int(request, "limit", PAGE, 1, MAX_PAGE)
     async with request.app[keys.POOL].acquire() as conn:
-        envs = await store.list_environments_newest(conn, status=status, repository=repository, before=before,
-                                                    limit=limit)
+        envs = await store.list_environments_newest(
+            conn, status=status, repository=repository, before=before, limit=limit
+        )
         counts = await store.count_by_repository_and_status(conn)
-    now = dt.datetime.now(dt.timezone.utc)
-    by_status = {s: 0 for s in STATUSES}
+    now = dt.datetime.now(dt.UTC)
+    by_status = dict.fromkeys(STATUSES, 0)
     for repo, st, n in counts:
         if repository is None or repo == repository:
             by_status[st] = by_status.get(st, 0) + n
     older = None
     if len(envs) == limit:
         older = str(request.rel_url.update_query(before=envs[-1]["id"]))
-    return render(request, "environments.html", {
-        "rows": [row(e, now) for e in envs], "status": status, "repository": repository, "statuses": STATUSES,
-        "by_status": by_status, "total": sum(by_status.values()),
-        "repositories": sorted({repo for repo, _st, _n in counts}), "older": older,
-        "newest": str(request.rel_url.with_query({k: v for k, v in request.query.items() if k != "before"}))
-        if before else None,
-    })
+    return render(
+        request,
+        "environments.html",
+        {
+            "rows": [row(e, now) for e in envs],
+            "status": status,
+            "repository": repository,
+            "statuses": STATUSES,
+            "by_status": by_status,
+            "total": sum(by_status.values()),
+            "repositories": sorted({repo for repo, _st, _n in counts}),
+            "older": older,
+            "newest": str(request.rel_url.with_query({k: v for k, v in request.query.items() if k != "before"}))
+            if before
+            else None,
+        },
+    )
 
 
 @routes.get("/environments/{id:\\d+}")
@@ -132,20 +160,32 @@ async def environment(request: web.Request) -> web.Response:
             found = await store.get_run(conn, wanted)
             run = found if found and found["environment_id"] == env_id else None
         lines, total = await store.run_log_tail(conn, run["id"], LOG_TAIL) if run else ([], 0)
-    now = dt.datetime.now(dt.timezone.utc)
-    return render(request, "environment.html", {
-        "r": row(vars(env), now), "env": env, "now": now, "fmt": fmt, "runs": runs, "run": run,
-        "log_text": "".join(f"{line['line']}\n" for line in lines), "log_after": lines[-1]["seq"] if lines else -1,
-        "log_hidden": total - len(lines), "converged": env.observed_generation >= env.generation,
-        "outputs": {k: v for k, v in (env.outputs or {}).items() if k != "preview_url"},
-    })
+    now = dt.datetime.now(dt.UTC)
+    return render(
+        request,
+        "environment.html",
+        {
+            "r": row(vars(env), now),
+            "env": env,
+            "now": now,
+            "fmt": fmt,
+            "runs": runs,
+            "run": run,
+            "log_text": "".join(f"{line['line']}\n" for line in lines),
+            "log_after": lines[-1]["seq"] if lines else -1,
+            "log_hidden": total - len(lines),
+            "converged": env.observed_generation >= env.generation,
+            "outputs": {k: v for k, v in (env.outputs or {}).items() if k != "preview_url"},
+        },
+    )
 
 
 @routes.get("/login")
 async def login_page(request: web.Request) -> web.Response:
     status = 200 if request.app[keys.SETTINGS].admin_token else 403
-    return render(request, "login.html", {"next": fmt.local_path(request.query.get("next")), "error": None},
-                  status=status)
+    return render(
+        request, "login.html", {"next": fmt.local_path(request.query.get("next")), "error": None}, status=status
+    )
 
 
 @routes.post("/login")

@@ -1,4 +1,5 @@
 """One module and one gidgethub Router per event; `router` composes them."""
+
 from gidgethub.routing import Router
 
 from ghapp.events import check_run, installation, issue_comment, pull_request

@@ -1,5 +1,6 @@
 """The App uninstalled, suspended or removed from repositories: their environments are destroyed, even though
 GitHub can no longer be told about it."""
+
 from __future__ import annotations
 
 from gidgethub.routing import Router
@@ -28,8 +29,9 @@ async def removed(event: Event, *, conn, result: dict, **_deps) -> None:
 
 @router.register("installation", action="unsuspend")
 async def unsuspended(event: Event, *, conn, result: dict, **_deps) -> None:
-    await conn.execute("UPDATE environments SET github_gone = false WHERE installation_id = $1",
-                       integer(event.data, "installation.id"))
+    await conn.execute(
+        "UPDATE environments SET github_gone = false WHERE installation_id = $1", integer(event.data, "installation.id")
+    )
 
 
 @router.register("installation_repositories", action="removed")
@@ -38,5 +40,10 @@ async def repositories_removed(event: Event, *, conn, result: dict, **_deps) -> 
     ids = [r.get("id") for r in repos if isinstance(r, dict)]
     if not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids):
         raise MalformedPayload("repositories_removed[].id must be repository ids")
-    await _gone(conn, "installation_id = $1 AND repo_id = ANY($2::bigint[])",
-                integer(event.data, "installation.id"), ids, result=result)
+    await _gone(
+        conn,
+        "installation_id = $1 AND repo_id = ANY($2::bigint[])",
+        integer(event.data, "installation.id"),
+        ids,
+        result=result,
+    )

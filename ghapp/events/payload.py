@@ -1,4 +1,5 @@
 """Reading webhook payloads defensively: a missing or mistyped field is a `MalformedPayload` (HTTP 400)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """`pull_request`: opened, reopened, pushed to or ready → present at the head SHA; closed → absent."""
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,9 @@ def change_from_payload(data: dict, desired: Desired) -> PullRequestChange:
 
 async def _write(event: Event, desired: Desired, *, conn, settings, result: dict, **_deps) -> None:
     change = change_from_payload(event.data, desired)
-    env_id = await store.apply_change(conn, change, settings.env_ttl, settings.push_settle,
-                                      gate_forks=not settings.allow_forks)
+    env_id = await store.apply_change(
+        conn, change, settings.env_ttl, settings.push_settle, gate_forks=not settings.allow_forks
+    )
     if env_id is None:
         result["ignored"] = "no environment for this pull request"
     else:

@@ -1,5 +1,6 @@
 """GitHub App authentication (JWT, installation tokens narrowed to one repository, cached) and an API client that
 retries 5xx, 429 and rate limits with capped backoff honouring `Retry-After`."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,13 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "ghapp (preview environments)"
 # What the app needs, and nothing more (app.yml asks for the same).
-PERMISSIONS = {"checks": "write", "deployments": "write", "issues": "write", "pull_requests": "read",
-               "metadata": "read"}
+PERMISSIONS = {
+    "checks": "write",
+    "deployments": "write",
+    "issues": "write",
+    "pull_requests": "read",
+    "metadata": "read",
+}
 TOKEN_REFRESH_MARGIN = 10 * 60  # installation tokens live an hour; renew with ten minutes to spare
 MAX_RETRIES = 4
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 60.0
@@ -88,8 +94,9 @@ class GitHubApp:
             body: dict = {"permissions": PERMISSIONS}
             if repository_id is not None:
                 body["repository_ids"] = [repository_id]
-            data = await self._app_api.post(f"/app/installations/{installation_id}/access_tokens", data=body,
-                                            jwt=self.jwt())
+            data = await self._app_api.post(
+                f"/app/installations/{installation_id}/access_tokens", data=body, jwt=self.jwt()
+            )
             expires = dt.datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00")).timestamp()
             self._tokens[key] = (data["token"], expires)
             return data["token"]

@@ -1,6 +1,7 @@
 """Publishing a rendered presentation to a pull request: the check run on the head SHA, the one sticky comment,
 and a deployment per deployed SHA. Each step records what it did in `published`, so a failure half-way
 resumes where it stopped."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,19 +42,25 @@ class GitHubSink:
         if view.deployment is not None:
             await self._deployment(gh, repo, env, view.deployment, details, published)
 
-    async def _check_run(self, gh, repo: str, env: Environment, view: render.CheckRunView, details: str,
-                         published: dict) -> None:
+    async def _check_run(
+        self, gh, repo: str, env: Environment, view: render.CheckRunView, details: str, published: dict
+    ) -> None:
         old = published.get("check_run")
         fp = render.fingerprint(view.body())
         if old and old["sha"] != view.sha and not old.get("done"):
-            stale = render.superseded(old["sha"], view.sha, dt.datetime.now(dt.timezone.utc))
+            stale = render.superseded(old["sha"], view.sha, dt.datetime.now(dt.UTC))
             await gh.patch(f"{repo}/check-runs/{old['id']}", data=stale.body())
             old["done"] = True
         if not old or old["sha"] != view.sha:
-            created = await gh.post(f"{repo}/check-runs",
-                                    data={**view.body(details, str(env.id)), "head_sha": view.sha})
-            published["check_run"] = {"sha": view.sha, "id": created["id"], "fp": fp,
-                                      "done": view.status == "completed"}
+            created = await gh.post(
+                f"{repo}/check-runs", data={**view.body(details, str(env.id)), "head_sha": view.sha}
+            )
+            published["check_run"] = {
+                "sha": view.sha,
+                "id": created["id"],
+                "fp": fp,
+                "done": view.status == "completed",
+            }
         elif old["fp"] != fp:
             await gh.patch(f"{repo}/check-runs/{old['id']}", data=view.body(details, str(env.id)))
             old.update(fp=fp, done=view.status == "completed")
@@ -84,8 +91,9 @@ class GitHubSink:
                 return comment["id"]
         return None
 
-    async def _deployment(self, gh, repo: str, env: Environment, view: render.DeploymentView, details: str,
-                          published: dict) -> None:
+    async def _deployment(
+        self, gh, repo: str, env: Environment, view: render.DeploymentView, details: str, published: dict
+    ) -> None:
         old = published.get("deployment")
         if view.state == "inactive":
             if old and old.get("state") != "inactive":
@@ -93,21 +101,29 @@ class GitHubSink:
                 old["state"] = "inactive"
             return
         if not old or old["sha"] != view.sha:
-            created = await gh.post(f"{repo}/deployments", data={
-                "ref": view.sha, "environment": f"pr-{env.pr_number}", "transient_environment": True,
-                "production_environment": False, "required_contexts": [], "auto_merge": False,
-                "description": f"Preview of #{env.pr_number}", "task": "deploy",
-            })
+            created = await gh.post(
+                f"{repo}/deployments",
+                data={
+                    "ref": view.sha,
+                    "environment": f"pr-{env.pr_number}",
+                    "transient_environment": True,
+                    "production_environment": False,
+                    "required_contexts": [],
+                    "auto_merge": False,
+                    "description": f"Preview of #{env.pr_number}",
+                    "task": "deploy",
+                },
+            )
             old = published["deployment"] = {"sha": view.sha, "id": created["id"], "state": None}
         if old.get("state") != view.state or old.get("url") != view.environment_url:
             await self._status(gh, repo, old["id"], view.state, view.environment_url, view.description, details)
             old.update(state=view.state, url=view.environment_url)
 
     @staticmethod
-    async def _status(gh, repo: str, deployment_id: int, state: str, url: str | None, description: str,
-                      details: str) -> None:
+    async def _status(
+        gh, repo: str, deployment_id: int, state: str, url: str | None, description: str, details: str
+    ) -> None:
         body = {"state": state, "description": description[:140], "log_url": details, "auto_inactive": True}
         if url:
             body["environment_url"] = url
         await gh.post(f"{repo}/deployments/{deployment_id}/statuses", data=body)
-

@@ -36,8 +36,16 @@ NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 SHA_RE = re.compile(r"[0-9a-fA-F]{7,40}\Z")
 # The preview may run a fork's code; Terraform's environment holds the app's secrets. Pass on only these.
 PASS_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
-PREVIEW_INFO = ("PREVIEW_NAME", "PREVIEW_PORT", "PREVIEW_COMMAND", "PREVIEW_GIT_SHA", "PREVIEW_HEAD_REF",
-                "PREVIEW_REPOSITORY", "PREVIEW_PR_NUMBER", "PREVIEW_LIFETIME_LOCK")
+PREVIEW_INFO = (
+    "PREVIEW_NAME",
+    "PREVIEW_PORT",
+    "PREVIEW_COMMAND",
+    "PREVIEW_GIT_SHA",
+    "PREVIEW_HEAD_REF",
+    "PREVIEW_REPOSITORY",
+    "PREVIEW_PR_NUMBER",
+    "PREVIEW_LIFETIME_LOCK",
+)
 
 
 class Failure(Exception):
@@ -57,8 +65,7 @@ class Env:
         if not NAME_RE.match(name):
             raise Failure(f"environment name {name!r} is not a DNS label")
         if not path.is_absolute() or os.path.normpath(env_dir) != env_dir or path.name != name:
-            raise Failure(f"environment directory {env_dir!r} must be an absolute, normalised path "
-                          f"ending in {name!r}")
+            raise Failure(f"environment directory {env_dir!r} must be an absolute, normalised path ending in {name!r}")
         return cls(path)
 
     @property
@@ -75,6 +82,7 @@ class Env:
 
 
 # Processes, seen through /proc.
+
 
 def _pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
@@ -105,8 +113,11 @@ def _is_supervisor(pid: int, env: Env) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
     except OSError:
         return False
-    return (len(argv) == 4 and os.path.basename(argv[1]) == b"preview.py"
-            and argv[2:] == [b"supervise", os.fsencode(env.env_dir)])
+    return (
+        len(argv) == 4
+        and os.path.basename(argv[1]) == b"preview.py"
+        and argv[2:] == [b"supervise", os.fsencode(env.env_dir)]
+    )
 
 
 def _marked(env: Env) -> set[int]:
@@ -188,10 +199,12 @@ def remove(env: Env) -> None:
 
 # Starting.
 
+
 def _run_git(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-    return subprocess.run(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
 
 
 def _git(args: list[str], cwd: Path | None = None) -> None:
@@ -266,13 +279,17 @@ def _wait_ready(proc: subprocess.Popen, port: int, timeout: float, log_file: Pat
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise Failure(f"the preview exited with status {proc.returncode} "
-                          f"before answering on port {port}; "
-                          f"last lines of {log_file}:\n{_tail(log_file)}")
+            raise Failure(
+                f"the preview exited with status {proc.returncode} "
+                f"before answering on port {port}; "
+                f"last lines of {log_file}:\n{_tail(log_file)}"
+            )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise Failure(f"the preview did not answer on http://127.0.0.1:{port}/ within {timeout:g} s; "
-                          f"last lines of {log_file}:\n{_tail(log_file)}")
+            raise Failure(
+                f"the preview did not answer on http://127.0.0.1:{port}/ within {timeout:g} s; "
+                f"last lines of {log_file}:\n{_tail(log_file)}"
+            )
         if _answers(port, min(2.0, remaining)):
             return
         time.sleep(POLL)
@@ -288,26 +305,37 @@ def start(env: Env, environ: dict[str, str]) -> None:
         raise Failure(f"port {port} on 127.0.0.1 is already in use by another process")
     cwd = env.env_dir
     if environ.get("PREVIEW_GIT_URL"):
-        checkout(environ["PREVIEW_GIT_URL"], environ.get("PREVIEW_GIT_SHA", ""), env.checkout,
-                 environ.get("PREVIEW_PR_NUMBER", ""))
+        checkout(
+            environ["PREVIEW_GIT_URL"],
+            environ.get("PREVIEW_GIT_SHA", ""),
+            env.checkout,
+            environ.get("PREVIEW_PR_NUMBER", ""),
+        )
         cwd = env.checkout
     if env.log_file.exists():
         os.replace(env.log_file, env.log_file.with_name(env.log_file.name + ".1"))
     with open(env.log_file, "ab") as log:
-        proc = subprocess.Popen([sys.executable, SCRIPT, "supervise", str(env.env_dir)], cwd=cwd,
-                                env=_preview_env(environ, env, port), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, close_fds=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, SCRIPT, "supervise", str(env.env_dir)],
+            cwd=cwd,
+            env=_preview_env(environ, env, port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            close_fds=True,
+            start_new_session=True,
+        )
     _write_pid(env.pid_file, proc.pid)
     try:
         _wait_ready(proc, port, timeout, env.log_file)
     except BaseException:
         stop(env)
         raise
-    print(f"preview: answering on http://127.0.0.1:{port}/ (supervisor pid {proc.pid}, log {env.log_file})",
-          flush=True)
+    print(f"preview: answering on http://127.0.0.1:{port}/ (supervisor pid {proc.pid}, log {env.log_file})", flush=True)
 
 
 # The supervisor: leader of the preview's process group.
+
 
 def _log(message: str) -> None:
     print(f"[supervisor {time.strftime('%Y-%m-%d %H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -376,6 +404,7 @@ def supervise(env_dir: str) -> int:
 
 # The built-in page server.
 
+
 def page(repository: str, pr_number: str, head_ref: str, sha: str) -> str:
     """The built-in server's HTML page; every value is escaped (head_ref and repository are user text)."""
     e = html.escape
@@ -399,8 +428,12 @@ def page(repository: str, pr_number: str, head_ref: str, sha: str) -> str:
 def serve() -> None:
     """Serve the page on 127.0.0.1:$PORT, and "ok" on /healthz."""
     environ = os.environ
-    body = page(environ.get("PREVIEW_REPOSITORY", ""), environ.get("PREVIEW_PR_NUMBER", ""),
-                environ.get("PREVIEW_HEAD_REF", ""), environ.get("PREVIEW_GIT_SHA", "")).encode()
+    body = page(
+        environ.get("PREVIEW_REPOSITORY", ""),
+        environ.get("PREVIEW_PR_NUMBER", ""),
+        environ.get("PREVIEW_HEAD_REF", ""),
+        environ.get("PREVIEW_GIT_SHA", ""),
+    ).encode()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "ghapp-preview"
@@ -444,8 +477,7 @@ def main(argv: list[str]) -> int:
             serve()
             return 0
         if command not in ("init", "start", "stop", "remove"):
-            print("usage: preview.py init|start|stop|remove (settings in PREVIEW_* variables)",
-                  file=sys.stderr)
+            print("usage: preview.py init|start|stop|remove (settings in PREVIEW_* variables)", file=sys.stderr)
             return 2
         env = Env.from_dir(os.environ.get("PREVIEW_ENV_DIR", ""), os.environ.get("PREVIEW_NAME", ""))
         if command == "init":
