@@ -38,7 +38,7 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
-    """X-Hub-Signature-256, exactly as GitHub (and `ghapp.cli.sign`) computes it."""
+    """X-Hub-Signature-256, exactly as GitHub (and `ghapp.deliveries.sign`) computes it."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
@@ -177,7 +177,7 @@ class GhappServe:
             return 0
 
     def database_url(self) -> str | None:
-        from ghapp.embedded_pg import running_url
+        from ghapp.db.embedded import running_url
 
         return running_url(self.data_dir / "postgres")
 

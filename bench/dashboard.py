@@ -142,9 +142,10 @@ def in_process(database_url: str, count: int) -> tuple[list[float], list[float]]
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
 
-    from ghapp import dashboard, keys, store
     from ghapp.config import Settings
-    from ghapp.dashboard import views
+    from ghapp.db import store
+    from ghapp.web import dashboard, keys
+    from ghapp.web.dashboard import views
 
     async def run() -> tuple[list[float], list[float]]:
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)

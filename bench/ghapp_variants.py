@@ -36,9 +36,9 @@ def serve(variant: str) -> None:
 
     from aiohttp import web
 
-    from ghapp import app as ghapp_app
     from ghapp import db
     from ghapp.config import Settings
+    from ghapp.web import app as ghapp_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

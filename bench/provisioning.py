@@ -60,7 +60,7 @@ from _common import (
     wait_quiet,
 )
 
-from ghapp.contract import environment_name
+from ghapp.core.contract import environment_name
 
 TARGET_RATIO = 0.8
 POLL = 0.02

@@ -67,7 +67,7 @@ from _common import (
     wait_quiet,
 )
 
-from ghapp.contract import environment_name
+from ghapp.core.contract import environment_name
 
 PARALLEL = 8
 RSS_TARGET_MB = 150.0

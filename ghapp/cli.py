@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import re
 import sys
-import uuid
 from pathlib import Path
 
+from ghapp import deliveries
 from ghapp.config import ConfigError, Settings
 
 log = logging.getLogger("ghapp")
@@ -30,7 +28,7 @@ def _setup_logging(verbose: bool = False) -> None:
 def serve(settings: Settings) -> int:
     from aiohttp import web
 
-    from ghapp.app import create_app
+    from ghapp.web.app import create_app
 
     if not settings.webhook_secret:
         if not settings.offline:
@@ -48,32 +46,10 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-async def send_delivery(
-    url: str, event: str, body: bytes, secret: str | None, delivery_id: str | None = None
-) -> tuple[int, str]:
-    """POST a delivery the way GitHub does, signed when a secret is given."""
-    import aiohttp
-
-    headers = {
-        "Content-Type": "application/json",
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
-        "User-Agent": "GitHub-Hookshot/ghapp-receive",
-    }
-    if secret:
-        headers["X-Hub-Signature-256"] = sign(body, secret)
-    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
-        return resp.status, await resp.text()
-
-
 def receive(settings: Settings, event: str, payload: Path, url: str | None) -> int:
     body = payload.read_bytes()
     target = url or f"http://{settings.host}:{settings.port}/webhooks"
-    status, text = asyncio.run(send_delivery(target, event, body, settings.webhook_secret))
+    status, text = asyncio.run(deliveries.send(target, event, body, settings.webhook_secret))
     print(f"{status} {text}")
     return 0 if status < 300 else 1
 
@@ -98,8 +74,9 @@ def migrate(settings: Settings) -> int:
 
 
 def envs(settings: Settings, as_json: bool) -> int:
-    from ghapp import db, store
-    from ghapp.api import environment_json
+    from ghapp import db
+    from ghapp.db import store
+    from ghapp.web.api import environment_json
 
     async def work(pool):
         await db.migrate(pool)
@@ -123,7 +100,8 @@ def envs(settings: Settings, as_json: bool) -> int:
 
 
 def destroy(settings: Settings, target: str) -> int:
-    from ghapp import db, store
+    from ghapp import db
+    from ghapp.db import store
 
     match = re.fullmatch(r"([\w.-]+/[\w.-]+)#(\d+)", target)
     if not match:
@@ -147,7 +125,7 @@ def destroy(settings: Settings, target: str) -> int:
 
 
 def setup(settings: Settings, args: argparse.Namespace) -> int:
-    from ghapp.setup import run_setup
+    from ghapp.app_manifest import run_setup
 
     public_url = (args.public_url or settings.public_url or "").rstrip("/")
     if not public_url.startswith("https://"):

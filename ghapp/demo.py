@@ -22,10 +22,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ghapp import keys, store
-from ghapp.app import create_app
-from ghapp.cli import send_delivery
+from ghapp import deliveries
 from ghapp.config import Settings
+from ghapp.db import store
+from ghapp.web import keys
+from ghapp.web.app import create_app
 
 log = logging.getLogger("ghapp.demo")
 
@@ -43,7 +44,7 @@ def module_dir(configured: Path) -> Path:
 
 
 def sample_delivery() -> bytes:
-    return resources.files("ghapp.fixtures").joinpath("pull_request.opened.json").read_bytes()
+    return resources.files("ghapp.demo_data").joinpath("pull_request.opened.json").read_bytes()
 
 
 def run_demo(settings: Settings) -> int:
@@ -95,7 +96,7 @@ async def _demo(settings: Settings) -> int:
         base = f"http://{settings.host}:{port}"
         print(f"ghapp demo: serving on {base} (data in {settings.data_dir.parent})", flush=True)
         await app[keys.READY].wait()
-        status, text = await send_delivery(
+        status, text = await deliveries.send(
             f"{base}/webhooks", "pull_request", sample_delivery(), settings.webhook_secret
         )
         if status != 202:

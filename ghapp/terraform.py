@@ -20,8 +20,8 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from ghapp.contract import Action
-from ghapp.tfevents import Progress, parse_line
+from ghapp.core.contract import Action
+from ghapp.core.tfevents import Progress, parse_line
 
 log = logging.getLogger(__name__)
 

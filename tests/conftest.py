@@ -14,10 +14,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ghapp import keys
-from ghapp.app import create_app
 from ghapp.config import Settings
-from ghapp.embedded_pg import EmbeddedPostgres
+from ghapp.db.embedded import EmbeddedPostgres
+from ghapp.web import keys
+from ghapp.web.app import create_app
 from tests.fake_github import fake_github  # noqa: F401 - the fixture, shared by every test module
 from tests.support import ROOT, Deliveries, ServeProcess, free_port, processes_with, wait_for
 

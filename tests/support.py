@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from ghapp.cli import sign
+from ghapp.deliveries import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS = ROOT.parent / "shared" / "github" / "webhooks"

@@ -32,11 +32,11 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from ghapp import keys
-from ghapp.app import create_app
-from ghapp.cli import sign
-from ghapp.command_parser import COMMANDS, Parsed, parse_command
-from ghapp.webhooks import MAX_BODY
+from ghapp.core.commands import COMMANDS, Parsed, parse_command
+from ghapp.deliveries import sign
+from ghapp.web import keys
+from ghapp.web.app import create_app
+from ghapp.web.webhooks import MAX_BODY
 from tests.support import WEBHOOKS, Deliveries, environment, fake_sha, wait_for
 
 APP_ID = 424242

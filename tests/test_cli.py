@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ghapp.app import create_app
+from ghapp.web.app import create_app
 from tests.conftest import WEBHOOK_SECRET
 from tests.support import ROOT, WEBHOOKS, wait_for
 

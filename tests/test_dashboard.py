@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from ghapp import auth
-from ghapp.contract import environment_name
-from ghapp.dashboard import format as fmt
+from ghapp.core.contract import environment_name
+from ghapp.web import auth
+from ghapp.web.dashboard import display
 from tests.support import fake_sha
 
 TOKEN = "s3cret-admin-token"
@@ -107,36 +107,41 @@ NOW = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
 
 
 def test_relative_times():
-    assert fmt.span(5) == "5s" and fmt.span(61) == "1m" and fmt.span(7200) == "2h" and fmt.span(3 * 86400) == "3d"
-    assert fmt.age(NOW - dt.timedelta(hours=5, minutes=59), NOW) == "5h"
-    assert fmt.expiry(NOW + dt.timedelta(days=2, hours=1), NOW) == "in 2d"
-    assert fmt.expiry(NOW - dt.timedelta(minutes=3), NOW) == "expired 3m ago"
-    assert fmt.expiry(None, NOW) == "never"
-    assert fmt.duration(NOW - dt.timedelta(seconds=42), None, NOW) == "42s"
+    assert (
+        display.span(5) == "5s"
+        and display.span(61) == "1m"
+        and display.span(7200) == "2h"
+        and display.span(3 * 86400) == "3d"
+    )
+    assert display.age(NOW - dt.timedelta(hours=5, minutes=59), NOW) == "5h"
+    assert display.expiry(NOW + dt.timedelta(days=2, hours=1), NOW) == "in 2d"
+    assert display.expiry(NOW - dt.timedelta(minutes=3), NOW) == "expired 3m ago"
+    assert display.expiry(None, NOW) == "never"
+    assert display.duration(NOW - dt.timedelta(seconds=42), None, NOW) == "42s"
 
 
 def test_links_only_to_http_and_commits_on_the_prs_github():
-    assert fmt.safe_url("javascript:alert(1)") is None and fmt.safe_url(" JaVaScRiPt:x") is None
-    assert fmt.safe_url("data:text/html,x") is None and fmt.safe_url("") is None
-    assert fmt.safe_url("https://pr-1.preview.example.com/") == "https://pr-1.preview.example.com/"
+    assert display.safe_url("javascript:alert(1)") is None and display.safe_url(" JaVaScRiPt:x") is None
+    assert display.safe_url("data:text/html,x") is None and display.safe_url("") is None
+    assert display.safe_url("https://pr-1.preview.example.com/") == "https://pr-1.preview.example.com/"
     sha = fake_sha(1)
     assert (
-        fmt.commit_url("acme/web", "https://github.com/acme/web/pull/3", sha)
+        display.commit_url("acme/web", "https://github.com/acme/web/pull/3", sha)
         == f"https://github.com/acme/web/commit/{sha}"
     )
     assert (
-        fmt.commit_url("acme/web", "https://ghe.example.com/acme/web/pull/3", sha)
+        display.commit_url("acme/web", "https://ghe.example.com/acme/web/pull/3", sha)
         == f"https://ghe.example.com/acme/web/commit/{sha}"
     )
-    assert fmt.commit_url("acme/web", "", sha) == f"https://github.com/acme/web/commit/{sha}"
-    assert fmt.commit_url("acme/web", "javascript:x/a/b/pull/1", sha) == f"https://github.com/acme/web/commit/{sha}"
-    assert fmt.commit_url("acme/web", "", "not-a-sha") is None and fmt.commit_url("acme/web", "", None) is None
+    assert display.commit_url("acme/web", "", sha) == f"https://github.com/acme/web/commit/{sha}"
+    assert display.commit_url("acme/web", "javascript:x/a/b/pull/1", sha) == f"https://github.com/acme/web/commit/{sha}"
+    assert display.commit_url("acme/web", "", "not-a-sha") is None and display.commit_url("acme/web", "", None) is None
 
 
 def test_redirects_stay_on_the_site():
-    assert fmt.local_path("/environments/3?run=4") == "/environments/3?run=4"
+    assert display.local_path("/environments/3?run=4") == "/environments/3?run=4"
     for target in ("https://evil.example", "//evil.example/x", "/\\evil.example", "", None, "javascript:x"):
-        assert fmt.local_path(target) == "/"
+        assert display.local_path(target) == "/"
 
 
 def test_session_cookie_is_signed_expires_and_dies_with_the_token():

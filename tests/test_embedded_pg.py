@@ -10,7 +10,7 @@ import asyncpg
 
 from ghapp import db
 from ghapp.config import Settings
-from ghapp.embedded_pg import EmbeddedPostgres, running_url
+from ghapp.db.embedded import EmbeddedPostgres, running_url
 from tests.support import processes_with, wait_for
 
 
@@ -54,7 +54,7 @@ async def test_server_dies_with_the_process_that_started_it(pg_dir):
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from ghapp.embedded_pg import EmbeddedPostgres
+        from ghapp.db.embedded import EmbeddedPostgres
         print(EmbeddedPostgres(Path({str(pgdata)!r})).start(), flush=True)
         time.sleep(600)
     """)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ghapp import keys
-from ghapp.app import create_app
-from ghapp.embedded_pg import EmbeddedPostgres
+from ghapp.db.embedded import EmbeddedPostgres
+from ghapp.web import keys
+from ghapp.web.app import create_app
 from tests.conftest import ROOT
 from tests.support import free_port, wait_for
 

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from ghapp.github.client import GitHubApp
-from ghapp.periodic import Resync
+from ghapp.workers.periodic import Resync
 from tests.support import environment, fake_sha, runs, wait_for
 from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA
 

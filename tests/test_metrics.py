@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ghapp.metrics import delivery_labels
+from ghapp.web.metrics import delivery_labels
 from tests.support import Deliveries, environment, wait_for
 from tests.test_dashboard import seed
 
@@ -114,7 +114,7 @@ async def _published(db):
 
 
 async def test_metrics_answer_while_the_database_is_down(start_app, db, pg_dir):
-    from ghapp.embedded_pg import EmbeddedPostgres
+    from ghapp.db.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres(pg_dir / "data")
     url = server.start()

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ghapp.contract import Action, Desired, Status, environment_name, short_sha
-from ghapp.reconcile import next_action, retry_delay
-from ghapp.store import Environment
-from ghapp.tfevents import Progress, parse_line
+from ghapp.core.contract import Action, Desired, Status, environment_name, short_sha
+from ghapp.core.policy import next_action, retry_delay
+from ghapp.core.tfevents import Progress, parse_line
+from ghapp.db.store import Environment
 
 # --- reconcile -------------------------------------------------------------------------------------------------------
 

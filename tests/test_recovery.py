@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 
-from ghapp import keys
-from ghapp.app import create_app
-from ghapp.embedded_pg import EmbeddedPostgres
+from ghapp.db.embedded import EmbeddedPostgres
+from ghapp.web import keys
+from ghapp.web.app import create_app
 from tests.support import deliver, environment, processes_in_dir, processes_with, ready, runs, wait_for
 
 SLOW_START = 'sleep 4; exec python3 -m http.server "$PORT" --bind 127.0.0.1'

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ghapp import render
+from ghapp.core import render
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC)

@@ -17,10 +17,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ghapp import keys
-from ghapp.app import create_app
 from ghapp.config import Settings
 from ghapp.terraform import WITHHELD
+from ghapp.web import keys
+from ghapp.web.app import create_app
 from tests.support import ROOT, Deliveries, environment, fake_sha, wait_for
 
 ENVDUMP_MODULE = ROOT / "tests" / "modules" / "envdump"

@@ -7,8 +7,8 @@ import json
 import re
 import stat
 
+from ghapp.app_manifest import create_setup_app, update_dotenv, web_url
 from ghapp.config import Settings, read_dotenv
-from ghapp.setup import create_setup_app, update_dotenv, web_url
 from tests.support import ROOT
 
 

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from ghapp.contract import Action
+from ghapp.core.contract import Action
 from ghapp.terraform import ModuleInputs, Terraform, find_binary, module_digest
 from tests.conftest import ROOT, SCRIPTED_MODULE
 from tests.support import fake_sha, processes_with, wait_for

@@ -13,11 +13,11 @@ import pytest
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 
-from ghapp import keys
-from ghapp.app import create_app
-from ghapp.cli import sign
-from ghapp.events.payload import MalformedPayload
-from ghapp.webhooks import MAX_BODY, parse_delivery
+from ghapp.core.payload import MalformedPayload
+from ghapp.deliveries import sign
+from ghapp.web import keys
+from ghapp.web.app import create_app
+from ghapp.web.webhooks import MAX_BODY, parse_delivery
 from tests.support import Deliveries, environment, fake_sha, wait_for
 
 SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"  # head SHA of every pull_request fixture

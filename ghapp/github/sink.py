@@ -9,10 +9,10 @@ import logging
 
 from gidgethub import BadRequest
 
-from ghapp import render
-from ghapp.contract import COMMENT_MARKER
+from ghapp.core import render
+from ghapp.core.contract import COMMENT_MARKER
+from ghapp.db.store import Environment
 from ghapp.github.client import GitHubApp
-from ghapp.store import Environment
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import time
 
 from aiohttp import web
 
-from ghapp import keys, store
-from ghapp.db import UNAVAILABLE
+from ghapp.db import UNAVAILABLE, store
+from ghapp.web import keys
 
 routes = web.RouteTableDef()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ghapp.contract import Action, Desired
-from ghapp.store import Environment
+from ghapp.core.contract import Action, Desired
+from ghapp.db.store import Environment
 
 
 def next_action(env: Environment) -> Action | None:

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import urllib.parse
 
-from ghapp.contract import Status
+from ghapp.core.contract import Status
 
 # Status → (CSS class, symbol). The word is always shown as well: colour is never the only signal.
 STATUS_STYLE = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 from gidgethub.routing import Router
 from gidgethub.sansio import Event
 
-from ghapp.command_parser import parse_command
-from ghapp.events.payload import field, integer, text
+from ghapp.core.commands import parse_command
+from ghapp.core.payload import field, integer, text
 
 router = Router()
 

@@ -14,12 +14,12 @@ import asyncpg
 import cachetools
 from gidgethub import BadRequest
 
-from ghapp import render, store
 from ghapp.config import Settings
-from ghapp.contract import Desired
-from ghapp.db import UNAVAILABLE
-from ghapp.events.pull_request import change_from_payload
+from ghapp.core import render
+from ghapp.core.contract import Desired
+from ghapp.db import UNAVAILABLE, store
 from ghapp.github.client import GitHubApp
+from ghapp.web.events.pull_request import change_from_payload
 
 log = logging.getLogger(__name__)
 

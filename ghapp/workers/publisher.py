@@ -16,11 +16,12 @@ from typing import Protocol
 
 import asyncpg
 
-from ghapp import db, render, store
+from ghapp import db
 from ghapp.config import Settings
-from ghapp.contract import NOTIFY_CHANNEL
-from ghapp.db import UNAVAILABLE
-from ghapp.store import Environment
+from ghapp.core import render
+from ghapp.core.contract import NOTIFY_CHANNEL
+from ghapp.db import UNAVAILABLE, store
+from ghapp.db.store import Environment
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import datetime as dt
 import hashlib
 import json
 
-from ghapp.contract import CHECK_RUN_NAME, COMMENT_MARKER, Status, short_sha
+from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Status, short_sha
 
 MAX_TEXT = 65_535  # GitHub's limit for check-run summary/text and comment bodies
 LOG_LINES = 60

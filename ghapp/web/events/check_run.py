@@ -5,7 +5,7 @@ from __future__ import annotations
 from gidgethub.routing import Router
 from gidgethub.sansio import Event
 
-from ghapp.events.payload import field, integer, text
+from ghapp.core.payload import field, integer, text
 
 router = Router()
 ACTIONS = {"redeploy": "redeploy", "destroy": "destroy"}

@@ -13,9 +13,9 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from ghapp import keys, store
-from ghapp.contract import Status
-from ghapp.db import UNAVAILABLE
+from ghapp.core.contract import Status
+from ghapp.db import UNAVAILABLE, store
+from ghapp.web import keys
 
 log = logging.getLogger(__name__)
 

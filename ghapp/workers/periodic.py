@@ -12,12 +12,11 @@ import logging
 import asyncpg
 from gidgethub import BadRequest
 
-from ghapp import store
 from ghapp.config import Settings
-from ghapp.contract import Desired
-from ghapp.db import UNAVAILABLE
-from ghapp.events.pull_request import change_from_payload
+from ghapp.core.contract import Desired
+from ghapp.db import UNAVAILABLE, store
 from ghapp.github.client import GitHubApp
+from ghapp.web.events.pull_request import change_from_payload
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from ghapp.contract import NOTIFY_CHANNEL, Action, Desired, RunState, Status, environment_name
+from ghapp.core.contract import NOTIFY_CHANNEL, Action, Desired, RunState, Status, environment_name
 
 
 @dataclasses.dataclass(frozen=True)

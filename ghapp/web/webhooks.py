@@ -11,10 +11,10 @@ from aiohttp import web
 from gidgethub import ValidationFailure
 from gidgethub.sansio import Event, validate_event
 
-from ghapp import keys, store
-from ghapp.db import UNAVAILABLE
-from ghapp.events import router
-from ghapp.events.payload import MalformedPayload
+from ghapp.core.payload import MalformedPayload
+from ghapp.db import UNAVAILABLE, store
+from ghapp.web import keys
+from ghapp.web.events import router
 
 log = logging.getLogger(__name__)
 

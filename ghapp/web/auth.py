@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from ghapp import keys
+from ghapp.web import keys
 
 COOKIE = "ghapp_session"
 SESSION_TTL = 12 * 3600

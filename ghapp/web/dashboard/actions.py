@@ -7,11 +7,12 @@ import logging
 
 from aiohttp import web
 
-from ghapp import api, auth, keys, store
-from ghapp.contract import Desired, short_sha
-from ghapp.dashboard import format as fmt
-from ghapp.dashboard.views import message, render, see_other
-from ghapp.store import Environment
+from ghapp.core.contract import Desired, short_sha
+from ghapp.db import store
+from ghapp.db.store import Environment
+from ghapp.web import api, auth, keys
+from ghapp.web.dashboard import display
+from ghapp.web.dashboard.views import message, render, see_other
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ async def confirm_page(request: web.Request) -> web.Response:
         env = await store.get_environment(conn, env_id)
     if env is None:
         return message(request, 404, "Not found", f"There is no environment {env_id}.")
-    return _confirm(request, env, action, fmt.local_path(request.query.get("next"), f"/environments/{env_id}"))
+    return _confirm(request, env, action, display.local_path(request.query.get("next"), f"/environments/{env_id}"))
 
 
 def _confirm(request: web.Request, env: Environment, action: str, target: str) -> web.Response:
@@ -89,7 +90,7 @@ async def form_action(request: web.Request) -> web.Response:
     refusal = auth.check_form(request, form)
     if refusal is not None:
         return message(request, refusal.status, "Not allowed", refusal.reason, sign_in=refusal.status == 401)
-    target = fmt.local_path(str(form.get("next", "")), f"/environments/{env_id}")
+    target = display.local_path(str(form.get("next", "")), f"/environments/{env_id}")
     if form.get("confirmed") != "yes":  # no JavaScript confirmation happened: ask on a page
         async with request.app[keys.POOL].acquire() as conn:
             env = await store.get_environment(conn, env_id)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from gidgethub.routing import Router
 from gidgethub.sansio import Event
 
-from ghapp import store
-from ghapp.contract import NOTIFY_CHANNEL
-from ghapp.events.payload import MalformedPayload, field, integer
+from ghapp.core.contract import NOTIFY_CHANNEL
+from ghapp.core.payload import MalformedPayload, field, integer
+from ghapp.db import store
 
 router = Router()
 

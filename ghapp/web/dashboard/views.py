@@ -10,9 +10,10 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from ghapp import auth, keys, store
-from ghapp.contract import Desired, Status, short_sha
-from ghapp.dashboard import format as fmt
+from ghapp.core.contract import Desired, Status, short_sha
+from ghapp.db import store
+from ghapp.web import auth, keys
+from ghapp.web.dashboard import display
 
 routes = web.RouteTableDef()
 
@@ -80,17 +81,17 @@ def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
         author=env["author"],
         status=status,
         desired_sha=env["desired_sha"],
-        status_class=fmt.status_class(status),
-        status_symbol=fmt.status_symbol(status),
-        pr_url=fmt.safe_url(env["pr_url"]),
-        commit_url=fmt.commit_url(env["repository"], env["pr_url"], env["deployed_sha"]),
+        status_class=display.status_class(status),
+        status_symbol=display.status_symbol(status),
+        pr_url=display.safe_url(env["pr_url"]),
+        commit_url=display.commit_url(env["repository"], env["pr_url"], env["deployed_sha"]),
         deployed_short=short_sha(env["deployed_sha"]),
-        preview_url=fmt.safe_url(env["preview_url"]),
-        age=fmt.age(env["created_at"], now),
-        created=fmt.utc(env["created_at"]),
-        created_iso=fmt.iso(env["created_at"]),
-        expires=fmt.expiry(env["expires_at"], now) if present else "",
-        expires_at=fmt.utc(env["expires_at"]),
+        preview_url=display.safe_url(env["preview_url"]),
+        age=display.age(env["created_at"], now),
+        created=display.utc(env["created_at"]),
+        created_iso=display.iso(env["created_at"]),
+        expires=display.expiry(env["expires_at"], now) if present else "",
+        expires_at=display.utc(env["expires_at"]),
         can_destroy=not (desired == Desired.ABSENT and status == Status.DESTROYED),
         can_redeploy=present and bool(env["desired_sha"]),
     )
@@ -168,7 +169,7 @@ async def environment(request: web.Request) -> web.Response:
             "r": row(vars(env), now),
             "env": env,
             "now": now,
-            "fmt": fmt,
+            "fmt": display,
             "runs": runs,
             "run": run,
             "log_text": "".join(f"{line['line']}\n" for line in lines),
@@ -184,14 +185,14 @@ async def environment(request: web.Request) -> web.Response:
 async def login_page(request: web.Request) -> web.Response:
     status = 200 if request.app[keys.SETTINGS].admin_token else 403
     return render(
-        request, "login.html", {"next": fmt.local_path(request.query.get("next")), "error": None}, status=status
+        request, "login.html", {"next": display.local_path(request.query.get("next")), "error": None}, status=status
     )
 
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     form = await request.post()
-    target = fmt.local_path(str(form.get("next", "")))
+    target = display.local_path(str(form.get("next", "")))
     token = request.app[keys.SETTINGS].admin_token
     if token is None:
         return render(request, "login.html", {"next": target, "error": None}, status=403)

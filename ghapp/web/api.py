@@ -6,10 +6,10 @@ import datetime as dt
 
 from aiohttp import web
 
-from ghapp import keys, store
-from ghapp.contract import Status
-from ghapp.db import UNAVAILABLE, schema_is_current
-from ghapp.store import Environment
+from ghapp.core.contract import Status
+from ghapp.db import UNAVAILABLE, schema_is_current, store
+from ghapp.db.store import Environment
+from ghapp.web import keys
 
 routes = web.RouteTableDef()
 

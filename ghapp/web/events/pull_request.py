@@ -8,10 +8,10 @@ import re
 from gidgethub.routing import Router
 from gidgethub.sansio import Event
 
-from ghapp import store
-from ghapp.contract import Desired
-from ghapp.events.payload import MalformedPayload, field, integer, text
-from ghapp.store import PullRequestChange
+from ghapp.core.contract import Desired
+from ghapp.core.payload import MalformedPayload, field, integer, text
+from ghapp.db import store
+from ghapp.db.store import PullRequestChange
 
 log = logging.getLogger(__name__)
 router = Router()

@@ -7,8 +7,7 @@ import logging
 
 import asyncpg
 
-from ghapp import store
-from ghapp.db import UNAVAILABLE
+from ghapp.db import UNAVAILABLE, store
 
 log = logging.getLogger(__name__)
 

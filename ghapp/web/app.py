@@ -10,16 +10,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from ghapp import api, dashboard, db, keys, metrics, webhooks
-from ghapp.commands import CommandProcessor
+from ghapp import db
 from ghapp.config import Settings
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.sink import GitHubSink
-from ghapp.periodic import Resync, reaper
-from ghapp.publish import LogSink, Publisher
-from ghapp.tasks import forever
 from ghapp.terraform import Terraform, find_binary
-from ghapp.worker import Reconciler
+from ghapp.web import api, dashboard, keys, metrics, webhooks
+from ghapp.workers.commands import CommandProcessor
+from ghapp.workers.loops import forever
+from ghapp.workers.periodic import Resync, reaper
+from ghapp.workers.publisher import LogSink, Publisher
+from ghapp.workers.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from importlib import resources
 import asyncpg
 
 from ghapp.config import Settings
-from ghapp.embedded_pg import EmbeddedPostgres, running_url
+from ghapp.db.embedded import EmbeddedPostgres, running_url
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ UNAVAILABLE = (
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every `ghapp/migrations/NNN_name.sql`, in order."""
     found = []
-    for item in resources.files("ghapp.migrations").iterdir():
+    for item in resources.files("ghapp.db.migrations").iterdir():
         if item.name.endswith(".sql"):
             number, _, name = item.name.removesuffix(".sql").partition("_")
             found.append((int(number), name, item.read_text()))

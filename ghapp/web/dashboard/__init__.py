@@ -10,7 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from ghapp.dashboard import actions, stream, views
+from ghapp.web.dashboard import actions, stream, views
 
 # Pages load only what this app serves: no inline script, no third-party anything, no framing.
 CONTENT_SECURITY_POLICY = (
@@ -35,7 +35,7 @@ async def _end_streams(app: web.Application) -> None:
 def setup(app: web.Application) -> None:
     aiohttp_jinja2.setup(
         app,
-        loader=jinja2.PackageLoader("ghapp", "templates"),
+        loader=jinja2.PackageLoader("ghapp.web", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -45,6 +45,6 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(views.routes)
     app.router.add_routes(actions.routes)
     app.router.add_routes(stream.routes)
-    app.router.add_static("/static/", str(resources.files("ghapp") / "static"), name="static")
+    app.router.add_static("/static/", str(resources.files("ghapp.web") / "static"), name="static")
     app.on_response_prepare.append(_security_headers)
     app.on_shutdown.append(_end_streams)

@@ -13,16 +13,16 @@ import uuid
 
 import asyncpg
 
-from ghapp import db, store
+from ghapp import db
 from ghapp.config import Settings
-from ghapp.contract import NOTIFY_CHANNEL, Action, RunState
-from ghapp.db import UNAVAILABLE
-from ghapp.metrics import Metrics
-from ghapp.reconcile import next_action, retry_delay
-from ghapp.runlog import RunLog
-from ghapp.store import Environment
+from ghapp.core.contract import NOTIFY_CHANNEL, Action, RunState
+from ghapp.core.policy import next_action, retry_delay
+from ghapp.core.tfevents import Progress
+from ghapp.db import UNAVAILABLE, store
+from ghapp.db.store import Environment
 from ghapp.terraform import ModuleInputs, Terraform
-from ghapp.tfevents import Progress
+from ghapp.web.metrics import Metrics
+from ghapp.workers.runlog import RunLog
 
 log = logging.getLogger(__name__)
 
