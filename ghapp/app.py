@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
-from ghapp import api, dashboard, db, keys, metrics, webhooks
+from ghapp import api, dashboard, db, isolation, keys, metrics, webhooks
 from ghapp.commands import CommandProcessor
 from ghapp.config import Settings
 from ghapp.github.client import USER_AGENT, GitHubApp
@@ -18,7 +19,7 @@ from ghapp.github.sink import GitHubSink
 from ghapp.periodic import Resync, reaper
 from ghapp.publish import LogSink, Publisher
 from ghapp.tasks import forever
-from ghapp.terraform import Terraform, find_binary
+from ghapp.terraform import Terraform, allowed, find_binary
 from ghapp.worker import Reconciler
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ async def _when_ready(app: web.Application, name: str, loop) -> None:
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
+    passed = {k: v for k, v in os.environ.items() if allowed(k, settings.terraform_env_allow)}
     terraform = Terraform(
         settings.terraform_module,
         settings.data_dir,
@@ -127,6 +129,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         extra_env=settings.terraform_env,
         database_url=app[keys.DATABASE_URL],
         interrupt_grace=settings.interrupt_grace,
+        allow_env=settings.terraform_env_allow,
+        run_as=isolation.run_user(),
+        redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
     )
     reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, metrics=app[metrics.METRICS])
     app[keys.RECONCILER] = reconciler
