@@ -17,6 +17,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -136,7 +137,17 @@ def traverse_only(path: Path) -> None:
     for parent in path.absolute().parents:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
+            log.warning(
+                "letting other users pass through %s (o+x, no listing) so the run user reaches %s", parent, path
+            )
             parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def reachable_tools(binary: str) -> None:
+    """The run user must execute Terraform and this Python (the bundled Terraform and terraform/local use it),
+    e.g. a pyenv interpreter under /root."""
+    for tool in (Path(sys.executable), Path(sys.executable).resolve(), Path(binary), Path(binary).resolve()):
+        traverse_only(tool)
 
 
 def looks_secret(name: str) -> bool:

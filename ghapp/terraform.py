@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from ghapp.contract import Action
-from ghapp.isolation import Redactor, RunUser, traverse_only
+from ghapp.isolation import Redactor, RunUser, reachable_tools, traverse_only
 from ghapp.tfevents import Progress, parse_line
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,7 @@ class Terraform:
         if self.run_as is None:
             return
         traverse_only(self.root)
+        reachable_tools(self.binary)
         for top, dirs, files in os.walk(self.root):
             for name in [top, *(os.path.join(top, n) for n in dirs + files)]:
                 os.lchown(name, self.run_as.uid, self.run_as.gid)

