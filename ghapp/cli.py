@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -148,6 +149,15 @@ def setup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _protect(settings: Settings) -> None:
+    """Before anything runs: not dumpable, the data dir and secret files closed, secrets out of the environment."""
+    from ghapp import isolation
+
+    key_path = os.environ.get("GITHUB_PRIVATE_KEY_PATH")
+    isolation.protect(settings.data_dir, [Path(".env"), *([Path(key_path)] if key_path else [])])
+    isolation.drop_secrets()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghapp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -177,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         settings = Settings.from_env()
+        if args.command in ("serve", "demo"):
+            _protect(settings)
         if args.command == "serve":
             return serve(settings)
         if args.command == "demo":

@@ -74,7 +74,9 @@ class Settings:
     max_attempts: int = 6
     interrupt_grace: float = 10.0
     shutdown_grace: float = 30.0
-    # Extra environment for every Terraform run (on top of the process's own).
+    # Names or globs of the app's variables that Terraform may see (GHAPP_TERRAFORM_ENV); nothing else passes.
+    terraform_env_allow: tuple[str, ...] = ("TF_VAR_*",)
+    # Extra environment that ghapp itself sets for every Terraform run (the demo, tests).
     terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -141,7 +143,11 @@ class Settings:
             raise ConfigError("GITHUB_APP_ID is set but neither GITHUB_PRIVATE_KEY nor GITHUB_PRIVATE_KEY_PATH is")
 
         defaults = cls()
+        allow = get("GHAPP_TERRAFORM_ENV")
         return cls(
+            terraform_env_allow=(
+                tuple(p.strip() for p in allow.split(",") if p.strip()) if allow else defaults.terraform_env_allow
+            ),
             app_id=app_id,
             private_key=private_key,
             webhook_secret=get("GITHUB_WEBHOOK_SECRET"),

