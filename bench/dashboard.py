@@ -143,7 +143,7 @@ def in_process(database_url: str, count: int) -> tuple[list[float], list[float]]
     from aiohttp.test_utils import make_mocked_request
 
     from ghapp.config import Settings
-    from ghapp.db import store
+    from ghapp.db import reads
     from ghapp.web import dashboard, keys
     from ghapp.web.dashboard import views
 
@@ -163,8 +163,8 @@ def in_process(database_url: str, count: int) -> tuple[list[float], list[float]]
                 assert response.status == 200 and response.body.count(b"<tr data-id=") == ENVIRONMENTS
                 started = time.perf_counter()
                 async with pool.acquire() as conn:
-                    await store.list_environments_newest(conn, limit=ENVIRONMENTS)
-                    await store.count_by_repository_and_status(conn)
+                    await reads.list_environments_newest(conn, limit=ENVIRONMENTS)
+                    await reads.count_by_repository_and_status(conn)
                 sql = (time.perf_counter() - started) * 1000
                 if i >= 3:
                     handler.append(elapsed)

@@ -76,13 +76,13 @@ def migrate(settings: Settings) -> int:
 
 def envs(settings: Settings, as_json: bool) -> int:
     from ghapp import db
-    from ghapp.db import store
+    from ghapp.db import reads
     from ghapp.web.api import environment_json
 
     async def work(pool):
         await db.migrate(pool)
         async with pool.acquire() as conn:
-            return await store.list_environments(conn, limit=10_000)
+            return await reads.list_environments(conn, limit=10_000)
 
     found = asyncio.run(_with_pool(settings, work))
     if as_json:
@@ -102,7 +102,7 @@ def envs(settings: Settings, as_json: bool) -> int:
 
 def destroy(settings: Settings, target: str) -> int:
     from ghapp import db
-    from ghapp.db import store
+    from ghapp.db import desired, reads
 
     match = re.fullmatch(r"([\w.-]+/[\w.-]+)#(\d+)", target)
     if not match:
@@ -112,9 +112,9 @@ def destroy(settings: Settings, target: str) -> int:
     async def work(pool):
         await db.migrate(pool)
         async with pool.acquire() as conn:
-            env = await store.find_environment(conn, match[1], int(match[2]))
+            env = await reads.find_environment(conn, match[1], int(match[2]))
             if env is not None:
-                await store.request_destroy(conn, env.id)
+                await desired.request_destroy(conn, env.id)
             return env
 
     env = asyncio.run(_with_pool(settings, work))

@@ -24,7 +24,8 @@ from aiohttp import web
 
 from ghapp import deliveries
 from ghapp.config import Settings
-from ghapp.db import store
+from ghapp.core.model import Environment
+from ghapp.db import desired, reads
 from ghapp.web import keys
 from ghapp.web.app import create_app
 
@@ -130,7 +131,7 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> int:
 
 async def _settled(app: web.Application, env_id: int):
     async with app[keys.POOL].acquire() as conn:
-        env = await store.get_environment(conn, env_id)
+        env = await reads.get_environment(conn, env_id)
     return env if env and env.status in ("active", "failed") else None
 
 
@@ -143,7 +144,7 @@ async def _until(stop: asyncio.Event, check, interval: float = 0.2):
     return None
 
 
-def _announce(env: store.Environment, base: str) -> None:
+def _announce(env: Environment, base: str) -> None:
     if env.status != "active":
         print(
             f"\nghapp demo: the preview failed: {env.last_error}\n  run log: {base}/api/environments/{env.id}",
@@ -167,9 +168,9 @@ def _announce(env: store.Environment, base: str) -> None:
 
 async def _destroy_all(app: web.Application, hurry: asyncio.Event) -> None:
     async with app[keys.POOL].acquire() as conn:
-        envs = await store.list_environments(conn, limit=10_000)
+        envs = await reads.list_environments(conn, limit=10_000)
         for env in envs:
-            await store.request_destroy(conn, env.id)
+            await desired.request_destroy(conn, env.id)
 
     async def all_destroyed():
         async with app[keys.POOL].acquire() as conn:

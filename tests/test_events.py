@@ -7,9 +7,10 @@ import copy
 import pytest
 
 from ghapp.core.contract import Desired
+from ghapp.core.model import PullRequestChange
 from ghapp.core.payload import MalformedPayload, field
-from ghapp.db.store import PullRequestChange
-from ghapp.web.events.pull_request import PRESENT_ACTIONS, change_from_payload
+from ghapp.core.pulls import change_from_payload
+from ghapp.web.events.pull_request import PRESENT_ACTIONS
 from tests.support import Deliveries, fake_sha
 
 SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ghapp.core.contract import Action, Desired, Status, environment_name, short_sha
+from ghapp.core.model import Environment
 from ghapp.core.policy import next_action, retry_delay
 from ghapp.core.tfevents import Progress, parse_line
-from ghapp.db.store import Environment
 
 # --- reconcile -------------------------------------------------------------------------------------------------------
 

@@ -33,7 +33,8 @@ class RunState(enum.StrEnum):
 
 CHECK_RUN_NAME = "Preview environment"
 COMMENT_MARKER = "<!-- ghapp:preview -->"
-NOTIFY_CHANNEL = "ghapp_environments"
+NOTIFY_CHANNEL = "ghapp_environments"  # an environment changed (payload: its id)
+COMMANDS_CHANNEL = "ghapp_commands"  # a command was queued
 
 
 def environment_name(environment_id: int, repository: str, pr_number: int) -> str:

@@ -1,9 +1,39 @@
-"""What a worker should do next for an environment, and when to retry: pure decisions on plain data."""
+"""The rules: who may run which command, when a fork's commit may deploy, what a worker does next, and backoff."""
 
 from __future__ import annotations
 
-from ghapp.core.contract import Action, Desired
-from ghapp.db.store import Environment
+from ghapp.core.contract import Action, Desired, Status
+from ghapp.core.model import Environment
+
+WRITERS = ("admin", "maintain", "write")
+AUTHOR_COMMANDS = ("redeploy", "destroy")  # what the author of a same-repository PR may do without write access
+
+
+def is_fork(head_repo_id: int | None, base_repo_id: int) -> bool:
+    """A PR from another repository; a deleted fork (head repository null) counts as one."""
+    return head_repo_id != base_repo_id
+
+
+def fork_gated(fork: bool, allow_forks: bool) -> bool:
+    """Whether each commit of this PR needs a maintainer's approval before it deploys."""
+    return fork and not allow_forks
+
+
+def may_run(command: str, permission: str, author: str, pr_author: str, fork: bool) -> bool:
+    """Writers may do anything; the author of a same-repository PR may redeploy or destroy it."""
+    if command == "help" or permission in WRITERS:
+        return True
+    return command in AUTHOR_COMMANDS and author.lower() == pr_author.lower() and not fork
+
+
+def awaiting_approval(env: Environment, allow_forks: bool) -> bool:
+    """A gated fork PR whose head commit nobody approved yet."""
+    return (
+        fork_gated(env.is_fork, allow_forks)
+        and env.desired_sha != env.head_sha
+        and env.approved_sha != env.head_sha
+        and env.status != Status.DESTROYING
+    )
 
 
 def next_action(env: Environment) -> Action | None:
@@ -13,8 +43,13 @@ def next_action(env: Environment) -> Action | None:
     return Action.DESTROY if env.provisioned else None
 
 
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Capped exponential backoff: seconds to wait before the `attempt`-th retry (1, 2, ...)."""
+    return min(cap, base * 2 ** max(0, attempt - 1))
+
+
 def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> float | None:
-    """Seconds until the next try after the `attempts`-th failure (capped exponential); None: stop retrying."""
+    """Seconds until the next try after the `attempts`-th failure; None: stop retrying."""
     if attempts >= max_attempts:
         return None
-    return min(cap, base * 2 ** (attempts - 1))
+    return backoff(attempts, base, cap)

@@ -11,7 +11,7 @@ from gidgethub import BadRequest
 
 from ghapp.core import render
 from ghapp.core.contract import COMMENT_MARKER
-from ghapp.db.store import Environment
+from ghapp.core.model import Environment
 from ghapp.github.client import GitHubApp
 
 log = logging.getLogger(__name__)

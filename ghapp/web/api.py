@@ -7,8 +7,8 @@ import datetime as dt
 from aiohttp import web
 
 from ghapp.core.contract import Status
-from ghapp.db import UNAVAILABLE, schema_is_current, store
-from ghapp.db.store import Environment
+from ghapp.core.model import Environment
+from ghapp.db import UNAVAILABLE, reads, schema_is_current
 from ghapp.web import keys
 
 routes = web.RouteTableDef()
@@ -86,7 +86,7 @@ async def list_environments(request: web.Request) -> web.Response:
     after = _int_param(request, "after", 0, 0, 2**62)
     repository = request.query.get("repository") or None
     async with request.app[keys.POOL].acquire() as conn:
-        envs = await store.list_environments(conn, status=status, repository=repository, after=after, limit=limit)
+        envs = await reads.list_environments(conn, status=status, repository=repository, after=after, limit=limit)
     next_url = None
     if len(envs) == limit:
         next_url = str(request.rel_url.update_query(after=envs[-1].id))
@@ -96,10 +96,10 @@ async def list_environments(request: web.Request) -> web.Response:
 @routes.get("/api/environments/{id:\\d+}")
 async def get_environment(request: web.Request) -> web.Response:
     async with request.app[keys.POOL].acquire() as conn:
-        env = await store.get_environment(conn, int(request.match_info["id"]))
+        env = await reads.get_environment(conn, int(request.match_info["id"]))
         if env is None:
             raise web.HTTPNotFound(text="no such environment")
-        runs = await store.list_runs(conn, env.id)
+        runs = await reads.list_runs(conn, env.id)
     body = environment_json(env)
     body["runs"] = [{**r, "started_at": _time(r["started_at"]), "finished_at": _time(r["finished_at"])} for r in runs]
     return web.json_response(body)
@@ -109,10 +109,10 @@ async def get_environment(request: web.Request) -> web.Response:
 async def run_log(request: web.Request) -> web.Response:
     after = _int_param(request, "after", -1, -1, 2**31)
     async with request.app[keys.POOL].acquire() as conn:
-        run = await store.get_run(conn, int(request.match_info["id"]))  # before the lines: none is missed
+        run = await reads.get_run(conn, int(request.match_info["id"]))  # before the lines: none is missed
         if run is None:
             raise web.HTTPNotFound(text="no such run")
-        lines = await store.run_log(conn, run["id"], after)
+        lines = await reads.run_log(conn, run["id"], after)
     return web.json_response(
         {
             "run": {**run, "started_at": _time(run["started_at"]), "finished_at": _time(run["finished_at"])},

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -18,8 +19,8 @@ from ghapp.github.sink import GitHubSink
 from ghapp.terraform import Terraform, allowed, find_binary
 from ghapp.web import api, dashboard, keys, metrics, webhooks
 from ghapp.workers.commands import CommandProcessor
-from ghapp.workers.loops import forever
-from ghapp.workers.periodic import Resync, reaper
+from ghapp.workers.loops import run_loop
+from ghapp.workers.periodic import Resync, expire_and_prune
 from ghapp.workers.publisher import LogSink, Publisher
 from ghapp.workers.reconciler import Reconciler
 
@@ -96,14 +97,13 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         )
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
         sink = GitHubSink(github, settings.base_url)
-        processor = CommandProcessor(app[keys.POOL], github, settings)
-        app[keys.COMMANDS_WAKE] = processor.wake
-        tasks.append(_when_ready(app, "command processor", processor.run))
-        tasks.append(_when_ready(app, "resync", Resync(app[keys.POOL], github, settings).run))
-    reap_every = min(60.0, max(1.0, settings.env_ttl / 20))
-    tasks.append(_when_ready(app, "reaper", lambda: reaper(app[keys.POOL], reap_every)))
+        processor = CommandProcessor(app[keys.POOL], app[keys.DATABASE_URL], github, settings)
+        tasks.append(_when_ready(app, processor.run()))
+        tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).run()))
+    every = min(60.0, max(1.0, settings.env_ttl / 20))
+    tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL]), poll=every)))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
-    tasks.append(_when_ready(app, "publisher", publisher.run))
+    tasks.append(_when_ready(app, publisher.run()))
     running = [asyncio.create_task(t) for t in tasks]
     try:
         yield
@@ -115,9 +115,14 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
             await session.close()
 
 
-async def _when_ready(app: web.Application, name: str, loop) -> None:
-    await app[keys.READY].wait()
-    await forever(name, loop)
+async def _when_ready(app: web.Application, loop: Coroutine[Any, Any, None]) -> None:
+    """Start `loop` once the database is migrated."""
+    try:
+        await app[keys.READY].wait()
+    except asyncio.CancelledError:
+        loop.close()
+        raise
+    await loop
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
@@ -134,7 +139,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         run_as=isolation.run_user(),
         redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
     )
-    reconciler = Reconciler(app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, metrics=app[metrics.METRICS])
+    reconciler = Reconciler(
+        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[metrics.METRICS].run_finished
+    )
     app[keys.RECONCILER] = reconciler
 
     async def start_when_ready() -> None:
@@ -146,7 +153,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             settings.terraform_module,
             terraform.binary,
         )
-        await forever("reconciler", reconciler.run)
+        await reconciler.run()
 
     task = asyncio.create_task(start_when_ready())
     try:

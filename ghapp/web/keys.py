@@ -14,4 +14,3 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 DATABASE_URL = web.AppKey("database_url", str)
 READY = web.AppKey("ready", asyncio.Event)  # set once migrations are applied
 RECONCILER = web.AppKey("reconciler", object)
-COMMANDS_WAKE = web.AppKey("commands_wake", asyncio.Event)  # set when a command is stored

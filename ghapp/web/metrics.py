@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ghapp.core.contract import Status
-from ghapp.db import UNAVAILABLE, store
+from ghapp.db import UNAVAILABLE, reads
 from ghapp.web import keys
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ async def scrape(request: web.Request) -> web.Response:
     if request.app[keys.READY].is_set():
         try:
             async with request.app[keys.POOL].acquire(timeout=3) as conn:
-                metrics.set_environments(await store.count_by_status(conn))
+                metrics.set_environments(await reads.count_by_status(conn))
             metrics.database_up.set(1)
         except Exception as e:  # noqa: BLE001 - whatever the database does, the process metrics are still served
             log.warning("metrics: cannot read the database (%s: %s)", type(e).__name__, e)

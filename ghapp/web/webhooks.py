@@ -12,7 +12,7 @@ from gidgethub import ValidationFailure
 from gidgethub.sansio import Event, validate_event
 
 from ghapp.core.payload import MalformedPayload
-from ghapp.db import UNAVAILABLE, store
+from ghapp.db import UNAVAILABLE, desired
 from ghapp.web import keys
 from ghapp.web.events import router
 
@@ -103,7 +103,7 @@ async def receive(request: web.Request) -> web.Response:
     result: dict = {}
     try:
         async with request.app[keys.POOL].acquire() as conn, conn.transaction():
-            if not await store.record_delivery(conn, event.delivery_id, event.event):
+            if not await desired.record_delivery(conn, event.delivery_id, event.event):
                 return _reply(200, duplicate=event.delivery_id)
             await router.dispatch(event, conn=conn, settings=settings, result=result)
     except MalformedPayload as e:
@@ -113,6 +113,4 @@ async def receive(request: web.Request) -> web.Response:
         return _reply(503, error="database unavailable; redeliver later")
     if "ignored" in result:
         return _reply(200, **result)
-    if "command" in result and (wake := request.app.get(keys.COMMANDS_WAKE)) is not None:
-        wake.set()
     return _reply(202, accepted=event.delivery_id, **result)

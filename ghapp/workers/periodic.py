@@ -6,7 +6,6 @@ every preview on a transient SCM error)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
@@ -14,32 +13,23 @@ from gidgethub import BadRequest
 
 from ghapp.config import Settings
 from ghapp.core.contract import Desired
-from ghapp.db import UNAVAILABLE, store
+from ghapp.core.policy import fork_gated
+from ghapp.core.pulls import change_from_pull
+from ghapp.db import desired, locks, reads, retention
 from ghapp.github.client import GitHubApp
-from ghapp.web.events.pull_request import change_from_payload
+from ghapp.workers.loops import run_loop
 
 log = logging.getLogger(__name__)
 
-REAP_EVERY = 60.0
-_RESYNC_LOCK = 0x72737963  # one replica resyncs at a time
 
-
-async def reap(pool: asyncpg.Pool) -> list[int]:
+async def expire_and_prune(pool: asyncpg.Pool) -> float | None:
+    """Destroy what outlived its TTL, and delete old deliveries."""
     async with pool.acquire() as conn:
-        expired = await store.expire(conn)
-        await store.prune_deliveries(conn)
+        expired = await desired.expire(conn)
+        await retention.prune_deliveries(conn)
     for env_id in expired:
         log.info("environment %d expired (no push for GHAPP_ENV_TTL): destroying it", env_id)
-    return expired
-
-
-async def reaper(pool: asyncpg.Pool, every: float = REAP_EVERY) -> None:
-    while True:
-        try:
-            await reap(pool)
-        except UNAVAILABLE as e:
-            log.warning("reaper: database unavailable (%s)", e)
-        await asyncio.sleep(every)
+    return None
 
 
 class Resync:
@@ -49,24 +39,20 @@ class Resync:
         self.settings = settings
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.once()
-            except UNAVAILABLE as e:
-                log.warning("resync: database unavailable (%s)", e)
-            await asyncio.sleep(self.settings.resync_interval)
+        await run_loop("resync", self._pass, poll=self.settings.resync_interval)
+
+    async def _pass(self) -> float | None:
+        await self.once()
+        return None
 
     async def once(self) -> dict[str, int]:
         """Resync every repository that has live environments; returns counts for the log and tests."""
         counts = {"repositories": 0, "closed": 0, "updated": 0, "errors": 0}
         async with self.pool.acquire() as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RESYNC_LOCK):
+            if not await locks.try_lock(conn, locks.RESYNC):
                 return counts
             try:
-                repos = await conn.fetch(
-                    """SELECT DISTINCT installation_id, repo_id, repository FROM environments
-                       WHERE desired = 'present' AND installation_id IS NOT NULL AND NOT github_gone"""
-                )
+                repos = await reads.live_repositories(conn)
                 for repo in repos:
                     counts["repositories"] += 1
                     try:
@@ -77,7 +63,7 @@ class Resync:
                         counts["errors"] += 1
                         log.warning("resync of %s skipped: %s", repo["repository"], e)
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _RESYNC_LOCK)
+                await locks.unlock(conn, locks.RESYNC)
         if counts["closed"] or counts["updated"] or counts["errors"]:
             log.info("resync: %s", counts)
         return counts
@@ -88,27 +74,18 @@ class Resync:
         open_prs = {}
         async for pr in gh.getiter(f"{path}/pulls?state=open&per_page=100"):
             open_prs[pr["number"]] = pr
-        live = await conn.fetch(
-            """SELECT id, pr_number, desired_sha, head_sha FROM environments
-               WHERE repo_id = $1 AND desired = 'present'""",
-            repo["repo_id"],
-        )
+        live = await reads.live_environments(conn, repo["repo_id"])
         closed = updated = 0
         for env in live:
             pr = open_prs.get(env["pr_number"])
             if pr is None:
                 if await self._confirmed_closed(gh, path, env["pr_number"]):
-                    await store.mark_closed(conn, env["id"])
+                    await desired.mark_closed(conn, env["id"])
                     closed += 1
             elif pr["head"]["sha"] != env["head_sha"]:  # a missed push
-                payload = {
-                    "pull_request": pr,
-                    "repository": pr["base"]["repo"],
-                    "number": pr["number"],
-                    "installation": {"id": repo["installation_id"]},
-                }
-                change = change_from_payload(payload, Desired.PRESENT)
-                await store.apply_change(conn, change, self.settings.env_ttl, gate_forks=not self.settings.allow_forks)
+                change = change_from_pull(pr, Desired.PRESENT, repo["installation_id"])
+                gated = fork_gated(change.is_fork, self.settings.allow_forks)
+                await desired.apply_change(conn, change, self.settings.env_ttl, gated=gated)
                 updated += 1
         return closed, updated
 

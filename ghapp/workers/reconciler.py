@@ -10,18 +10,18 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
-from ghapp import db
 from ghapp.config import Settings
-from ghapp.core.contract import NOTIFY_CHANNEL, Action, RunState
-from ghapp.core.policy import next_action, retry_delay
+from ghapp.core.contract import NOTIFY_CHANNEL, Action, RunState, short_sha
+from ghapp.core.model import Environment
+from ghapp.core.policy import backoff, next_action, retry_delay
 from ghapp.core.tfevents import Progress
-from ghapp.db import UNAVAILABLE, store
-from ghapp.db.store import Environment
+from ghapp.db import UNAVAILABLE, runs
 from ghapp.terraform import ModuleInputs, Terraform
-from ghapp.web.metrics import Metrics
+from ghapp.workers.loops import Wake, run_loop
 from ghapp.workers.runlog import RunLog
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ class RunInfo:
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     state: RunState
-    status: str  # the environment's status after the run
     preview_url: str | None = None
     outputs: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
@@ -59,54 +58,41 @@ class Reconciler:
         terraform: Terraform,
         settings: Settings,
         owner: str | None = None,
-        metrics: Metrics | None = None,
+        on_run_finished: Callable[[str, str, float], None] | None = None,
     ):
         self.pool = pool
         self.database_url = database_url
         self.terraform = terraform
         self.settings = settings
         self.owner = owner or worker_id()
-        self.metrics = metrics or Metrics()
+        self.on_run_finished = on_run_finished or (lambda _action, _state, _seconds: None)
         self.slots = asyncio.Semaphore(settings.max_parallel_runs)
         self.running: dict[int, asyncio.Event] = {}  # env id → "look again" (set on NOTIFY)
         self._tasks: set[asyncio.Task] = set()
-        self._wake = asyncio.Event()
+        self._wake = Wake(database_url, NOTIFY_CHANNEL, self._look_again)
         self._stopping = False
         self._interrupting = False
 
     # --- the claiming loop -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        listener = asyncio.create_task(
-            db.listen(self.database_url, NOTIFY_CHANNEL, self._on_notify, on_connect=self._wake.set)
+        await run_loop(
+            "reconciler", self._claim_pass, poll=self.settings.poll_interval, wake=self._wake, coalesce=WAKE_COALESCE
         )
-        failures = 0
-        try:
-            while not self._stopping:
-                try:
-                    await self._claim_all()
-                    failures = 0
-                except UNAVAILABLE as e:
-                    failures += 1
-                    delay = min(30.0, 0.5 * 2**failures)
-                    log.warning("database unavailable (%s); claiming again in %.1fs", e, delay)
-                    await asyncio.sleep(delay)
-                    continue
-                idle = await self._idle_time()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), idle)
-                    await asyncio.sleep(WAKE_COALESCE)  # one pass for a burst of notifications
-                self._wake.clear()
-        finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _claim_pass(self) -> float | None:
+        """Claim what is due while slots are free; then sleep until woken or the next environment is due."""
+        await self._claim_all()
+        async with self.pool.acquire() as conn:
+            due = await runs.seconds_until_due(conn)
+        return None if due is None else due + 0.01
 
     async def _claim_all(self) -> None:
         while not self._stopping:
             await self.slots.acquire()
             try:
                 async with self.pool.acquire() as conn:
-                    env = await store.claim(conn, self.owner, self.settings.lease_ttl)
+                    env = await runs.claim(conn, self.owner, self.settings.lease_ttl)
             except BaseException:
                 self.slots.release()
                 raise
@@ -117,15 +103,6 @@ class Reconciler:
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
 
-    async def _idle_time(self) -> float:
-        """Sleep until woken, the next environment is due, or the slow poll, whichever comes first."""
-        try:
-            async with self.pool.acquire() as conn:
-                due = await store.seconds_until_due(conn)
-        except UNAVAILABLE:
-            return self.settings.poll_interval
-        return self.settings.poll_interval if due is None else min(self.settings.poll_interval, due + 0.01)
-
     def _task_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
         self.slots.release()
@@ -133,8 +110,8 @@ class Reconciler:
         if not task.cancelled() and task.exception():
             log.error("reconcile task crashed", exc_info=task.exception())
 
-    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
-        self._wake.set()
+    def _look_again(self, payload: str) -> None:
+        """An environment changed: a run of it in flight checks whether it is superseded."""
         with contextlib.suppress(ValueError):
             if (event := self.running.get(int(payload))) is not None:
                 event.set()
@@ -161,26 +138,25 @@ class Reconciler:
         action = next_action(env)
         if action is None:
             async with self.pool.acquire() as conn:
-                await store.mark_destroyed(conn, env, self.owner)
+                await runs.mark_destroyed(conn, env, self.owner)
             return
         async with self.pool.acquire() as conn:
-            run_id = await store.start_run(conn, env, action, self.owner)
+            run_id = await runs.start_run(conn, env, action, self.owner)
         run = RunInfo(run_id, action, env.desired_sha if action is Action.APPLY else env.deployed_sha)
         runlog = RunLog(self.pool, run_id, env.id)
         started = time.monotonic()
-        label = f"{env.repository}#{env.pr_number}"
-        log.info("%s: %s %s started (run %d)", label, action, (run.sha or "")[:7], run_id)
+        log.info("%s: %s %s started (run %d)", env.label, action, short_sha(run.sha), run_id)
         outcome = await self._execute(env, run, runlog)
         await runlog.close()
         outcome = dataclasses.replace(outcome, duration=time.monotonic() - started)
-        self.metrics.run_finished(str(action), str(outcome.state), outcome.duration)
+        self.on_run_finished(str(action), str(outcome.state), outcome.duration)
         await self._record(env, run, outcome)
         if action is Action.DESTROY and outcome.state is RunState.SUCCEEDED:
             await self.terraform.delete_workspace(env.name)
         log.log(
             logging.WARNING if outcome.state is RunState.FAILED else logging.INFO,
             "%s: %s %s in %.1fs%s",
-            label,
+            env.label,
             action,
             outcome.state,
             outcome.duration,
@@ -220,20 +196,18 @@ class Reconciler:
             result = task.result()
         except Exception as e:
             log.exception("run %d could not run terraform", run.id)
-            return Outcome(RunState.FAILED, "failed", error=str(e))
+            return Outcome(RunState.FAILED, error=str(e))
         if not result.ok:
-            return Outcome(RunState.FAILED, "failed", error=result.error, outputs=result.progress.outputs)
+            return Outcome(RunState.FAILED, error=result.error, outputs=result.progress.outputs)
         outputs = result.progress.outputs
         if run.action is Action.APPLY and not outputs.get("preview_url"):
             return Outcome(
                 RunState.FAILED,
-                "failed",
                 outputs=outputs,
                 error="the module has no `preview_url` output (see the module contract)",
             )
         return Outcome(
             RunState.SUCCEEDED,
-            "active" if run.action is Action.APPLY else "destroyed",
             preview_url=outputs.get("preview_url"),
             outputs=outputs,
         )
@@ -253,29 +227,27 @@ class Reconciler:
             if task.done():
                 break
             if self._interrupting:
-                return Outcome(RunState.INTERRUPTED, "pending", error="interrupted: ghapp is shutting down")
+                return Outcome(RunState.INTERRUPTED, error="interrupted: ghapp is shutting down")
             if time.monotonic() >= deadline:
                 return Outcome(
                     RunState.FAILED,
-                    "failed",
                     error=f"timed out after {self.settings.run_timeout:.0f}s (GHAPP_RUN_TIMEOUT)",
                 )
             try:
                 async with self.pool.acquire() as conn:
-                    generation = await store.renew_lease(conn, env.id, self.owner, self.settings.lease_ttl)
+                    generation = await runs.renew_lease(conn, env.id, self.owner, self.settings.lease_ttl)
             except UNAVAILABLE:
                 if time.monotonic() > lease_valid_until - heartbeat:
                     return Outcome(
                         RunState.INTERRUPTED,
-                        "pending",
                         error="interrupted: the database is unreachable and the lease is expiring",
                     )
                 continue
             if generation is None:
-                return Outcome(RunState.INTERRUPTED, "pending", error="interrupted: lease lost to another worker")
+                return Outcome(RunState.INTERRUPTED, error="interrupted: lease lost to another worker")
             lease_valid_until = time.monotonic() + self.settings.lease_ttl
             if generation != env.generation:
-                return Outcome(RunState.SUPERSEDED, "pending", error="superseded by a newer desired state")
+                return Outcome(RunState.SUPERSEDED, error="superseded by a newer desired state")
         return None
 
     async def _record(self, env: Environment, run: RunInfo, outcome: Outcome) -> None:
@@ -283,23 +255,23 @@ class Reconciler:
         for attempt in range(8):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    await store.finish_run(conn, run.id, outcome.state, error=outcome.error)
-                    await self._record_env(conn, env, outcome)
+                    await runs.finish_run(conn, run.id, outcome.state, error=outcome.error)
+                    await self._record_env(conn, env, run.action, outcome)
                 return
             except UNAVAILABLE as e:
                 log.warning("cannot record run %d yet (%s)", run.id, e)
-                await asyncio.sleep(min(5.0, 0.25 * 2**attempt))
+                await asyncio.sleep(backoff(attempt + 1, 0.25, 5.0))
         log.error("gave up recording run %d; the environment will be reconciled again", run.id)
 
-    async def _record_env(self, conn: asyncpg.Connection, env: Environment, outcome: Outcome) -> None:
-        if outcome.state is RunState.SUCCEEDED and outcome.status == "active":
-            await store.mark_active(conn, env, self.owner, outcome.preview_url, outcome.outputs)
+    async def _record_env(self, conn: asyncpg.Connection, env: Environment, action: Action, outcome: Outcome) -> None:
+        if outcome.state is RunState.SUCCEEDED and action is Action.APPLY:
+            await runs.mark_active(conn, env, self.owner, outcome.preview_url, outcome.outputs)
         elif outcome.state is RunState.SUCCEEDED:
-            await store.mark_destroyed(conn, env, self.owner)
+            await runs.mark_destroyed(conn, env, self.owner)
         elif outcome.state is RunState.FAILED:
             delay = retry_delay(
                 env.attempts + 1, self.settings.retry_base, self.settings.retry_cap, self.settings.max_attempts
             )
-            await store.mark_failed(conn, env, self.owner, outcome.error or "failed", delay)
+            await runs.mark_failed(conn, env, self.owner, outcome.error or str(RunState.FAILED), delay)
         else:
-            await store.release(conn, env, self.owner)
+            await runs.release(conn, env, self.owner)

@@ -7,7 +7,7 @@ import logging
 
 import asyncpg
 
-from ghapp.db import UNAVAILABLE, store
+from ghapp.db import UNAVAILABLE, runs
 from ghapp.isolation import Redactor
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class RunLog:
                         [(self.run_id, self._next_seq + i, text, src) for i, (text, src) in enumerate(lines)],
                     )
                 if progress is not None:
-                    await store.set_progress(conn, self.env_id, progress)
+                    await runs.set_progress(conn, self.env_id, progress)
         except BaseException:
             self._pending = batch + self._pending
             self._dropped += dropped

@@ -8,8 +8,8 @@ import logging
 from aiohttp import web
 
 from ghapp.core.contract import Desired, short_sha
-from ghapp.db import store
-from ghapp.db.store import Environment
+from ghapp.core.model import Environment
+from ghapp.db import desired, reads
 from ghapp.web import api, auth, keys
 from ghapp.web.dashboard import display
 from ghapp.web.dashboard.views import message, render, see_other
@@ -36,13 +36,13 @@ class Conflict(Exception):
 async def perform(request: web.Request, env_id: int, action: str, via: str) -> Environment | None:
     """Write the desired state for `action`; the environment afterwards, or None if there is no such one."""
     async with request.app[keys.POOL].acquire() as conn, conn.transaction():
-        env = await store.get_environment(conn, env_id)
+        env = await reads.get_environment(conn, env_id)
         if env is None:
             return None
         if action == "destroy":
-            await store.request_destroy(conn, env_id)
+            await desired.request_destroy(conn, env_id)
         elif env.desired == Desired.PRESENT and env.desired_sha:
-            await store.deploy_head(
+            await desired.deploy_head(
                 conn, env_id, env.desired_sha, approve=False, ttl_seconds=request.app[keys.SETTINGS].env_ttl
             )
         else:
@@ -51,7 +51,7 @@ async def perform(request: web.Request, env_id: int, action: str, via: str) -> E
                 "`/preview deploy` to deploy it again"
             )
         log.info("%s#%d: %s requested by an operator (%s)", env.repository, env.pr_number, action, via)
-        return await store.get_environment(conn, env_id)
+        return await reads.get_environment(conn, env_id)
 
 
 @routes.get(f"/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")
@@ -60,7 +60,7 @@ async def confirm_page(request: web.Request) -> web.Response:
     if auth.session(request) is None:
         return message(request, 401, "Sign in first", "Only a signed-in operator can do this.", sign_in=True)
     async with request.app[keys.POOL].acquire() as conn:
-        env = await store.get_environment(conn, env_id)
+        env = await reads.get_environment(conn, env_id)
     if env is None:
         return message(request, 404, "Not found", f"There is no environment {env_id}.")
     return _confirm(request, env, action, display.local_path(request.query.get("next"), f"/environments/{env_id}"))
@@ -93,7 +93,7 @@ async def form_action(request: web.Request) -> web.Response:
     target = display.local_path(str(form.get("next", "")), f"/environments/{env_id}")
     if form.get("confirmed") != "yes":  # no JavaScript confirmation happened: ask on a page
         async with request.app[keys.POOL].acquire() as conn:
-            env = await store.get_environment(conn, env_id)
+            env = await reads.get_environment(conn, env_id)
         if env is None:
             return message(request, 404, "Not found", f"There is no environment {env_id}.")
         return _confirm(request, env, action, target)

@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from ghapp.db import UNAVAILABLE, store
+from ghapp.db import UNAVAILABLE, reads
 from ghapp.web import keys
 
 routes = web.RouteTableDef()
@@ -42,7 +42,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     run_id = int(request.match_info["id"])
     pool = request.app[keys.POOL]
     async with pool.acquire() as conn:
-        if await store.get_run(conn, run_id) is None:
+        if await reads.get_run(conn, run_id) is None:
             raise web.HTTPNotFound(text="no such run")
     after = _resume_after(request)
     response = web.StreamResponse(
@@ -60,10 +60,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
         while not closing.is_set():
             try:
                 async with pool.acquire() as conn:
-                    run = await store.get_run(conn, run_id)  # the state first: lines are all stored before it changes
-                    lines = await store.run_log(conn, run_id, after, BATCH)
+                    run = await reads.get_run(conn, run_id)  # the state first: lines are all stored before it changes
+                    lines = await reads.run_log(conn, run_id, after, BATCH)
                     env = (
-                        await store.get_environment(conn, run["environment_id"]) if run["state"] != "running" else None
+                        await reads.get_environment(conn, run["environment_id"]) if run["state"] != "running" else None
                     )
             except UNAVAILABLE:
                 break  # the client reconnects (`retry`) and resumes at its Last-Event-ID

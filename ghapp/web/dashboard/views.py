@@ -11,7 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ghapp.core.contract import Desired, Status, short_sha
-from ghapp.db import store
+from ghapp.db import reads
 from ghapp.web import auth, keys
 from ghapp.web.dashboard import display
 
@@ -45,7 +45,7 @@ def see_other(location: str) -> web.Response:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Row:
-    """One environment as the pages show it (plain strings, computed once; `store.LIST_COLUMNS` is enough)."""
+    """One environment as the pages show it (plain strings, computed once; the list columns are enough)."""
 
     id: int
     name: str
@@ -116,10 +116,10 @@ async def environments(request: web.Request) -> web.Response:
     before = _int(request, "before", None, 1, 2**62)
     limit = _int(request, "limit", PAGE, 1, MAX_PAGE)
     async with request.app[keys.POOL].acquire() as conn:
-        envs = await store.list_environments_newest(
+        envs = await reads.list_environments_newest(
             conn, status=status, repository=repository, before=before, limit=limit
         )
-        counts = await store.count_by_repository_and_status(conn)
+        counts = await reads.count_by_repository_and_status(conn)
     now = dt.datetime.now(dt.UTC)
     by_status = dict.fromkeys(STATUSES, 0)
     for repo, st, n in counts:
@@ -152,15 +152,15 @@ async def environment(request: web.Request) -> web.Response:
     env_id = int(request.match_info["id"])
     wanted = _int(request, "run", None, 1, 2**62)
     async with request.app[keys.POOL].acquire() as conn:
-        env = await store.get_environment(conn, env_id)
+        env = await reads.get_environment(conn, env_id)
         if env is None:
             return message(request, 404, "Not found", f"There is no environment {env_id}.")
-        runs = await store.list_runs(conn, env_id)
+        runs = await reads.list_runs(conn, env_id)
         run = next((r for r in runs if r["id"] == wanted), None) if wanted else (runs[0] if runs else None)
         if wanted and run is None:
-            found = await store.get_run(conn, wanted)
+            found = await reads.get_run(conn, wanted)
             run = found if found and found["environment_id"] == env_id else None
-        lines, total = await store.run_log_tail(conn, run["id"], LOG_TAIL) if run else ([], 0)
+        lines, total = await reads.run_log_tail(conn, run["id"], LOG_TAIL) if run else ([], 0)
     now = dt.datetime.now(dt.UTC)
     return render(
         request,

@@ -6,6 +6,7 @@ from gidgethub.routing import Router
 from gidgethub.sansio import Event
 
 from ghapp.core.payload import field, integer, text
+from ghapp.db import commands, reads
 
 router = Router()
 ACTIONS = {"redeploy": "redeploy", "destroy": "destroy"}
@@ -14,23 +15,23 @@ ACTIONS = {"redeploy": "redeploy", "destroy": "destroy"}
 async def _store(event: Event, command: str, *, conn, result: dict) -> None:
     data = event.data
     env_id = field(data, "check_run.external_id", str, optional=True) or ""
-    env = await conn.fetchrow(
-        "SELECT repository, pr_number FROM environments WHERE id = $1 AND repo_id = $2",
+    env = await reads.environment_of_check_run(
+        conn,
         int(env_id) if env_id.isascii() and env_id.isdigit() and len(env_id) < 18 else -1,
         integer(data, "repository.id"),
     )
     if env is None:
         result["ignored"] = "not a check run of a known environment"
         return
-    await conn.execute(
-        """INSERT INTO commands (source, command, installation_id, repo_id, repository, pr_number, author)
-           VALUES ('check_run', $1, $2, $3, $4, $5, $6)""",
-        command,
-        integer(data, "installation.id"),
-        integer(data, "repository.id"),
-        env["repository"],
-        env["pr_number"],
-        text(data, "sender.login", limit=100),
+    await commands.store(
+        conn,
+        source="check_run",
+        command=command,
+        installation_id=integer(data, "installation.id"),
+        repo_id=integer(data, "repository.id"),
+        repository=env["repository"],
+        pr_number=env["pr_number"],
+        author=text(data, "sender.login", limit=100),
     )
     result["command"] = command
 

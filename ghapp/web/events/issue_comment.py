@@ -7,6 +7,7 @@ from gidgethub.sansio import Event
 
 from ghapp.core.commands import parse_command
 from ghapp.core.payload import field, integer, text
+from ghapp.db import commands
 
 router = Router()
 
@@ -37,17 +38,16 @@ async def created(event: Event, *, conn, settings, result: dict, **_deps) -> Non
     if parsed is None:
         result["ignored"] = "no /preview command"
         return
-    await conn.execute(
-        """INSERT INTO commands (source, command, unknown, installation_id, repo_id, repository, pr_number,
-                                 comment_id, author)
-           VALUES ('comment', $1, $2, $3, $4, $5, $6, $7, $8)""",
-        parsed.command,
-        parsed.unknown,
-        integer(data, "installation.id"),
-        integer(data, "repository.id"),
-        text(data, "repository.full_name", limit=255),
-        integer(issue, "number", bits=31),
-        integer(comment, "id"),
-        text(comment, "user.login", limit=100),
+    await commands.store(
+        conn,
+        source="comment",
+        command=parsed.command,
+        unknown=parsed.unknown,
+        installation_id=integer(data, "installation.id"),
+        repo_id=integer(data, "repository.id"),
+        repository=text(data, "repository.full_name", limit=255),
+        pr_number=integer(issue, "number", bits=31),
+        comment_id=integer(comment, "id"),
+        author=text(comment, "user.login", limit=100),
     )
     result["command"] = parsed.command

@@ -1,0 +1,100 @@
+"""The domain model: a pull request's environment, a change to what should exist, and the desired-state rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from ghapp.core.contract import Desired, Status
+
+
+@dataclasses.dataclass(frozen=True)
+class PullRequestChange:
+    """What an event (or GitHub's answer about a pull request) says should exist for one PR."""
+
+    repo_id: int
+    repository: str
+    pr_number: int
+    desired: Desired
+    head_sha: str
+    head_ref: str = ""
+    author: str = ""
+    title: str = ""
+    pr_url: str = ""
+    installation_id: int | None = None
+    is_fork: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CurrentDesire:
+    """The part of an existing environment that decides what a change does to it."""
+
+    desired: Desired
+    desired_sha: str | None
+    approved_sha: str | None
+
+
+def desired_state(change: PullRequestChange, current: CurrentDesire | None, gated: bool) -> tuple[Desired, str | None]:
+    """What should exist after this change. A gated fork PR deploys only a commit a maintainer approved; an
+    unapproved push leaves what exists as it is."""
+    if change.desired is Desired.ABSENT:
+        return Desired.ABSENT, current.desired_sha if current else None
+    if not gated or (current is not None and current.approved_sha == change.head_sha):
+        return Desired.PRESENT, change.head_sha
+    if current is None:
+        return Desired.ABSENT, None
+    return current.desired, current.desired_sha
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    """One pull request's environment: identity, desired and observed state, and what GitHub was last shown."""
+
+    id: int
+    repo_id: int
+    repository: str
+    pr_number: int
+    name: str
+    installation_id: int | None
+    head_ref: str
+    author: str
+    title: str
+    pr_url: str
+    is_fork: bool
+    desired: Desired
+    desired_sha: str | None
+    generation: int
+    observed_generation: int
+    status: Status
+    provisioned: bool
+    deployed_sha: str | None
+    preview_url: str | None
+    outputs: dict[str, Any]
+    progress: dict[str, Any] | None
+    lease_owner: str | None
+    lease_until: dt.datetime | None
+    attempts: int
+    next_attempt_at: dt.datetime | None
+    last_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    last_activity_at: dt.datetime
+    expires_at: dt.datetime | None
+    head_sha: str | None = None
+    approved_sha: str | None = None
+    version: int = 0
+    published_version: int = 0
+    published: dict[str, Any] = dataclasses.field(default_factory=dict)
+    publish_attempts: int = 0
+    github_gone: bool = False
+    expired_at: dt.datetime | None = None
+
+    @property
+    def label(self) -> str:
+        """`owner/repo#12`, as people write it."""
+        return f"{self.repository}#{self.pr_number}"
+
+    @property
+    def converged(self) -> bool:
+        return self.observed_generation >= self.generation

@@ -1,0 +1,48 @@
+"""A pull request as GitHub describes it (a webhook payload, or a REST object) → a `PullRequestChange`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ghapp.core.contract import Desired
+from ghapp.core.model import PullRequestChange
+from ghapp.core.payload import MalformedPayload, field, integer, text
+from ghapp.core.policy import is_fork
+
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def change_from_pull(pr: Any, desired: Desired, installation_id: int | None) -> PullRequestChange:
+    """From a pull request object (REST `GET /pulls/{n}` or a payload's `pull_request`): the base repository is
+    `pr.base.repo`."""
+    return _change(pr, field(pr, "base.repo", dict), integer(pr, "number", bits=31), desired, installation_id)
+
+
+def change_from_payload(data: Any, desired: Desired) -> PullRequestChange:
+    """From a `pull_request` webhook payload."""
+    pr = field(data, "pull_request", dict)
+    number = integer(data, "number", bits=31) if "number" in data else integer(pr, "number", bits=31)
+    installation_id = integer(data, "installation.id", optional=True)
+    return _change(pr, field(data, "repository", dict), number, desired, installation_id)
+
+
+def _change(pr: Any, base_repo: dict, number: int | None, desired: Desired, installation_id: int | None):
+    sha = field(pr, "head.sha", str)
+    if not _SHA.fullmatch(sha):
+        raise MalformedPayload("pull_request.head.sha is not a commit SHA")
+    base_repo_id = integer(base_repo, "id")
+    assert base_repo_id is not None and number is not None  # not optional: `integer` raised otherwise
+    return PullRequestChange(
+        repo_id=base_repo_id,
+        repository=text(base_repo, "full_name", limit=255),
+        pr_number=number,
+        desired=desired,
+        head_sha=sha,
+        head_ref=text(pr, "head.ref", limit=255),
+        author=text(pr, "user.login", limit=100, optional=True),
+        title=text(pr, "title", limit=500, optional=True),
+        pr_url=text(pr, "html_url", limit=500, optional=True),
+        installation_id=installation_id,
+        is_fork=is_fork(integer(pr, "head.repo.id", optional=True), base_repo_id),  # null: the fork was deleted
+    )

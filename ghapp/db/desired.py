@@ -1,0 +1,209 @@
+"""Desired state, written by events, commands, the resync and the expiry: every change bumps the generation and
+wakes the workers (NOTIFY in the same transaction)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from ghapp.core.contract import NOTIFY_CHANNEL, Desired, environment_name
+from ghapp.core.model import CurrentDesire, PullRequestChange, desired_state
+
+_INSERT = """
+INSERT INTO environments (id, name, repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
+                          is_fork, desired, desired_sha, head_sha, expires_at, observed_generation)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() + make_interval(secs => $15),
+        CASE WHEN $12 = 'absent' THEN 1 ELSE 0 END)
+ON CONFLICT (repo_id, pr_number) DO NOTHING
+RETURNING id, pg_notify($16, id::text)
+"""
+
+# $15: whether (desired, desired_sha) changed. A burst of pushes settles into one run at the last SHA ($13 seconds);
+# a destroy is due at once.
+_UPDATE = """
+UPDATE environments AS e SET
+    repository = $2, installation_id = coalesce($3, e.installation_id), head_ref = $4, author = $5, title = $6,
+    pr_url = $7, is_fork = $8, head_sha = $11,
+    desired = $9, desired_sha = $10,
+    generation = e.generation + (CASE WHEN $15 THEN 1 ELSE 0 END),
+    status = CASE WHEN $15 AND e.status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE e.status END,
+    attempts = CASE WHEN $15 THEN 0 ELSE e.attempts END,
+    next_attempt_at = CASE WHEN NOT $15 THEN e.next_attempt_at
+                           WHEN $9 = 'present' THEN now() + make_interval(secs => $13) ELSE now() END,
+    last_activity_at = now(),
+    expires_at = CASE WHEN $9 = 'present' THEN now() + make_interval(secs => $12) ELSE e.expires_at END,
+    expired_at = CASE WHEN $9 = 'present' THEN NULL ELSE e.expired_at END,
+    github_gone = false,
+    updated_at = now()
+WHERE e.id = $1
+RETURNING id, pg_notify($14, id::text)
+"""
+
+# Desired absent for the environments `$1` that are present: a new generation, due now. `$2` remembers that they
+# expired; `$3` that GitHub is gone for them (uninstalled).
+_ABSENT = """
+UPDATE environments SET desired = 'absent', updated_at = now(),
+    generation = generation + (CASE WHEN desired = 'present' THEN 1 ELSE 0 END),
+    next_attempt_at = CASE WHEN desired = 'present' THEN now() ELSE next_attempt_at END,
+    attempts = CASE WHEN desired = 'present' THEN 0 ELSE attempts END,
+    status = CASE WHEN desired = 'present' AND status IN ('active', 'failed', 'pending') THEN 'pending'
+                  ELSE status END,
+    expired_at = CASE WHEN $2 AND desired = 'present' THEN now() ELSE expired_at END,
+    github_gone = github_gone OR $3
+WHERE id = ANY($1::bigint[])
+RETURNING id, pg_notify($4, id::text)
+"""
+
+
+async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str) -> bool:
+    """False if this delivery id was accepted before (GitHub redelivered it)."""
+    status = await conn.execute(
+        "INSERT INTO deliveries (id, event) VALUES ($1, $2) ON CONFLICT DO NOTHING", delivery_id, event
+    )
+    return status == "INSERT 0 1"
+
+
+async def apply_change(
+    conn: asyncpg.Connection,
+    change: PullRequestChange,
+    ttl_seconds: float,
+    settle_seconds: float = 0.0,
+    gated: bool = True,
+) -> int | None:
+    """Write the desired state of one PR (inside the caller's transaction); returns the environment id (None:
+    nothing to do, e.g. closing an unknown PR). A new SHA for an existing environment is due after
+    `settle_seconds`, so a burst of pushes ends in one run at the last SHA. `gated`: the fork rule applies."""
+    current = await conn.fetchrow(
+        """SELECT id, desired, desired_sha, approved_sha FROM environments
+           WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE""",
+        change.repo_id,
+        change.pr_number,
+    )
+    if current is None and change.desired is Desired.ABSENT:
+        return None
+    now = current and CurrentDesire(Desired(current["desired"]), current["desired_sha"], current["approved_sha"])
+    desired, sha = desired_state(change, now, gated)
+    if current is None:
+        env_id = await conn.fetchval("SELECT nextval('environments_id_seq')")
+        inserted = await conn.fetchrow(
+            _INSERT,
+            env_id,
+            environment_name(env_id, change.repository, change.pr_number),
+            change.repo_id,
+            change.repository,
+            change.pr_number,
+            change.installation_id,
+            change.head_ref,
+            change.author,
+            change.title,
+            change.pr_url,
+            change.is_fork,
+            str(desired),
+            sha,
+            change.head_sha,
+            ttl_seconds,
+            NOTIFY_CHANNEL,
+        )
+        if inserted is not None:
+            return env_id
+        return await apply_change(conn, change, ttl_seconds, settle_seconds, gated)  # inserted meanwhile
+    await conn.fetchrow(
+        _UPDATE,
+        current["id"],
+        change.repository,
+        change.installation_id,
+        change.head_ref,
+        change.author,
+        change.title,
+        change.pr_url,
+        change.is_fork,
+        str(desired),
+        sha,
+        change.head_sha,
+        ttl_seconds,
+        settle_seconds,
+        NOTIFY_CHANNEL,
+        (current["desired"], current["desired_sha"]) != (str(desired), sha),
+    )
+    return current["id"]
+
+
+async def deploy_head(
+    conn: asyncpg.Connection, env_id: int, head_sha: str, *, approve: bool, ttl_seconds: float
+) -> None:
+    """A person asked for `head_sha` to be deployed (again): desired present there, a new generation even if
+    nothing else changed (redeploy); `approve` records a maintainer's approval of a fork's commit."""
+    await conn.execute(
+        """UPDATE environments SET desired = 'present', desired_sha = $2, head_sha = $2,
+               approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END,
+               generation = generation + 1, attempts = 0, next_attempt_at = now(), last_activity_at = now(),
+               status = CASE WHEN status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE status END,
+               expires_at = now() + make_interval(secs => $4), expired_at = NULL, updated_at = now()
+           WHERE id = $1""",
+        env_id,
+        head_sha,
+        approve,
+        ttl_seconds,
+    )
+    await notify(conn, env_id)
+
+
+async def mark_absent(
+    conn: asyncpg.Connection, env_ids: list[int], *, expired: bool = False, github_gone: bool = False
+) -> list[int]:
+    """Desired absent for these environments (those present get a new generation); returns the ids updated."""
+    rows = await conn.fetch(_ABSENT, env_ids, expired, github_gone, NOTIFY_CHANNEL)
+    return [r["id"] for r in rows]
+
+
+async def expire(conn: asyncpg.Connection) -> list[int]:
+    """Environments with no push for their TTL: destroyed, remembering why. Returns their ids."""
+    async with conn.transaction():
+        due = await conn.fetch(
+            "SELECT id FROM environments WHERE desired = 'present' AND expires_at < now() FOR UPDATE SKIP LOCKED"
+        )
+        return await mark_absent(conn, [r["id"] for r in due], expired=True)
+
+
+async def request_destroy(conn: asyncpg.Connection, env_id: int) -> bool:
+    """An operator's destroy: desired absent whatever the PR says; a destroy that failed for good is tried
+    again. False if no such environment."""
+    async with conn.transaction():
+        current = await conn.fetchval("SELECT desired FROM environments WHERE id = $1 FOR UPDATE", env_id)
+        if current is None:
+            return False
+        if current == Desired.PRESENT:
+            await mark_absent(conn, [env_id])
+            return True
+        await conn.execute(
+            """UPDATE environments SET generation = generation + (CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
+                   attempts = 0, next_attempt_at = now(), updated_at = now()
+               WHERE id = $1""",
+            env_id,
+        )
+        await notify(conn, env_id)
+        return True
+
+
+async def mark_closed(conn: asyncpg.Connection, env_id: int) -> None:
+    """The PR was found closed (a missed `closed` event): destroy its environment."""
+    await mark_absent(conn, [env_id])
+
+
+async def installation_gone(conn: asyncpg.Connection, installation_id: int, repo_ids: list[int] | None = None) -> int:
+    """The App was uninstalled or suspended (or removed from `repo_ids`): GitHub can no longer be told anything,
+    and the environments are destroyed. Returns how many environments that touched."""
+    rows = await conn.fetch(
+        """SELECT id FROM environments
+           WHERE installation_id = $1 AND ($2::bigint[] IS NULL OR repo_id = ANY($2::bigint[]))""",
+        installation_id,
+        repo_ids,
+    )
+    return len(await mark_absent(conn, [r["id"] for r in rows], github_gone=True))
+
+
+async def installation_back(conn: asyncpg.Connection, installation_id: int) -> None:
+    await conn.execute("UPDATE environments SET github_gone = false WHERE installation_id = $1", installation_id)
+
+
+async def notify(conn: asyncpg.Connection, env_id: int) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(env_id))

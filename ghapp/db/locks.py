@@ -1,0 +1,17 @@
+"""Advisory locks that keep replicas from doing one thing twice at once (session-level: a connection that dies
+releases them)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+RESYNC = 0x72737963  # one replica resyncs at a time
+PUBLISH = 0x70756231  # with an environment id: one publisher per environment
+
+
+async def try_lock(conn: asyncpg.Connection, space: int, key: int = 0) -> bool:
+    return await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", space, key)
+
+
+async def unlock(conn: asyncpg.Connection, space: int, key: int = 0) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1, $2)", space, key)

@@ -1,0 +1,28 @@
+"""Database rows → the domain model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import asyncpg
+
+from ghapp.core.contract import Desired, Status
+from ghapp.core.model import Environment
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Environment))
+_JSON = ("outputs", "progress", "published")
+
+
+def to_environment(record: asyncpg.Record) -> Environment:
+    values = {k: v for k, v in record.items() if k in _FIELDS}
+    for key in _JSON:
+        if isinstance(values.get(key), str):
+            values[key] = json.loads(values[key])
+    values["status"] = Status(values["status"])
+    values["desired"] = Desired(values["desired"])
+    return Environment(**values)
+
+
+def maybe_environment(record: asyncpg.Record | None) -> Environment | None:
+    return to_environment(record) if record is not None else None
