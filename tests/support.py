@@ -23,7 +23,7 @@ import aiohttp
 from ghapp.cli import sign
 
 ROOT = Path(__file__).resolve().parent.parent
-WEBHOOKS = ROOT.parent / "shared" / "github" / "webhooks"
+WEBHOOKS = ROOT / "tests" / "github" / "webhooks"
 
 
 def fake_sha(n: int | str) -> str:
@@ -31,7 +31,7 @@ def fake_sha(n: int | str) -> str:
 
 
 class Deliveries:
-    """Real example deliveries from ../shared/github/webhooks, signed with the test secret."""
+    """Real example deliveries from tests/github/webhooks (vendored from octokit/webhooks), signed with the test secret."""
 
     def __init__(self, secret: str):
         self.secret = secret
