@@ -439,7 +439,7 @@ class ReposMixin:
     async def _serve_archive(self, request: web.Request) -> web.Response:
         """The archive host (GitHub: codeload.github.com): no authentication, a short-lived token in the URL."""
         entry = self._archives.get(request.query.get("token", ""))
-        repo, sha = request.match_info["repo"], request.match_info["sha"]
+        repo, sha = f"{request.match_info['owner']}/{request.match_info['repo']}", request.match_info["sha"]
         if entry is None or entry[2] < time.time() or (entry[0].lower(), entry[1]) != (repo.lower(), sha):
             return web.Response(status=404, text="404: Not Found")
         self.archive_downloads += 1
