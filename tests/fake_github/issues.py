@@ -14,8 +14,8 @@ from tests.fake_github.state import (
     Repo,
     handles,
     iso,
-    parse_iso,
     node_id,
+    parse_iso,
 )
 
 
