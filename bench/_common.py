@@ -12,7 +12,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +19,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.support import WEBHOOKS, ServeProcess, fake_sha, free_port
+
+__all__ = ["WEBHOOKS", "fake_sha", "free_port"]  # re-exported for the benchmarks
+
 ROOT = Path(__file__).resolve().parent.parent
-WEBHOOKS = ROOT.parent / "shared" / "github" / "webhooks"
 SECRET = "bench-webhook-secret"
 SCRIPTED_MODULE = ROOT / "tests" / "modules" / "scripted"
 LOCAL_MODULE = ROOT / "terraform" / "local"
@@ -42,12 +44,8 @@ def sign(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def fake_sha(*parts: object) -> str:
-    return hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()
-
-
 class Payload:
-    """A real delivery from ../shared/github/webhooks with the PR number and the head SHA left as holes (what
+    """A real delivery from tests/github/webhooks with the PR number and the head SHA left as holes (what
     tests/support.py's Deliveries changes), so a new signed body costs two bytes.replace and one HMAC."""
 
     def __init__(self, name: str):
@@ -74,12 +72,6 @@ class Payload:
         }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_json(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10.0):
     """(status, parsed JSON body or text) without any proxy."""
     req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
@@ -101,8 +93,9 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-class GhappServe:
-    """`python -m ghapp serve` as a child process with its own data dir (so its own embedded PostgreSQL)."""
+class GhappServe(ServeProcess):
+    """tests/support.py's `ghapp serve` child, with its own data dir (so its own embedded PostgreSQL), started in
+    its work dir (so no developer's .env is read) with a clean environment, and waited on until ready."""
 
     def __init__(
         self,
@@ -112,37 +105,21 @@ class GhappServe:
         python_args: tuple[str, ...] = (),
         **settings: str,
     ):
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir or workdir / "data"
-        self.port = port or free_port()
-        self.log_path = workdir / "ghapp.log"
-        self.python_args = python_args
-        self.env = clean_env(
+        port = port or free_port()
+        env = clean_env(
             GHAPP_DATA_DIR=str(self.data_dir),
             GITHUB_WEBHOOK_SECRET=SECRET,
             GHAPP_HOST="127.0.0.1",
-            GHAPP_PORT=str(self.port),
+            GHAPP_PORT=str(port),
             **{k: str(v) for k, v in settings.items()},
         )
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(env, port, workdir / "ghapp.log", cwd=workdir, python_args=python_args)
 
     def start(self, timeout: float = 90.0) -> GhappServe:
-        log = open(self.log_path, "ab")
-        # cwd: the work dir, so no developer's .env is read.
-        self.proc = subprocess.Popen(
-            [sys.executable, *self.python_args, "-m", "ghapp", "serve"],
-            env=self.env,
-            cwd=self.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
+        super().start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

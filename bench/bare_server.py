@@ -1,6 +1,6 @@
 """The baseline for bench/webhook_ack.py: a bare aiohttp server whose `POST /webhooks` does nothing but return 202.
 
-python bench/bare_server.py PORT
+python -m bench.bare_server PORT
 """
 
 import sys

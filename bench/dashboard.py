@@ -1,7 +1,7 @@
 """Benchmark: the dashboard's list page and the JSON API with 1,000 environments.
 
-  python bench/dashboard.py            # about a minute
-  python bench/dashboard.py --quick    # fewer requests, for trying it out
+  python -m bench.dashboard            # about a minute
+  python -m bench.dashboard --quick    # fewer requests, for trying it out
 
 Starts `python -m ghapp serve` (offline, its own embedded PostgreSQL, the scripted test module) and writes 1,000
 environments straight into its database: 10 repositories, every status, titles with characters to escape, each
@@ -21,15 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (
-    ROOT,
+from bench._common import (
     SCRIPTED_MODULE,
     GhappServe,
     machine_facts,
@@ -38,7 +35,6 @@ from _common import (
     table,
 )
 
-sys.path.insert(0, str(ROOT))
 TARGET_MS = 150.0
 ENVIRONMENTS = 1000
 

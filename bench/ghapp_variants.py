@@ -1,7 +1,7 @@
 """Diagnostic for bench/webhook_ack.py: what would make ghapp's webhook intake cheaper? Runs ghapp's own app
 (ghapp.app.create_app) in variants made by patching *this* process only; ghapp's code is not changed.
 
-  python bench/ghapp_variants.py            # each variant: open loop 200/s for 10 s, closed loop 16 connections
+  python -m bench.ghapp_variants            # each variant: open loop 200/s for 10 s, closed loop 16 connections
 
 Variants:
 - as-is: the same app `ghapp serve` runs.
@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SCRIPTED_MODULE, GhappServe, machine_facts, print_facts, table
+from bench._common import SCRIPTED_MODULE, GhappServe, machine_facts, print_facts, table
 
 VARIANTS = ["as-is", "no-reset", "no-workers", "no-reset+no-workers"]
 
@@ -154,7 +153,7 @@ def _start(ghapp: GhappServe, variant: str) -> None:
         stdin=subprocess.DEVNULL,
     )
     log.close()
-    from _common import http_json
+    from bench._common import http_json
 
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

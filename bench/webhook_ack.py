@@ -1,8 +1,8 @@
 """Benchmark: how fast `ghapp serve` acknowledges webhook deliveries, next to a bare aiohttp handler.
 
-  python bench/webhook_ack.py                 # the full run, about 3 minutes
-  python bench/webhook_ack.py --quick         # shorter steps, for trying it out
-  python bench/webhook_ack.py --profile DIR   # also py-spy ghapp under closed-loop load (pip install py-spy)
+  python -m bench.webhook_ack                 # the full run, about 3 minutes
+  python -m bench.webhook_ack --quick         # shorter steps, for trying it out
+  python -m bench.webhook_ack --profile DIR   # also py-spy ghapp under closed-loop load (pip install py-spy)
 
 Starts two servers as child processes:
 - `python -m ghapp serve`: its own data dir in a temp dir (so its embedded PostgreSQL), GITHUB_WEBHOOK_SECRET set,
@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import collections
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (
+from bench._common import (
     SCRIPTED_MODULE,
     CpuMeter,
     GhappServe,
@@ -59,7 +57,8 @@ class Bare:
         self.url = f"http://127.0.0.1:{self.port}"
         log = open(workdir / "bare.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "bare_server.py"), str(self.port)],
+            [sys.executable, "-m", "bench.bare_server", str(self.port)],
+            cwd=HERE.parent,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -85,13 +84,15 @@ def loadgen(url: str, *mode_args: str) -> dict:
     out = subprocess.run(
         [
             sys.executable,
-            str(HERE / "loadgen.py"),
+            "-m",
+            "bench.loadgen",
             "--url",
             url + "/webhooks",
             "--prs",
             ",".join(map(str, PRS)),
             *mode_args,
         ],
+        cwd=HERE.parent,
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,5 +1,5 @@
 """Shared fixtures: a real PostgreSQL (one server per session, a fresh database per test), real Terraform,
-real HTTP servers, and the real GitHub deliveries from ../shared/github/webhooks."""
+real HTTP servers, and the real GitHub deliveries from tests/github/webhooks."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,15 +24,16 @@ import aiohttp
 from ghapp.deliveries import sign
 
 ROOT = Path(__file__).resolve().parent.parent
-WEBHOOKS = ROOT.parent / "shared" / "github" / "webhooks"
+WEBHOOKS = ROOT / "tests" / "github" / "webhooks"
 
 
-def fake_sha(n: int | str) -> str:
-    return hashlib.sha1(str(n).encode()).hexdigest()
+def fake_sha(*parts: object) -> str:
+    """A stable SHA-1 made of `parts` (one part: the SHA-1 of its text)."""
+    return hashlib.sha1(":".join(map(str, parts)).encode()).hexdigest()
 
 
 class Deliveries:
-    """Real example deliveries from ../shared/github/webhooks, signed with the test secret."""
+    """Real example deliveries from tests/github/webhooks (vendored from octokit/webhooks), signed with the test secret."""
 
     def __init__(self, secret: str):
         self.secret = secret
@@ -158,10 +160,14 @@ def processes_in_env(name: str, value: str) -> list[int]:
 class ServeProcess:
     """`ghapp serve` as a real child process (for SIGKILL and restart tests)."""
 
-    def __init__(self, env: dict[str, str], port: int, log_path: Path):
+    def __init__(
+        self, env: dict[str, str], port: int, log_path: Path, cwd: Path = ROOT, python_args: tuple[str, ...] = ()
+    ):
         self.env = env
         self.port = port
         self.log_path = log_path
+        self.cwd = cwd
+        self.python_args = python_args
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -171,9 +177,9 @@ class ServeProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ghapp", "serve"],
+            [sys.executable, *self.python_args, "-m", "ghapp", "serve"],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -190,9 +196,17 @@ class ServeProcess:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768-60999): no outgoing connection takes it before the server
+    binds it, no self-connect makes it look open, and it is away from the local module's default 20000 + id."""
+    for _ in range(200):
+        port = random.randrange(21000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port found")
 
 
 async def ready(proc: ServeProcess) -> bool:

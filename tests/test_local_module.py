@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port
+
 MODULE = Path(__file__).resolve().parents[1] / "terraform" / "local"
 MARKER = "GHAPP_PREVIEW_ENV_DIR"  # preview.py puts it in the environment of every preview process
 PY = shlex.quote(sys.executable)
@@ -77,20 +79,6 @@ def kill_everything(env_dir: Path) -> None:
 def port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    """A free port below Linux's ephemeral range (32768-60999): no outgoing connection takes it meanwhile,
-    no self-connect makes it look open, and it is away from the module's default 20000 + id."""
-    for _ in range(200):
-        port = random.randrange(21000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    pytest.fail("no free port found")
 
 
 def http_get(port: int, path: str = "/") -> tuple[int, str]:
