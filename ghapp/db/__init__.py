@@ -35,7 +35,9 @@ UNAVAILABLE = (
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every `ghapp/migrations/NNN_name.sql`, in order."""
     found = []
-    for item in resources.files("ghapp.db.migrations").iterdir():
+    # Not resources.files("ghapp.db.migrations"): importing that namespace package would set `ghapp.db.migrations`
+    # to the package, replacing this function after its first call.
+    for item in (resources.files(__name__) / "migrations").iterdir():
         if item.name.endswith(".sql"):
             number, _, name = item.name.removesuffix(".sql").partition("_")
             found.append((int(number), name, item.read_text()))
