@@ -28,7 +28,8 @@ from ghapp.isolation import Redactor, RunUser, reachable_tools, traverse_only
 log = logging.getLogger(__name__)
 
 # Terraform's environment is an allowlist: these from the app's environment, what ghapp sets itself (the contract's
-# TF_VAR_*, TF_WORKSPACE, the CLI configuration, PG_CONN_STR), and what the operator lists in GHAPP_TERRAFORM_ENV.
+# TF_VAR_*, TF_WORKSPACE, the CLI configuration, the state role's PG_CONN_STR), and what the operator lists in
+# GHAPP_TERRAFORM_ENV.
 PASSED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 TERRAFORM_OWN = (
     "TF_LOG",
@@ -50,6 +51,13 @@ WITHHELD = (
     "GHAPP_ADMIN_TOKEN",
     "DATABASE_URL",
 )
+# With the app's PG_CONN_STR (the state role), Terraform's pg backend finds its schema, table and index made by the
+# app (migration 006) and may not create them.
+SKIP_CREATION = {
+    "PG_SKIP_SCHEMA_CREATION": "true",
+    "PG_SKIP_TABLE_CREATION": "true",
+    "PG_SKIP_INDEX_CREATION": "true",
+}
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 _IGNORED_FILES = shutil.ignore_patterns(
     ".terraform", "terraform.tfstate*", "*.tfstate*", ".terraform.lock.hcl.bak", "__pycache__", "previews"
@@ -150,7 +158,7 @@ class Terraform:
         data_dir: Path,
         binary: str,
         extra_env: Mapping[str, str] | None = None,
-        database_url: str | None = None,
+        state_url: str | None = None,
         interrupt_grace: float = 10.0,
         allow_env: tuple[str, ...] = ("TF_VAR_*",),
         run_as: RunUser | None = None,
@@ -161,7 +169,7 @@ class Terraform:
         self.root = data_dir / "terraform"
         self.workdir = self.root / module.name
         self.extra_env = dict(extra_env or {})
-        self.database_url = database_url
+        self.state_url = state_url  # PG_CONN_STR: the state role's (ghapp/db/state_role.py), never the app's URL
         self.interrupt_grace = interrupt_grace
         self.allow_env = tuple(allow_env)
         self.run_as = run_as
@@ -189,8 +197,9 @@ class Terraform:
             TMPDIR=str(self.root / "tmp"),
         )
         env.setdefault("LANG", "C.UTF-8")
-        if self.database_url and "PG_CONN_STR" not in env:
-            env["PG_CONN_STR"] = self.database_url
+        if self.state_url and "PG_CONN_STR" not in env:  # the operator's own PG_CONN_STR, if passed, wins
+            env["PG_CONN_STR"] = self.state_url
+            env.update(SKIP_CREATION)  # the app made the schema and table; the state role may not
         env.update(self.extra_env)
         return env
 

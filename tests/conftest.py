@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from ghapp.config import Settings
+from ghapp.db import state_role
 from ghapp.db.embedded import EmbeddedPostgres
 from ghapp.web import keys
 from ghapp.web.app import create_app
@@ -68,6 +69,7 @@ async def database_url(pg_server) -> str:
     admin = await asyncpg.connect(pg_server)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE IF EXISTS "{state_role.role_name(name)}"')  # the app made it (issue 9)
     finally:
         await admin.close()
 

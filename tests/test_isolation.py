@@ -168,11 +168,7 @@ async def test_attacker_module_finds_every_door_shut(terraform):
     dotenv.write_text(f"GHAPP_ADMIN_TOKEN={secrets['dotenv token']}\n")
     dotenv.chmod(0o644)
     pgdata = data / "postgres"
-    targets = {
-        "files": [str(dotenv), str(key), str(pgdata / "postgresql.conf"), str(pgdata / "PG_VERSION")],
-        "dirs": [str(data), str(pgdata)],
-        "sockets": [str(embedded._socket_dir(pgdata) / ".s.PGSQL.5432")],
-    }
+    targets_file = reports / "targets.json"  # written once the server runs: its port is chosen at start
     port = free_port()
     binary = str(Path(sys.executable).with_name("ghapp-terraform")) if terraform == "bundled" else terraform
     env = {
@@ -188,7 +184,7 @@ async def test_attacker_module_finds_every_door_shut(terraform):
         "GHAPP_POLL_INTERVAL": "0.5s",
         "GHAPP_PUSH_SETTLE": "0",
         "GHAPP_SHUTDOWN_GRACE": "2s",
-        "TF_VAR_attack_targets": json.dumps(targets),
+        "TF_VAR_attack_targets": f"@{targets_file}",
         "TF_VAR_report_file": str(reports / "report.json"),
     }
     log_path = home / "serve.log"
@@ -205,6 +201,17 @@ async def test_attacker_module_finds_every_door_shut(terraform):
                 return False
 
         await wait_for(ready, timeout=60, what="ghapp serve ready")
+        db_url = running_url(pgdata)
+        assert db_url
+        port = int(db_url.rsplit("port=", 1)[1])
+        targets = {
+            "files": [str(dotenv), str(key), str(pgdata / "postgresql.conf"), str(pgdata / "PG_VERSION")],
+            "dirs": [str(data), str(pgdata)],
+            "sockets": [str(embedded._socket_dir(pgdata) / f".s.PGSQL.{port}")],
+            "tcp": [["127.0.0.1", port]],  # the loopback port that Terraform's state role uses
+        }
+        targets_file.write_text(json.dumps(targets))
+        targets_file.chmod(0o644)
         payload = json.loads(resources.files("ghapp.demo_data").joinpath("pull_request.opened.json").read_text())
         body, headers = Deliveries(secrets["webhook secret"]).signed("pull_request", payload)
         async with aiohttp.ClientSession() as s, s.post(f"{url}/webhooks", data=body, headers=headers) as r:
@@ -217,8 +224,6 @@ async def test_attacker_module_finds_every_door_shut(terraform):
 
         envs = await wait_for(settled, timeout=120, what="the attacker's run")
         assert envs[0]["status"] == "active", log_path.read_text()
-        db_url = running_url(pgdata)
-        assert db_url
         conn = await asyncpg.connect(db_url)
         try:
             logs = [r["line"] for r in await conn.fetch("SELECT line FROM run_logs ORDER BY run_id, seq")]
@@ -232,7 +237,8 @@ async def test_attacker_module_finds_every_door_shut(terraform):
 
     report = json.loads((reports / "report.json").read_text())
     assert report["uid"] == pwd.getpwnam(isolation.RUN_USER).pw_uid != os.geteuid()
-    opened = {k for k, v in report.items() if isinstance(v, dict) and v.get("ok") and k not in report["own"]}
+    allowed = {*report["own"], "PG_CONN_STR states"}  # the run's own processes; Terraform's states, its to use
+    opened = {k for k, v in report.items() if isinstance(v, dict) and v.get("ok") and k not in allowed}
     assert not [k for k in opened if not k.endswith("/cmdline")], f"doors open: {opened}"  # secrets checked below
     everything = json.dumps(report) + "\n".join(logs) + rows + log_path.read_text()
     leaked = [name for name, value in secrets.items() if value in everything]
@@ -241,4 +247,9 @@ async def test_attacker_module_finds_every_door_shut(terraform):
     assert not [r for r in shown if "ATTACK" in r["line"]], "a provisioner's output is marked safe for GitHub"
     for name in ("AWS_SECRET_ACCESS_KEY", "GITHUB_WEBHOOK_SECRET", "GITHUB_PRIVATE_KEY_PATH", "DATABASE_URL"):
         assert name not in report["env"]
+    # PG_CONN_STR is the state role's (issue 9): it reaches the states over the loopback port, nothing else
+    assert report["env"]["PG_CONN_STR"].startswith("postgresql://ghapp_tfstate_postgres:"), report["env"]["PG_CONN_STR"]
+    assert db_url not in json.dumps(report["env"])
+    assert report["PG_CONN_STR states"]["ok"], report["PG_CONN_STR states"]
+    assert [k for k in report if k.startswith("PG_CONN_STR ")] and [k for k in report if k.startswith("127.0.0.1:")]
     shutil.rmtree(home, ignore_errors=True)

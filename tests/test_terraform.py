@@ -7,8 +7,10 @@ import asyncio
 import os
 import shutil
 
+import asyncpg
 import pytest
 
+from ghapp import db
 from ghapp.config import Settings
 from ghapp.core.contract import Action
 from ghapp.terraform import ModuleInputs, Terraform, find_binary, module_digest
@@ -124,12 +126,20 @@ async def test_init_runs_once_per_module_content(module, tmp_path, counting_terr
 
 
 async def test_shared_backend_workspaces_are_created_one_at_a_time(tmp_path, counting_terraform, database_url):
-    """With `backend "pg"` (state in the app's database through PG_CONN_STR) concurrent workspace creation races in
-    Terraform itself, so the runner creates workspaces one at a time."""
+    """With `backend "pg"` (state in the app's database through PG_CONN_STR, as the state role that may not create
+    anything) concurrent workspace creation races in Terraform itself, so the runner creates workspaces one at a
+    time."""
     module = tmp_path / "pg-module"
     shutil.copytree(PG_MODULE, module)
     binary, calls, log = counting_terraform
-    tf = runner(module, tmp_path, str(binary), database_url=database_url)
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        await db.migrate(pool)
+        role = await db.state_backend(pool, database_url, Settings(database_url=database_url))
+    finally:
+        await pool.close()
+    assert role and role.url
+    tf = runner(module, tmp_path, str(binary), state_url=role.url)
     results = await asyncio.gather(*(tf.run(Action.APPLY, inputs(n), Lines()) for n in range(1, 6)))
     assert all(r.ok for r in results), [r.error for r in results]
     assert calls().count("workspace") >= 1 + 5, "one `workspace list`, a `workspace new` per environment"
@@ -143,6 +153,12 @@ async def test_shared_backend_workspaces_are_created_one_at_a_time(tmp_path, cou
                 spans.append((open_at, int(stamp)))
                 open_at = None
     assert len(spans) == calls().count("workspace")
+    conn = await asyncpg.connect(database_url)
+    try:
+        names = {r["name"] for r in await conn.fetch("SELECT name FROM terraform_remote_state.states")}
+    finally:
+        await conn.close()
+    assert {f"pr-{n}-repo-{n}" for n in range(1, 6)} <= names
 
 
 async def test_local_backend_needs_no_workspace_command(module, tmp_path, counting_terraform):
@@ -172,7 +188,7 @@ async def test_environment_hygiene_and_withheld_secrets(tmp_path, terraform_bin,
         monkeypatch.setenv(name, f"do-not-leak-{name}")
     monkeypatch.setenv("TF_VAR_operator_input", "kept")
     monkeypatch.setenv("TF_WORKSPACE", "stale-value")
-    tf = runner(module, tmp_path, terraform_bin, database_url="postgresql://db/x", extra_env={"EXTRA": "1"})
+    tf = runner(module, tmp_path, terraform_bin, state_url="postgresql://db/x", extra_env={"EXTRA": "1"})
     seen = Lines()
     result = await tf.run(Action.APPLY, inputs(7), seen)
     assert result.ok
@@ -185,6 +201,7 @@ async def test_environment_hygiene_and_withheld_secrets(tmp_path, terraform_bin,
     assert env["TF_WORKSPACE"] == "pr-7-repo-7"
     assert env["TF_IN_AUTOMATION"] == "1" and env["TF_INPUT"] == "0" and env["CHECKPOINT_DISABLE"] == "1"
     assert env["PG_CONN_STR"] == "postgresql://db/x" and env["EXTRA"] == "1"
+    assert env["PG_SKIP_SCHEMA_CREATION"] == env["PG_SKIP_TABLE_CREATION"] == env["PG_SKIP_INDEX_CREATION"] == "true"
     assert env["TF_VAR_operator_input"] == "kept"
     assert env["TF_VAR_head_ref"] == "feature/x" and env["TF_VAR_environment_id"] == "7"
     config = (tmp_path / "data" / "terraform" / "terraformrc").read_text()
@@ -194,10 +211,11 @@ async def test_environment_hygiene_and_withheld_secrets(tmp_path, terraform_bin,
 
 async def test_operator_pg_conn_str_wins(tmp_path, terraform_bin, monkeypatch):
     monkeypatch.setenv("PG_CONN_STR", "postgresql://operator/own")
-    tf = runner(tmp_path, tmp_path, terraform_bin, database_url="postgresql://db/x")
+    tf = runner(tmp_path, tmp_path, terraform_bin, state_url="postgresql://db/x")
     assert tf.base_env()["PG_CONN_STR"] == "postgresql://db/x", "not listed in GHAPP_TERRAFORM_ENV: not passed"
-    tf = runner(tmp_path, tmp_path, terraform_bin, database_url="postgresql://db/x", allow_env=("PG_CONN_STR",))
+    tf = runner(tmp_path, tmp_path, terraform_bin, state_url="postgresql://db/x", allow_env=("PG_CONN_STR",))
     assert tf.base_env()["PG_CONN_STR"] == "postgresql://operator/own"
+    assert "PG_SKIP_TABLE_CREATION" not in tf.base_env(), "the operator's own database: Terraform creates its table"
 
 
 async def test_terraform_environment_is_an_allowlist(tmp_path, terraform_bin, monkeypatch):

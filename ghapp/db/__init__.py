@@ -11,7 +11,8 @@ from importlib import resources
 import asyncpg
 
 from ghapp.config import Settings
-from ghapp.db.embedded import EmbeddedPostgres, running_url
+from ghapp.db import state_role
+from ghapp.db.embedded import LOOPBACK, EmbeddedPostgres, running_url
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ UNAVAILABLE = (
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every `ghapp/migrations/NNN_name.sql`, in order."""
     found = []
-    for item in resources.files("ghapp.db.migrations").iterdir():
+    # Not resources.files("ghapp.db.migrations"): importing that namespace package would set `ghapp.db.migrations`
+    # to the package, replacing this function after its first call.
+    for item in (resources.files(__name__) / "migrations").iterdir():
         if item.name.endswith(".sql"):
             number, _, name = item.name.removesuffix(".sql").partition("_")
             found.append((int(number), name, item.read_text()))
@@ -59,6 +62,19 @@ async def migrate(pool: asyncpg.Pool) -> list[int]:
                 applied.append(version)
                 log.info("applied migration %03d_%s", version, name)
         return applied
+
+
+async def state_backend(pool: asyncpg.Pool, url: str, settings: Settings) -> state_role.StateRole | None:
+    """After `migrate`: Terraform's state role, with the connection string it gets as PG_CONN_STR (over loopback
+    TCP for the embedded server, whose socket the run user cannot reach); None when it cannot be made."""
+    tcp_host = None if settings.database_url else LOOPBACK
+    try:
+        return await state_role.backend_url(pool, url, _MIGRATION_LOCK, tcp_host)
+    except UNAVAILABLE:
+        raise
+    except asyncpg.PostgresError as e:
+        log.warning("cannot prepare the Terraform state role (%s): Terraform gets no PG_CONN_STR", e)
+        return None
 
 
 async def schema_is_current(conn: asyncpg.Connection) -> bool:

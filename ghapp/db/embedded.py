@@ -14,12 +14,14 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+from ghapp.db.state_role import role_name
 from ghapp.isolation import IsolationError, ensure_system_user, traverse_only
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def bin_dir() -> Path:
 
 def _socket_dir(pgdata: Path) -> Path:
     """Unix socket paths are limited to 107 bytes; fall back to a short directory under /tmp."""
-    if len(str(pgdata / ".s.PGSQL.5432")) < 100:
+    if len(str(pgdata / ".s.PGSQL.65535")) < 100:
         return pgdata
     digest = hashlib.sha256(str(pgdata).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"ghapp-pg-{digest}"
@@ -86,6 +88,46 @@ def running_url(pgdata: Path) -> str | None:
 
 def _url(socket_dir: Path, port: int) -> str:
     return f"postgresql://postgres@/postgres?host={socket_dir}&port={port}"
+
+
+DATABASE = "postgres"  # the app's database in the embedded server
+PORT_FILE = "ghapp-port"  # in the data dir: the loopback port, kept across restarts while it is free
+_HBA = """# Written by ghapp at every start (ghapp/db/embedded.py): edits here are lost.
+# The unix socket is in a 0700 directory: only the app (and the server's user) reach it.
+local   all       all                      trust
+# Loopback TCP is for Terraform's pg backend only: its state role, with a password; every other role is refused.
+host    {database}  {role}  127.0.0.1/32  scram-sha-256
+host    all       all       all           reject
+"""
+_HBA_TCP = """# Written by ghapp at every start (ghapp/db/embedded.py): edits here are lost.
+local   all       all                      trust
+host    all       all       127.0.0.1/32   {method}
+"""
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _loopback_port(pgdata: Path) -> int:
+    """The port of the last start if it is still free (a restart keeps its URL), else a new free one."""
+    try:
+        port = int((pgdata / PORT_FILE).read_text())
+        if 1024 <= port < 65536 and _port_is_free(port):
+            return port
+    except (OSError, ValueError):
+        pass
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+LOOPBACK = "127.0.0.1"  # where Terraform reaches the embedded server, on the port of its URL
 
 
 def _as_service_user() -> dict:
@@ -119,11 +161,18 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedPostgres:
-    """One server on one data directory, owned by this process; a unix socket only, or TCP on `tcp_port`."""
+    """One server on one data directory, owned by this process.
 
-    def __init__(self, pgdata: Path, tcp_port: int | None = None):
+    By default the app connects through a unix socket (trust, in a 0700 directory) and the server also listens on a
+    loopback port that admits only Terraform's state role, with a password (pg_hba.conf above). With `tcp_port` it
+    stands for an external server instead: the URL is TCP on that port, as `postgres` (with `password`, which
+    pg_hba.conf then requires on TCP).
+    """
+
+    def __init__(self, pgdata: Path, tcp_port: int | None = None, password: str | None = None):
         self.pgdata = pgdata.absolute()
         self.tcp_port = tcp_port
+        self.password = password
         self.process: subprocess.Popen | None = None
         self.url: str | None = None
 
@@ -135,6 +184,12 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
         _open_up(self.pgdata, user)
         if not (self.pgdata / "PG_VERSION").exists():
+            pwfile = []
+            if self.password:
+                pw = self.pgdata.parent / f".{self.pgdata.name}.pw"
+                pw.write_text(self.password + "\n")
+                pw.chmod(0o644)
+                pwfile = [f"--pwfile={pw}"]
             init = subprocess.run(
                 [
                     str(bin_dir() / "initdb"),
@@ -145,19 +200,45 @@ class EmbeddedPostgres:
                     "--auth=trust",
                     "--encoding=UTF8",
                     "--no-instructions",
+                    *pwfile,
                 ],
                 capture_output=True,
                 text=True,
                 **user,
             )
+            if pwfile:
+                pw.unlink()
             if init.returncode != 0:
                 raise EmbeddedPostgresError(f"initdb failed in {self.pgdata}:\n{init.stdout}{init.stderr}")
+        self._write_hba(user)
         socket_dir = _socket_dir(self.pgdata)
         socket_dir.mkdir(parents=True, exist_ok=True)
         socket_dir.chmod(0o700)  # trust authentication: who reaches the socket is the superuser
         wait_for_previous(self.pgdata)
         if user:
             os.chown(socket_dir, user["user"], user["group"])
+        for attempt in range(3):  # a free port can be taken between the choice and the bind: choose again
+            port = self.tcp_port or _loopback_port(self.pgdata)
+            try:
+                return self._run(socket_dir, port, user, timeout)
+            except EmbeddedPostgresError as e:
+                if self.tcp_port or attempt == 2 or "could not bind" not in str(e):
+                    raise
+                (self.pgdata / PORT_FILE).unlink(missing_ok=True)
+        raise AssertionError("unreachable")
+
+    def _write_hba(self, user: dict) -> None:
+        if self.tcp_port:
+            text = _HBA_TCP.format(method="scram-sha-256" if self.password else "trust")
+        else:
+            text = _HBA.format(database=DATABASE, role=role_name(DATABASE))
+        hba = self.pgdata / "pg_hba.conf"
+        hba.write_text(text)
+        hba.chmod(0o600)
+        if user:
+            os.chown(hba, user["user"], user["group"])
+
+    def _run(self, socket_dir: Path, port: int, user: dict, timeout: float) -> str:
         logfile = open(self.pgdata / "server.log", "ab")
         self.process = subprocess.Popen(
             [
@@ -167,11 +248,13 @@ class EmbeddedPostgres:
                 "-k",
                 str(socket_dir),
                 "-c",
-                f"listen_addresses={'127.0.0.1' if self.tcp_port else ''}",
+                "listen_addresses=127.0.0.1",
                 "-p",
-                str(self.tcp_port or 5432),
+                str(port),
                 "-c",
                 "max_connections=200",
+                "-c",
+                "password_encryption=scram-sha-256",
             ],
             stdin=subprocess.DEVNULL,
             stdout=logfile,
@@ -186,11 +269,12 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(f"PostgreSQL exited at start:\n{self._log_tail()}")
             lines = _read_postmaster_pid(self.pgdata)
             if lines and len(lines) >= 8 and lines[7].strip() == "ready" and lines[0].strip() == str(self.process.pid):
-                self.url = (
-                    f"postgresql://postgres@127.0.0.1:{self.tcp_port}/postgres?sslmode=disable"
-                    if self.tcp_port
-                    else _url(socket_dir, 5432)
-                )
+                if self.tcp_port:
+                    auth = f"postgres:{self.password}" if self.password else "postgres"
+                    self.url = f"postgresql://{auth}@127.0.0.1:{self.tcp_port}/postgres?sslmode=disable"
+                else:
+                    (self.pgdata / PORT_FILE).write_text(str(port))
+                    self.url = _url(socket_dir, port)
                 log.info("embedded PostgreSQL ready in %s", self.pgdata)
                 return self.url
             time.sleep(0.05)

@@ -58,6 +58,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[keys.DATABASE_URL] = url
         pool = await db.create_pool(url, min_size=0, max_size=max(10, settings.max_parallel_runs * 2 + 4))
         app[keys.POOL] = pool
+        app[keys.STATE_ROLE] = []
         bootstrap = asyncio.create_task(_migrate_when_reachable(app))
         try:
             yield
@@ -73,6 +74,8 @@ async def _migrate_when_reachable(app: web.Application) -> None:
     while True:
         try:
             await db.migrate(app[keys.POOL])
+            if role := await db.state_backend(app[keys.POOL], app[keys.DATABASE_URL], app[keys.SETTINGS]):
+                app[keys.STATE_ROLE][:] = [role]
             app[keys.READY].set()
             return
         except db.UNAVAILABLE as e:
@@ -133,7 +136,6 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir,
         find_binary(settings.terraform_bin),
         extra_env=settings.terraform_env,
-        database_url=app[keys.DATABASE_URL],
         interrupt_grace=settings.interrupt_grace,
         allow_env=settings.terraform_env_allow,
         run_as=isolation.run_user(),
@@ -146,6 +148,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 
     async def start_when_ready() -> None:
         await app[keys.READY].wait()
+        for role in app[keys.STATE_ROLE]:  # PG_CONN_STR: the state role's, never the app's URL
+            terraform.state_url = role.url
+            terraform.redact = isolation.Redactor([*terraform.redact.values, role.password, role.url])
         log.info(
             "worker %s: up to %d parallel runs, module %s, terraform %s",
             reconciler.owner,

@@ -4,7 +4,11 @@ import os
 import socket
 import struct
 
-targets = json.loads(os.environ.get("ATTACK_TARGETS") or "{}")
+targets = os.environ.get("ATTACK_TARGETS") or "{}"
+if targets.startswith("@"):  # a file, written by the test once the app has started (ports are chosen then)
+    with open(targets[1:]) as f:
+        targets = f.read()
+targets = json.loads(targets)
 got = {"uid": os.getuid(), "env": dict(os.environ)}
 
 
@@ -59,6 +63,34 @@ for path in targets.get("sockets", []):
 for host, port in targets.get("tcp", []):
     for user in ("postgres", "ghapp"):
         attempt(f"{host}:{port} as {user}", lambda h=host, p=port, u=user: pg(socket.AF_INET, (h, p), u))
+
+
+def with_state_role(statement):  # PG_CONN_STR is for Terraform's states: try the app's tables and roles with it
+    import asyncio
+
+    import asyncpg  # the interpreter Terraform runs with is ghapp's, which has it
+
+    async def go():
+        conn = await asyncpg.connect(os.environ["PG_CONN_STR"], timeout=3)
+        try:
+            return str(await conn.fetch(statement))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+if os.environ.get("PG_CONN_STR"):
+    got["PG_CONN_STR states"] = {"ok": True, "value": "skipped"}
+    attempt("PG_CONN_STR states", lambda: with_state_role("SELECT name FROM terraform_remote_state.states"))
+    for statement in (
+        "SELECT * FROM environments",
+        "SELECT * FROM state_role",
+        "INSERT INTO deliveries (id, event) VALUES ('forged', 'push')",
+        "CREATE ROLE intruder LOGIN SUPERUSER",
+        "CREATE TABLE intruder (x int)",
+    ):
+        attempt(f"PG_CONN_STR {statement}", lambda s=statement: with_state_role(s))
 
 opened = sorted(k for k, v in got.items() if isinstance(v, dict) and v.get("ok") and k not in ("env", *own))
 print("ATTACK opened:", json.dumps(opened)[:2000])
