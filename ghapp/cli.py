@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
-        settings = Settings.from_env()
-        for warning in unknown_variables():
+        for warning in unknown_variables():  # first: a misspelt name may be why the settings are wrong
             log.warning("%s", warning)
+        settings = Settings.from_env()
         if args.command == "serve":
             return serve(settings)
         if args.command == "demo":
