@@ -12,17 +12,16 @@ import sys
 from pathlib import Path
 
 from ghapp import deliveries
-from ghapp.config import ConfigError, Settings
+from ghapp.config import ConfigError, Settings, unknown_variables
+from ghapp.logsafe import SafeFormatter
 
 log = logging.getLogger("ghapp")
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
@@ -31,9 +30,8 @@ def serve(settings: Settings) -> int:
 
     from ghapp.web.app import create_app
 
+    settings.check_serve()
     if not settings.webhook_secret:
-        if not settings.offline:
-            raise ConfigError("GITHUB_WEBHOOK_SECRET is required when GITHUB_APP_ID is set")
         log.warning("GITHUB_WEBHOOK_SECRET is unset: webhook signatures are NOT checked (offline mode only)")
     if settings.offline:
         log.info("offline mode (no GITHUB_APP_ID): what would be shown on pull requests goes to this log")
@@ -186,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
+        for warning in unknown_variables():  # first: a misspelt name may be why the settings are wrong
+            log.warning("%s", warning)
         settings = Settings.from_env()
         if args.command in ("serve", "demo"):
             _protect(settings)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -10,6 +12,18 @@ from pathlib import Path
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+# Every variable ghapp reads, and those DESIGN.md documents (read by parts that may not be in this build yet).
+KNOWN_VARIABLES = frozenset(
+    """GITHUB_APP_ID GITHUB_PRIVATE_KEY GITHUB_PRIVATE_KEY_PATH GITHUB_WEBHOOK_SECRET GITHUB_API_URL
+    GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET DATABASE_URL GHAPP_DATA_DIR GHAPP_TERRAFORM_MODULE GHAPP_TERRAFORM_BIN
+    GHAPP_MAX_PARALLEL_RUNS GHAPP_ENV_TTL GHAPP_RUN_TIMEOUT GHAPP_RESYNC_INTERVAL GHAPP_ADMIN_TOKEN
+    GHAPP_ALLOW_FORKS GHAPP_HOST GHAPP_PORT GHAPP_PUBLIC_URL GHAPP_PUSH_SETTLE GHAPP_LEASE_TTL GHAPP_POLL_INTERVAL
+    GHAPP_RETRY_BASE GHAPP_RETRY_CAP GHAPP_MAX_ATTEMPTS GHAPP_SHUTDOWN_GRACE GHAPP_BODY_TIMEOUT GHAPP_MODULES
+    GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT""".split()
+)
+MIN_ADMIN_TOKEN = 24
 
 
 class ConfigError(ValueError):
@@ -46,6 +60,42 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def admin_token_problem(token: str) -> str | None:
+    """Why `token` is too weak to guard writes, or None (pure)."""
+    if len(token) < MIN_ADMIN_TOKEN:
+        return f"it has {len(token)} characters, at least {MIN_ADMIN_TOKEN} are needed"
+    if len(set(token)) < 8:
+        return "it repeats too few different characters"
+    lowered = token.lower()
+    if any(word in lowered for word in ("password", "changeme", "admin", "secret", "token", "123456", "qwerty")):
+        return "it contains a common word"
+    return None
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> list[str]:
+    """A warning for each `GHAPP_*`/`GITHUB_*` variable (environment or `.env`) that ghapp does not know, naming
+    the closest known one: a misspelt secret must not be ignored silently."""
+    sources = dict.fromkeys(read_dotenv(dotenv) if dotenv else {}, ".env")
+    sources.update(dict.fromkeys(os.environ if environ is None else environ, "the environment"))
+    warnings = []
+    for name, source in sorted(sources.items()):
+        if not name.startswith(("GHAPP_", "GITHUB_")) or name in KNOWN_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"unknown variable {name} (from {source}) is ignored{hint}")
+    return warnings
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     app_id: str | None = None
@@ -76,6 +126,7 @@ class Settings:
     shutdown_grace: float = 30.0
     # Names or globs of the app's variables that Terraform may see (GHAPP_TERRAFORM_ENV); nothing else passes.
     terraform_env_allow: tuple[str, ...] = ("TF_VAR_*",)
+    body_timeout: float = 15.0  # a request body must arrive whole within this (GitHub gives up after 10 s)
     # Extra environment that ghapp itself sets for every Terraform run (the demo, tests).
     terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -172,7 +223,25 @@ class Settings:
             retry_cap=duration("GHAPP_RETRY_CAP", defaults.retry_cap),
             max_attempts=number("GHAPP_MAX_ATTEMPTS", defaults.max_attempts),
             shutdown_grace=duration("GHAPP_SHUTDOWN_GRACE", defaults.shutdown_grace),
+            body_timeout=duration("GHAPP_BODY_TIMEOUT", defaults.body_timeout),
         )
+
+    def check_serve(self) -> None:
+        """What `ghapp serve` refuses to start with (ConfigError naming the variable)."""
+        if not self.webhook_secret:
+            if not self.offline:
+                raise ConfigError("GITHUB_WEBHOOK_SECRET is required when GITHUB_APP_ID is set")
+            if not is_loopback(self.host):
+                raise ConfigError(
+                    f"GITHUB_WEBHOOK_SECRET is unset and GHAPP_HOST={self.host} is not a loopback address: anyone "
+                    "who can reach it could send unsigned deliveries. Set GITHUB_WEBHOOK_SECRET, or listen on "
+                    "127.0.0.1 (GHAPP_HOST) for offline development."
+                )
+        if self.admin_token is not None and (problem := admin_token_problem(self.admin_token)):
+            raise ConfigError(
+                f"GHAPP_ADMIN_TOKEN is too weak: {problem}. Generate one with "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it to refuse every write."
+            )
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

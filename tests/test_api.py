@@ -198,3 +198,30 @@ async def test_streams_end_when_the_app_shuts_down(start_app, db):
 
 async def _read_some(resp):
     return await resp.content.readany()
+
+
+async def test_out_of_range_ids_and_nul_in_query_strings_are_4xx_never_500(start_app, db):
+    """Finding 9: `/api/environments/<20 digits>` and `?repository=%00` answered 500."""
+    client = await start_app(workers=False)
+    for path in ("/api/environments/" + "9" * 20, "/environments/" + "9" * 20, "/api/runs/" + "9" * 20 + "/log"):
+        assert (await client.get(path)).status == 404, path
+    for path in (
+        "/api/environments?repository=%00",
+        "/api/environments?status=%00",
+        "/?repository=a%00b",
+        "/api/environments?repository=" + "x" * 5000,
+    ):
+        assert (await client.get(path)).status == 400, path
+    assert (await client.get("/api/environments?repository=acme/web")).status == 200
+
+
+async def test_wrong_bearer_tokens_are_answered_429_with_retry_after(start_app, db):
+    """Finding 4: the Bearer API took any number of wrong tokens."""
+    client = await start_app(workers=False, admin_token=TOKEN)
+    (env_id,) = await seed(db)
+    url = f"/api/environments/{env_id}/destroy"
+    for _ in range(5):
+        assert (await client.post(url, headers={"Authorization": "Bearer wrong"})).status == 403
+    resp = await client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+    assert await db.fetchval("SELECT desired FROM environments WHERE id = $1", env_id) == "present"

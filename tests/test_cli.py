@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 
 import pytest
 
+from ghapp.logsafe import SafeFormatter
 from ghapp.web.app import create_app
 from tests.conftest import WEBHOOK_SECRET
 from tests.support import ROOT, WEBHOOKS, wait_for
@@ -93,6 +95,36 @@ def test_configuration_errors_are_clear(tmp_path):
     assert no_secret.returncode == 2 and "GITHUB_WEBHOOK_SECRET" in no_secret.stderr
     ttl = ghapp("serve", env={"GHAPP_ENV_TTL": "3 days"}, cwd=tmp_path)
     assert ttl.returncode == 2 and "GHAPP_ENV_TTL" in ttl.stderr
+
+
+def test_serve_refuses_unsigned_deliveries_off_loopback_and_weak_admin_tokens(tmp_path):
+    """Findings 4 and 6: both started before, the first accepting unsigned deliveries from any address."""
+    open_host = ghapp("serve", env={"GHAPP_HOST": "0.0.0.0"}, cwd=tmp_path)
+    assert open_host.returncode == 2 and "Traceback" not in open_host.stderr
+    assert "GITHUB_WEBHOOK_SECRET" in open_host.stderr and "GHAPP_HOST=0.0.0.0" in open_host.stderr
+    weak = ghapp("serve", env={"GHAPP_ADMIN_TOKEN": "adm1n"}, cwd=tmp_path)
+    assert weak.returncode == 2 and "GHAPP_ADMIN_TOKEN is too weak" in weak.stderr
+
+
+def test_misspelt_variables_are_named_with_the_closest_known_one(tmp_path):
+    (tmp_path / ".env").write_text("GHAPP_WEBHOOK_SECRET=s\n")
+    bad = ghapp("serve", env={"GHAPP_MAX_PARALLEL_RUNS": "lots"}, cwd=tmp_path)
+    assert "GHAPP_WEBHOOK_SECRET (from .env)" in bad.stderr and "did you mean GITHUB_WEBHOOK_SECRET?" in bad.stderr
+
+
+def test_log_lines_escape_control_characters():
+    """Finding 9: control characters from errors and user input reached the server log raw."""
+    formatter = SafeFormatter("%(levelname)s %(message)s")
+    record = logging.LogRecord(
+        "ghapp.x", logging.WARNING, __file__, 1, "ref %s", ("a\nFAKE ERROR\x1b[31m\u202e",), None
+    )
+    assert formatter.format(record) == "WARNING ref a\\nFAKE ERROR\\x1b[31m\\u202e"
+    try:
+        raise ValueError("bad\x07")
+    except ValueError:
+        record = logging.LogRecord("ghapp.x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    text = formatter.format(record)
+    assert "\x07" not in text and "\\x07" in text and "\nTraceback" in text
 
 
 def test_help_lists_the_commands():

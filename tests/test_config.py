@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ghapp import config
 from ghapp.config import ConfigError, Settings, parse_duration, read_dotenv
 
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
@@ -352,3 +353,45 @@ def test_replace_keeps_other_fields():
     settings = from_env(GHAPP_PORT="9000")
     changed = settings.replace(allow_forks=True)
     assert (changed.port, changed.allow_forks, settings.allow_forks) == (9000, True, False)
+
+
+def test_unknown_variables_are_reported_with_the_closest_known_name(tmp_path):
+    """Finding 6: GHAPP_WEBHOOK_SECRET (for GITHUB_WEBHOOK_SECRET) was ignored silently."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("GHAPP_ADMIN_TOKNE=x\n")
+    warnings = config.unknown_variables(
+        {"GHAPP_WEBHOOK_SECRET": "s", "GITHUB_APP_ID": "1", "HOME": "/root", "GHAPP_PORT": "1"}, dotenv
+    )
+    assert warnings == [
+        "unknown variable GHAPP_ADMIN_TOKNE (from .env) is ignored; did you mean GHAPP_ADMIN_TOKEN?",
+        "unknown variable GHAPP_WEBHOOK_SECRET (from the environment) is ignored; did you mean GITHUB_WEBHOOK_SECRET?",
+    ]
+    assert config.unknown_variables({"GHAPP_ZZZZZZZZZZZZZZZZZ": "1"}, None) == [
+        "unknown variable GHAPP_ZZZZZZZZZZZZZZZZZ (from the environment) is ignored"
+    ]
+
+
+def test_serve_without_a_secret_only_on_loopback():
+    """Finding 6: offline mode without a webhook secret accepted unsigned deliveries on any address."""
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        Settings(host=host).check_serve()
+    for host in ("0.0.0.0", "::", "192.168.1.5", "ghapp.example.com"):
+        with pytest.raises(ConfigError, match=f"GITHUB_WEBHOOK_SECRET is unset and GHAPP_HOST={host} is not"):
+            Settings(host=host).check_serve()
+    Settings(host="0.0.0.0", webhook_secret="s").check_serve()
+    with pytest.raises(ConfigError, match="GITHUB_WEBHOOK_SECRET is required"):
+        Settings(app_id="1", private_key="k").check_serve()
+
+
+@pytest.mark.parametrize(
+    "token", ["adm1n", "s3cret-admin-token", "a" * 40, "ab" * 20, "my-admin-password-is-long-enough"]
+)
+def test_weak_admin_tokens_are_refused_at_start(token):
+    """Finding 4: `adm1n` was accepted as GHAPP_ADMIN_TOKEN."""
+    with pytest.raises(ConfigError, match="GHAPP_ADMIN_TOKEN is too weak"):
+        Settings(admin_token=token).check_serve()
+
+
+def test_a_strong_admin_token_is_accepted():
+    Settings(admin_token="kR3v-9xQpLm2ZtW8sYb1NcHa4Ud7").check_serve()
+    Settings(admin_token=None).check_serve()

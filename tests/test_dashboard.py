@@ -3,7 +3,9 @@ formatting, links, session signing; escaping of everything people type into GitH
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
 import re
 
 import pytest
@@ -144,17 +146,30 @@ def test_redirects_stay_on_the_site():
         assert display.local_path(target) == "/"
 
 
-def test_session_cookie_is_signed_expires_and_dies_with_the_token():
-    key = auth.session_key(TOKEN)
-    cookie = auth.make_session(key, 1000.0, nonce="abc")
-    assert auth.session_nonce(key, cookie, 1001.0) == "abc"
-    assert auth.session_nonce(key, cookie, 1000.0 + auth.SESSION_TTL + 1) is None
-    expires, nonce, mac = cookie.split(".")
-    assert auth.session_nonce(key, f"{int(expires) + 999}.{nonce}.{mac}", 1001.0) is None
-    assert auth.session_nonce(key, f"{expires}.other.{mac}", 1001.0) is None
-    assert auth.session_nonce(auth.session_key("another token"), cookie, 1001.0) is None
-    assert auth.session_nonce(key, "garbage", 1001.0) is None
-    assert auth.csrf_token(key, "abc") != auth.csrf_token(key, "abd")
+def test_throttle_lets_a_few_failures_pass_then_backs_off_doubling_per_client():
+    now = [1000.0]
+    throttle = auth.Throttle(free=3, base=1.0, cap=8.0, size=2, clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failed("a")
+        assert throttle.retry_after("a") == 0
+    waits = []
+    for _ in range(5):
+        throttle.failed("a")
+        waits.append(throttle.retry_after("a"))
+        now[0] += waits[-1]
+    assert waits == [1, 2, 4, 8, 8]  # doubling, capped
+    assert throttle.retry_after("b") == 0  # per client
+    throttle.failed("a")
+    throttle.succeeded("a")
+    assert throttle.retry_after("a") == 0
+    for client in ("x", "y", "z"):  # bounded memory: the oldest client is forgotten
+        throttle.failed(client)
+    assert len(throttle._clients) == 2
+
+
+def test_session_key_id_changes_with_the_admin_token():
+    assert auth.key_id(TOKEN) == auth.key_id(TOKEN) and auth.key_id(TOKEN) != auth.key_id(TOKEN + "x")
+    assert TOKEN not in auth.key_id(TOKEN)
 
 
 # --- the list --------------------------------------------------------------------------------------------------------
@@ -267,9 +282,91 @@ async def test_sign_in_sets_a_hardened_cookie_and_sign_out_clears_it(start_app):
     assert "Path=/" in cookie
     assert "Signed in as operator" in await (await client.get("/")).text()
 
-    resp = await client.post("/logout", allow_redirects=False)
+    page = await (await client.get("/")).text()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = await client.post("/logout", data={"csrf_token": csrf}, allow_redirects=False)
     assert resp.status == 303
     assert "Sign in" in await (await client.get("/")).text()
+
+
+async def test_the_cookie_is_a_random_id_stored_only_hashed(start_app, db):
+    client = await start_app(workers=False, admin_token=TOKEN)
+    resp = await client.post("/login", data={"token": TOKEN, "next": "/"}, allow_redirects=False)
+    cookie = resp.cookies[auth.COOKIE].value
+    rows = await db.fetch("SELECT id_hash, expires_at > now() + interval '11 hours' AS long FROM sessions")
+    assert [(bytes(r["id_hash"]), r["long"]) for r in rows] == [(hashlib.sha256(cookie.encode()).digest(), True)]
+    assert TOKEN not in cookie and len(cookie) >= 40
+
+
+async def test_sign_out_ends_the_session_on_the_server(start_app, db):
+    """Finding 4: the cookie of a signed-out session must be worth nothing (it was a stateless cookie valid 12 h)."""
+    client = await start_app(workers=False, admin_token=TOKEN)
+    (env_id,) = await seed(db)
+    csrf = await sign_in(client)
+    stolen = client.session.cookie_jar.filter_cookies(client.make_url("/"))[auth.COOKIE].value
+    resp = await client.post("/logout", data={"csrf_token": csrf}, allow_redirects=False)
+    assert resp.status == 303
+
+    client.session.cookie_jar.update_cookies({auth.COOKIE: stolen})
+    assert "Signed in as operator" not in await (await client.get("/")).text()
+    resp = await client.post(f"/environments/{env_id}/destroy", data={"csrf_token": csrf, "confirmed": "yes"})
+    assert resp.status == 401
+    assert await db.fetchval("SELECT desired FROM environments WHERE id = $1", env_id) == "present"
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 0
+
+
+async def test_sign_out_needs_the_csrf_token(start_app):
+    """Finding 4: another site must not be able to sign the operator out (logout had no CSRF token)."""
+    client = await start_app(workers=False, admin_token=TOKEN)
+    await sign_in(client)
+    resp = await client.post("/logout", allow_redirects=False)
+    assert resp.status == 403
+    assert "Signed in as operator" in await (await client.get("/")).text()
+
+
+async def test_failed_sign_ins_are_answered_429_with_a_growing_retry_after(start_app):
+    """Finding 4: 300 wrong tokens in 0.22 s were all checked; now a client is locked out after a few."""
+    client = await start_app(workers=False, admin_token=TOKEN)
+    now = [1000.0]
+    client.app[auth.THROTTLE].clock = lambda: now[0]
+    for _ in range(5):
+        assert (await client.post("/login", data={"token": "wrong"})).status == 403
+    resp = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)  # even the right one waits
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1" and "try again" in await resp.text()
+    now[0] += 1
+    assert (await client.post("/login", data={"token": "wrong"})).status == 403
+    resp = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)
+    assert resp.status == 429 and resp.headers["Retry-After"] == "2"
+    now[0] += 2
+    assert (await client.post("/login", data={"token": TOKEN}, allow_redirects=False)).status == 303
+
+
+async def test_bodies_over_64_kb_are_refused_on_every_route_but_webhooks(start_app):
+    """Finding 8: every route read up to 25 MB before any check."""
+    client = await start_app(workers=False, admin_token=TOKEN)
+    resp = await client.post("/login", data={"token": "x" * 70_000})
+    assert resp.status == 413
+
+
+async def test_a_trickled_body_is_cut_off_with_408(start_app):
+    """Finding 8: a body sent slowly held the connection (94 s at 1 byte / 5 s); GHAPP_BODY_TIMEOUT bounds it."""
+    client = await start_app(workers=False, admin_token=TOKEN, body_timeout=0.2)
+    status = await trickle(client, "/login", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 408
+
+
+async def trickle(client, path: str, headers: dict[str, str]) -> int:
+    """POST a body that announces 1000 bytes and sends 10, then nothing (the connection stays open): the status."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {**headers, "Content-Length": "1000", "Host": "x"}.items())
+    writer.write(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + b"token=abcd")
+    await writer.drain()
+    try:
+        async with asyncio.timeout(30):  # a guard against hanging forever, far above the app's limit
+            line = await reader.readline()
+    finally:
+        writer.close()
+    return int(line.split()[1])
 
 
 async def test_without_an_admin_token_sign_in_and_writes_are_refused(start_app, db):

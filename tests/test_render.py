@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,39 @@ def test_hostile_text_cannot_break_out_of_the_log_block():
     snap = dataclasses.replace(STATES["failed"], log_tail="```\n@everyone <script>alert(1)</script>\n```")
     comment = render.comment(snap, ttl=3600)
     assert comment.count("```") == 2, "a fence in the log must not close the code block"
+
+
+HOSTILE_OUTPUT = (
+    "@octocat ![x](https://evil.example/i.png)\n# Heading <img src=x> [link](https://evil.example) | x ```` y"
+)
+
+
+def _outside_code_spans(markdown: str) -> str:
+    return re.sub(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)", "", markdown)
+
+
+def test_module_outputs_are_escaped_and_only_http_urls_reach_github():
+    """Finding 9: `preview_url = "javascript:…"` became the deployment's environment_url, and output values went into
+    the check run's Markdown as they were (mentions, images, headings)."""
+    s = dataclasses.replace(
+        STATES["active"],
+        preview_url="javascript:alert(1)",
+        outputs={"preview_url": "javascript:alert(1)", "note": HOSTILE_OUTPUT, "pipe|`name`": "v"},
+    )
+    view, deployment, comment = render.check_run(s), render.deployment(s), render.comment(s, ttl=3600)
+    assert deployment.environment_url is None and "javascript" not in deployment.description
+    assert "javascript" not in view.title
+    for text in (view.summary, comment):
+        outside = _outside_code_spans(text)
+        for danger in ("javascript", "@octocat", "![", "<img", "[link]", "# Heading", "evil.example"):
+            assert danger not in outside, (danger, text)
+        table = [line for line in text.splitlines() if line.startswith("| ")]
+        assert all(line.count("|") - line.count("\\|") == 3 for line in table), table
+    assert "not an http(s) URL" in view.summary and "not an http(s) URL" in comment
+
+
+def test_safe_url_takes_plain_http_urls_only():
+    assert render.safe_url("https://pr-1.preview.example.com/a?b=1") == "https://pr-1.preview.example.com/a?b=1"
+    assert render.safe_url("http://127.0.0.1:8081/") == "http://127.0.0.1:8081/"
+    for url in ("javascript:alert(1)", " https://x", "https://x/<b>", "data:text/html,x", "https://", "ftp://x", None):
+        assert render.safe_url(url) is None, url

@@ -3,13 +3,18 @@ state written to `environments`, deduplication, and nothing written for any reje
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import io
 import json
 import uuid
+from unittest import mock
 
 import pytest
+from aiohttp import web
+from aiohttp.streams import StreamReader
+from aiohttp.test_utils import make_mocked_request
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 
@@ -17,7 +22,9 @@ from ghapp.core.payload import MalformedPayload
 from ghapp.deliveries import sign
 from ghapp.web import keys
 from ghapp.web.app import create_app
-from ghapp.web.webhooks import MAX_BODY, parse_delivery
+from ghapp.web.metrics import counting_deliveries
+from ghapp.web.metrics import setup as setup_metrics
+from ghapp.web.webhooks import MAX_BODY, parse_delivery, receive
 from tests.support import Deliveries, environment, fake_sha, wait_for
 
 SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"  # head SHA of every pull_request fixture
@@ -113,13 +120,94 @@ async def test_githubs_test_vector_over_http_passes_the_signature_check(start_ap
     assert status == 401
 
 
-async def test_sha1_signature_alone_is_accepted(start_app, deliveries, db):
+async def test_sha1_signature_alone_is_refused(start_app, deliveries, db):
+    """Finding 9: gidgethub falls back to the SHA-1 X-Hub-Signature; only sha256= is accepted."""
     client = await start_app()
+    before = await snapshot(db)
     body, headers = deliveries.signed("pull_request", deliveries.pull_request("opened"))
     del headers["X-Hub-Signature-256"]
     headers["X-Hub-Signature"] = "sha1=" + hmac.new(deliveries.secret.encode(), body, hashlib.sha1).hexdigest()
     status, reply = await send(client, body, headers)
-    assert status == 202, reply
+    assert status == 401, reply
+    assert await snapshot(db) == before
+
+
+async def raw_request(client, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """Send `head` (request line and headers) and `body` as they are, keep the connection open, and read the
+    status line and the body of the answer."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+    await writer.drain()
+    try:
+        async with asyncio.timeout(30):  # a guard against hanging forever, far above any limit of the app
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            return status, await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+async def test_the_signature_header_is_checked_before_the_body_is_read(start_app):
+    """Finding 8: every delivery was read whole (up to 25 MB) before anything was checked. A request that announces
+    20 MB and sends none of it gets its 401 at once."""
+    client = await start_app()
+    head = (
+        "POST /webhooks HTTP/1.1\nHost: x\nContent-Type: application/json\nX-GitHub-Event: push\n"
+        f"X-GitHub-Delivery: d-1\nContent-Length: {20 * 1024 * 1024}\n"
+    )
+    status, _ = await raw_request(client, head)
+    assert status == 401
+    status, _ = await raw_request(client, head + "X-Hub-Signature-256: sha256=not-hex\n")
+    assert status == 401
+
+
+async def test_a_trickled_delivery_is_cut_off_with_408(start_app, deliveries, db):
+    """Finding 8: a body trickled at 1 byte / 5 s stayed open 94 s; GHAPP_BODY_TIMEOUT bounds the read."""
+    client = await start_app(body_timeout=0.2)
+    before = await snapshot(db)
+    body, headers = deliveries.signed("pull_request", deliveries.pull_request("opened"))
+    head = "POST /webhooks HTTP/1.1\nHost: x\n" + "".join(f"{k}: {v}\n" for k, v in headers.items())
+    status, reply = await raw_request(client, head + f"Content-Length: {len(body)}\n", body[:100])
+    assert status == 408 and b"not received within" in reply
+    assert await snapshot(db) == before
+
+
+async def test_a_client_that_goes_away_mid_body_is_not_a_database_outage(settings, deliveries, caplog):
+    """Finding 8: a disconnect while the body was read (aiohttp raises ConnectionResetError, an OSError) counted as
+    `unavailable` and was logged as a database outage. The request is built in memory: the disconnect happens
+    exactly while the body is read."""
+    app = web.Application()
+    app[keys.SETTINGS] = settings
+    app[keys.READY] = asyncio.Event()
+    metrics = setup_metrics(app)
+    body, headers = deliveries.signed("pull_request", deliveries.pull_request("opened"))
+    payload = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    payload.feed_data(body[:100])
+    payload.set_exception(ConnectionResetError("Connection lost"))
+    request = make_mocked_request(
+        "POST", "/webhooks", headers={**headers, "Content-Length": str(len(body))}, app=app, payload=payload
+    )
+
+    response = await counting_deliveries(receive)(request)
+
+    assert response.status == 400
+    assert metrics.deliveries.labels("unknown", "disconnected")._value.get() == 1
+    assert metrics.deliveries.labels("unknown", "unavailable")._value.get() == 0
+    assert not [r for r in caplog.records if "database" in r.getMessage()]
+
+
+async def test_unsigned_deliveries_add_no_metric_labels(start_app, deliveries):
+    """Finding 8: an unsigned request with an invented X-GitHub-Event added a label value (offline, no secret)."""
+    client = await start_app(webhook_secret=None)
+    body, headers = deliveries.signed("pull_request", deliveries.pull_request("opened"))
+    headers["X-GitHub-Event"] = "invented_by_a_stranger"
+    del headers["X-Hub-Signature-256"]
+    await send(client, body, headers)
+    text = await (await client.get("/metrics")).text()
+    assert "invented_by_a_stranger" not in text and 'event="unknown"' in text
 
 
 async def test_offline_without_a_secret_accepts_unsigned_deliveries(start_app, deliveries):

@@ -7,6 +7,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
+import urllib.parse
 
 from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Status, short_sha
 
@@ -148,8 +150,38 @@ def _log_block(s: Snapshot, limit: int) -> str:
     return f"```\n{cut_front(lines, limit - 10)}\n```" if lines else ""
 
 
+# What a link placed on GitHub may hold: http(s), a host, and URL characters that Markdown gives no meaning to.
+_URL_TEXT = re.compile(r"[A-Za-z0-9\-._~:/?#@!$&*+,;=%]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def safe_url(url: str | None) -> str | None:
+    """`url` if it is a plain http(s) URL, else None: a module output `javascript:…` never becomes a link (pure)."""
+    if not url or len(url) > 2000 or not _URL_TEXT.fullmatch(url):
+        return None
+    parts = urllib.parse.urlsplit(url)
+    return url if parts.scheme.lower() in ("http", "https") and parts.hostname else None
+
+
+def md_code(value: object, limit: int = 200) -> str:
+    """`value` as an inline code span for a Markdown table cell (pure): no mention, link, image, heading, HTML or
+    emphasis can come out of it, a backtick run cannot close it early and a `|` cannot end the cell."""
+    text = _CONTROL.sub(" ", str(value))[:limit].replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text[:1] == "`" or text[-1:] == "`" else ""  # CommonMark strips one space each side
+    return f"{fence}{pad}{text}{pad}{fence}" if text.strip() else "` `"
+
+
+def _preview_md(url: str | None) -> str:
+    """The preview URL for Markdown: a bare link if it is safe, else shown as code and not linked."""
+    if safe_url(url):
+        return str(url)
+    return f"{md_code(url)} (not an http(s) URL, so not linked)"
+
+
 def _outputs_table(outputs: dict) -> str:
-    rows = [f"| `{k}` | {str(v)[:200]} |" for k, v in sorted(outputs.items()) if k != "preview_url"]
+    rows = [f"| {md_code(k, 100)} | {md_code(v)} |" for k, v in sorted(outputs.items()) if k != "preview_url"]
     return "| output | value |\n|---|---|\n" + "\n".join(rows) if rows else ""
 
 
@@ -184,13 +216,15 @@ def check_run(s: Snapshot) -> CheckRunView | None:
         )
     if s.status == Status.ACTIVE and s.deployed_sha == sha:
         summary = (
-            f"**{s.preview_url}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}.\n\n{_outputs_table(s.outputs)}"
+            f"**{_preview_md(s.preview_url)}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}.\n\n"
+            f"{_outputs_table(s.outputs)}"
         ).strip()
+        url = safe_url(s.preview_url)
         return CheckRunView(
             sha,
             "completed",
             "success",
-            f"Active: {s.preview_url}",
+            f"Active: {url}" if url else "Active",
             summary,
             actions=ACTIONS_ACTIVE,
             started_at=s.run_started_at,
@@ -253,7 +287,8 @@ def deployment(s: Snapshot) -> DeploymentView | None:
     if not sha or (s.awaiting_approval and s.status != Status.ACTIVE):
         return None
     if s.status == Status.ACTIVE:
-        return DeploymentView(sha, "success", s.preview_url, f"Active at {s.preview_url}"[:140])
+        url = safe_url(s.preview_url)
+        return DeploymentView(sha, "success", url, f"Active at {url}"[:140] if url else "Active")
     if s.status == Status.FAILED:
         return DeploymentView(sha, "failure", None, ((s.last_error or "failed").splitlines() or ["failed"])[0][:140])
     if s.status == Status.CREATING:
@@ -267,7 +302,7 @@ def comment(s: Snapshot, ttl: float) -> str:
     if s.awaiting_approval:
         icon, word = "✋", "waiting for approval"
     if s.preview_url and s.status == Status.ACTIVE:
-        rows.append(("Preview", s.preview_url))
+        rows.append(("Preview", _preview_md(s.preview_url)))
     if s.status == Status.CREATING:
         rows.append(("Progress", _progress(s)))
     rows.append(("Commit", f"`{short_sha(s.deployed_sha)}`" if s.deployed_sha else "-"))

@@ -93,7 +93,7 @@ async def list_environments(request: web.Request) -> web.Response:
     return web.json_response({"environments": [environment_json(e) for e in envs], "next": next_url})
 
 
-@routes.get("/api/environments/{id:\\d+}")
+@routes.get("/api/environments/{id:\\d{1,18}}")
 async def get_environment(request: web.Request) -> web.Response:
     async with request.app[keys.POOL].acquire() as conn:
         env = await reads.get_environment(conn, int(request.match_info["id"]))
@@ -105,7 +105,7 @@ async def get_environment(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-@routes.get("/api/runs/{id:\\d+}/log")
+@routes.get("/api/runs/{id:\\d{1,18}}/log")
 async def run_log(request: web.Request) -> web.Response:
     after = _int_param(request, "after", -1, -1, 2**31)
     async with request.app[keys.POOL].acquire() as conn:

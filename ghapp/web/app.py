@@ -17,7 +17,7 @@ from ghapp.config import Settings
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.sink import GitHubSink
 from ghapp.terraform import Terraform, allowed, find_binary
-from ghapp.web import api, dashboard, keys, metrics, webhooks
+from ghapp.web import api, auth, dashboard, keys, metrics, webhooks
 from ghapp.workers.commands import CommandProcessor
 from ghapp.workers.loops import run_loop
 from ghapp.workers.periodic import Resync, expire_and_prune
@@ -37,10 +37,45 @@ async def database_errors(request: web.Request, handler) -> web.StreamResponse:
         return web.json_response({"error": "database unavailable"}, status=503)
 
 
+MAX_OTHER_BODY = 64 * 1024  # every route but /webhooks takes small forms at most
+MAX_QUERY_VALUE = 1000
+
+
+@web.middleware
+async def request_limits(request: web.Request, handler) -> web.StreamResponse:
+    """Bad query strings are 400 (PostgreSQL cannot store NUL); bodies of routes other than /webhooks (which reads
+    its own, up to 25 MB) are read here whole, at most 64 KB and within GHAPP_BODY_TIMEOUT, before any handler."""
+    for name, value in request.query.items():
+        if len(value) > MAX_QUERY_VALUE or not _storable(name) or not _storable(value):
+            return web.json_response({"error": f"bad query parameter {name[:40]!r}"}, status=400)
+    if request.path != "/webhooks" and request.can_read_body:
+        timeout = request.app[keys.SETTINGS].body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()  # cached: post() and json() read it from there; over 64 KB: 413
+        except TimeoutError:
+            return web.json_response({"error": f"the body was not received within {timeout:g} s"}, status=408)
+        except ConnectionError:
+            return web.json_response({"error": webhooks.DISCONNECTED}, status=400)
+    return await handler(request)
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
-    app = web.Application(client_max_size=webhooks.MAX_BODY, middlewares=[database_errors])
+    app = web.Application(
+        client_max_size=MAX_OTHER_BODY,  # /webhooks reads its own body, up to webhooks.MAX_BODY
+        middlewares=[database_errors, request_limits, auth.sessions_middleware],
+    )
     app[keys.SETTINGS] = settings
     app[keys.READY] = asyncio.Event()
+    app[auth.THROTTLE] = auth.Throttle()
     metrics.setup(app)
     app.router.add_post("/webhooks", metrics.counting_deliveries(webhooks.receive))
     app.router.add_routes(api.routes)

@@ -15,14 +15,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from ghapp.core.contract import Status
 from ghapp.db import UNAVAILABLE, reads
-from ghapp.web import keys
+from ghapp.web import keys, webhooks
 
 log = logging.getLogger(__name__)
 
 RUN_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 _EVENT_NAME = re.compile(r"[a-z_]{1,40}")
 # What `POST /webhooks` answered, by status (200 is told apart by the body: duplicate or ignored).
-_OUTCOMES = {202: "accepted", 400: "malformed", 401: "bad_signature", 413: "too_large", 503: "unavailable"}
+_OUTCOMES = {
+    202: "accepted",
+    400: "malformed",
+    401: "bad_signature",
+    408: "timeout",
+    413: "too_large",
+    503: "unavailable",
+}
 
 
 class Metrics:
@@ -97,16 +104,19 @@ METRICS = web.AppKey("metrics", Metrics)
 
 
 def delivery_labels(event: str | None, status: int, body: bytes) -> tuple[str, str]:
-    """(event, outcome) of one answered delivery (pure). The event header is only trusted once the signature was
-    checked, and only if it looks like an event name: labels must not grow with what strangers send."""
-    outcome = _OUTCOMES.get(status, str(status))
-    if status == 200:
+    """(event, outcome) of one answered delivery (pure). `event` is only given for a delivery whose signature was
+    checked, and kept only if it looks like an event name: labels must not grow with what strangers send."""
+    outcome = _OUTCOMES.get(status, "other")
+    if status in (200, 400):
         try:
             answer = json.loads(body)
         except ValueError:
             answer = {}
-        outcome = "duplicate" if "duplicate" in answer else "ignored"
-    if status in (400, 401, 413) or not event or not _EVENT_NAME.fullmatch(event):
+        if status == 200:
+            outcome = "duplicate" if "duplicate" in answer else "ignored"
+        elif isinstance(answer, dict) and answer.get("error") == webhooks.DISCONNECTED:
+            outcome = "disconnected"
+    if status in (400, 401, 408, 413) or not event or not _EVENT_NAME.fullmatch(event):
         event = "unknown"
     return event, outcome
 
@@ -115,13 +125,14 @@ def counting_deliveries(handler: Callable[[web.Request], Awaitable[web.Response]
     """Wraps the webhook handler to count what it answered."""
 
     async def counted(request: web.Request) -> web.Response:
-        metrics, event = request.app[METRICS], request.headers.get("X-GitHub-Event")
+        metrics = request.app[METRICS]
         try:
             response = await handler(request)
         except Exception as e:
             status = e.status if isinstance(e, web.HTTPException) else 503 if isinstance(e, UNAVAILABLE) else 500
-            metrics.delivery_answered(event, status, b"")
+            metrics.delivery_answered(request.get(webhooks.SIGNED_EVENT), status, b"")
             raise
+        event = request.get(webhooks.SIGNED_EVENT)  # the header only counts once its signature was checked
         metrics.delivery_answered(event, response.status, response.body if isinstance(response.body, bytes) else b"")
         return response
 

@@ -3,11 +3,14 @@ no Terraform, no GitHub call; workers pick the change up from the database."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import urllib.parse
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from gidgethub import ValidationFailure
 from gidgethub.sansio import Event, validate_event
 
@@ -19,6 +22,38 @@ from ghapp.web.events import router
 log = logging.getLogger(__name__)
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+SIGNATURE = re.compile(r"sha256=[0-9a-fA-F]{64}")  # X-Hub-Signature-256; the SHA-1 X-Hub-Signature is not accepted
+SIGNED_EVENT = web.RequestKey("signed_event", str)  # the X-GitHub-Event of a delivery whose signature was checked
+DISCONNECTED = "the client went away before sending the whole body"
+
+
+class BodyError(Exception):
+    """The body could not be read whole: too large (413), too slow (408) or the client went away."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The whole body, at most `limit` bytes (a larger Content-Length is refused before reading), within
+    `timeout` seconds (a body trickled in slowly holds a connection and memory)."""
+    too_large = f"payload larger than {limit // (1024 * 1024)} MB"
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyError(413, too_large)
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyError(413, too_large)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyError(408, f"the body was not received within {timeout:g} s") from None
+    except (ConnectionError, HttpProcessingError):
+        raise BodyError(400, DISCONNECTED) from None
+    return b"".join(chunks)
 
 
 def _reply(status: int, **body) -> web.Response:
@@ -29,12 +64,8 @@ def parse_delivery(headers, body: bytes, secret: str | None) -> Event:
     """Signature first (401 before anything else is looked at), then the headers and the JSON body (400).
     Raises only `ValidationFailure` or `MalformedPayload`, whatever the input."""
     headers = {k.lower(): v for k, v in headers.items()}
-    if secret is not None:  # offline mode without a secret: signatures are not checked (see `ghapp serve` warning)
-        signature = headers.get("x-hub-signature-256") or headers.get("x-hub-signature") or ""
-        if not signature:
-            raise ValidationFailure("signature is missing")
-        if not signature.isascii():
-            raise ValidationFailure("signature is not ASCII")
+    if secret is not None:  # offline mode without a secret, on loopback only (`ghapp serve` refuses otherwise)
+        signature = check_signature_header(headers)
         validate_event(body, signature=signature, secret=secret)
     for name in ("x-github-event", "x-github-delivery"):
         if not headers.get(name, "").strip():
@@ -49,6 +80,17 @@ def parse_delivery(headers, body: bytes, secret: str | None) -> Event:
     if not isinstance(data.get("action", ""), str):
         raise MalformedPayload("action must be a string")
     return Event(data, event=headers["x-github-event"], delivery_id=headers["x-github-delivery"])
+
+
+def check_signature_header(headers) -> str:
+    """The `X-Hub-Signature-256` value if it is present and well-formed (checked before the body is read);
+    SHA-1 (`X-Hub-Signature`) alone is refused: gidgethub would fall back to it."""
+    signature = next((v for k, v in headers.items() if k.lower() == "x-hub-signature-256"), "")
+    if not signature:
+        raise ValidationFailure("the X-Hub-Signature-256 header is missing (SHA-1 signatures are not accepted)")
+    if not SIGNATURE.fullmatch(signature):
+        raise ValidationFailure("the X-Hub-Signature-256 header is not sha256=<64 hex digits>")
+    return signature
 
 
 def _is_utf8(text: str) -> bool:
@@ -84,16 +126,21 @@ def _decode_json(content_type: str, body: bytes):
 async def receive(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _reply(413, error=f"payload larger than {MAX_BODY // (1024 * 1024)} MB")
-    try:
+        if settings.webhook_secret is not None:
+            check_signature_header(request.headers)  # before a byte of the body is read
+        body = await read_body(request, MAX_BODY, settings.body_timeout)
         event = parse_delivery(request.headers, body, settings.webhook_secret)
     except ValidationFailure as e:
         log.warning("rejected a delivery with a bad signature from %s: %s", request.remote, e)
         return _reply(401, error="bad or missing signature")
+    except BodyError as e:
+        if e.status == 400:
+            log.info("a delivery from %s ended early: %s", request.remote, e)
+        return _reply(e.status, error=str(e))
     except MalformedPayload as e:
         return _reply(400, error=str(e))
+    if settings.webhook_secret is not None:
+        request[SIGNED_EVENT] = event.event
 
     if not router.fetch(event):
         return _reply(200, ignored=f"{event.event}.{event.data.get('action', '')}".rstrip("."))

@@ -54,7 +54,7 @@ async def perform(request: web.Request, env_id: int, action: str, via: str) -> E
         return await reads.get_environment(conn, env_id)
 
 
-@routes.get(f"/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")
+@routes.get(f"/environments/{{id:\\d{{1,18}}}}/{{action:{ACTIONS}}}")
 async def confirm_page(request: web.Request) -> web.Response:
     env_id, action = int(request.match_info["id"]), request.match_info["action"]
     if auth.session(request) is None:
@@ -83,13 +83,16 @@ def _confirm(request: web.Request, env: Environment, action: str, target: str) -
     )
 
 
-@routes.post(f"/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")
+@routes.post(f"/environments/{{id:\\d{{1,18}}}}/{{action:{ACTIONS}}}")
 async def form_action(request: web.Request) -> web.Response:
     env_id, action = int(request.match_info["id"]), request.match_info["action"]
     form = await request.post()
     refusal = auth.check_form(request, form)
     if refusal is not None:
-        return message(request, refusal.status, "Not allowed", refusal.reason, sign_in=refusal.status == 401)
+        response = message(request, refusal.status, "Not allowed", refusal.reason, sign_in=refusal.status == 401)
+        if refusal.retry_after:
+            response.headers["Retry-After"] = str(refusal.retry_after)
+        return response
     target = display.local_path(str(form.get("next", "")), f"/environments/{env_id}")
     if form.get("confirmed") != "yes":  # no JavaScript confirmation happened: ask on a page
         async with request.app[keys.POOL].acquire() as conn:
@@ -106,12 +109,14 @@ async def form_action(request: web.Request) -> web.Response:
     return see_other(target)
 
 
-@routes.post(f"/api/environments/{{id:\\d+}}/{{action:{ACTIONS}}}")
+@routes.post(f"/api/environments/{{id:\\d{{1,18}}}}/{{action:{ACTIONS}}}")
 async def api_action(request: web.Request) -> web.Response:
     env_id, action = int(request.match_info["id"]), request.match_info["action"]
     refusal = auth.check_api(request)
     if refusal is not None:
-        headers = {"WWW-Authenticate": 'Bearer realm="ghapp"'} if refusal.status == 401 else None
+        headers = {"WWW-Authenticate": 'Bearer realm="ghapp"'} if refusal.status == 401 else {}
+        if refusal.retry_after:
+            headers["Retry-After"] = str(refusal.retry_after)
         return web.json_response({"error": refusal.reason}, status=refusal.status, headers=headers)
     try:
         env = await perform(request, env_id, action, "api")

@@ -37,7 +37,7 @@ def _resume_after(request: web.Request) -> int:
     return -1
 
 
-@routes.get("/api/runs/{id:\\d+}/stream")
+@routes.get("/api/runs/{id:\\d{1,18}}/stream")
 async def stream(request: web.Request) -> web.StreamResponse:
     run_id = int(request.match_info["id"])
     pool = request.app[keys.POOL]

@@ -147,7 +147,7 @@ async def environments(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/environments/{id:\\d+}")
+@routes.get("/environments/{id:\\d{1,18}}")
 async def environment(request: web.Request) -> web.Response:
     env_id = int(request.match_info["id"])
     wanted = _int(request, "run", None, 1, 2**62)
@@ -196,10 +196,17 @@ async def login(request: web.Request) -> web.Response:
     token = request.app[keys.SETTINGS].admin_token
     if token is None:
         return render(request, "login.html", {"next": target, "error": None}, status=403)
+    if refusal := auth.throttled(request):
+        response = render(request, "login.html", {"next": target, "error": refusal.reason}, status=429)
+        response.headers["Retry-After"] = str(refusal.retry_after)
+        return response
+    throttle, client = request.app[auth.THROTTLE], auth.client_address(request)
     if not auth.same_secret(token, str(form.get("token", ""))):
+        throttle.failed(client)
         return render(request, "login.html", {"next": target, "error": "That is not the admin token."}, status=403)
+    throttle.succeeded(client)
     response = see_other(target)
-    auth.sign_in(request, response)
+    await auth.sign_in(request, response)
     return response
 
 
@@ -210,6 +217,11 @@ async def logout_page(request: web.Request) -> web.Response:
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.Response:
+    """Ends the session on the server; behind the session's CSRF token, so another site cannot sign you out."""
+    form = await request.post()
+    current = auth.session(request)
+    if current is not None and not auth.same_secret(current.csrf, str(form.get(auth.CSRF_FIELD, ""))):
+        return message(request, 403, "Not signed out", "The form's CSRF token is missing or wrong; reload the page.")
     response = see_other("/")
-    auth.sign_out(request, response)
+    await auth.sign_out(request, response)
     return response
