@@ -24,6 +24,7 @@ from aiohttp import web
 
 from ghapp import deliveries
 from ghapp.config import Settings
+from ghapp.core.contract import short_sha
 from ghapp.core.model import Environment
 from ghapp.db import desired, reads
 from ghapp.web import keys
@@ -153,7 +154,7 @@ def _announce(env: Environment, base: str) -> None:
         return
     print(
         f"""
-  Preview environment for {env.repository}#{env.pr_number} ({(env.deployed_sha or "")[:7]}) is active:
+  Preview environment for {env.repository}#{env.pr_number} ({short_sha(env.deployed_sha)}) is active:
 
     preview      {env.preview_url}
     dashboard    {base}/environments/{env.id}

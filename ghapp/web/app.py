@@ -75,7 +75,7 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.READY] = asyncio.Event()
-    app[auth.THROTTLE] = auth.Throttle()
+    app[keys.THROTTLE] = auth.Throttle()
     metrics.setup(app)
     app.router.add_post("/webhooks", metrics.counting_deliveries(webhooks.receive))
     app.router.add_routes(api.routes)
@@ -131,7 +131,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
             headers={"User-Agent": USER_AGENT},
             timeout=aiohttp.ClientTimeout(total=30),
-            trace_configs=[app[metrics.METRICS].github_trace()],
+            trace_configs=[app[keys.METRICS].github_trace()],
         )
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
         sink = GitHubSink(github, settings.base_url)
@@ -177,7 +177,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
     )
     reconciler = Reconciler(
-        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[metrics.METRICS].run_finished
+        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[keys.METRICS].run_finished
     )
     app[keys.RECONCILER] = reconciler
 

@@ -68,9 +68,6 @@ class Throttle:
         self._clients.pop(client, None)
 
 
-THROTTLE = web.AppKey("throttle", Throttle)
-
-
 def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
@@ -112,14 +109,14 @@ def session(request: web.Request) -> Session | None:
 
 
 def throttled(request: web.Request) -> Refusal | None:
-    wait = request.app[THROTTLE].retry_after(client_address(request))
+    wait = request.app[keys.THROTTLE].retry_after(client_address(request))
     if wait:
         return Refusal(429, f"too many failed attempts from this address; try again in {wait} s", wait)
     return None
 
 
 def _failed(request: web.Request, refusal: Refusal) -> Refusal:
-    request.app[THROTTLE].failed(client_address(request))
+    request.app[keys.THROTTLE].failed(client_address(request))
     return refusal
 
 
@@ -153,7 +150,7 @@ def check_api(request: web.Request) -> Refusal | None:
             return _failed(request, Refusal(401, "use Authorization: Bearer <GHAPP_ADMIN_TOKEN>"))
         if not same_secret(token, credential.strip()):
             return _failed(request, Refusal(403, "wrong token"))
-        request.app[THROTTLE].succeeded(client_address(request))
+        request.app[keys.THROTTLE].succeeded(client_address(request))
         return None
     current = session(request)
     if current is None:

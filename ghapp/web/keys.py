@@ -1,14 +1,19 @@
-"""Typed keys for what the aiohttp application holds."""
+"""Typed keys for everything the aiohttp application holds."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
 
 from ghapp.config import Settings
 from ghapp.db.state_role import StateRole
+
+if TYPE_CHECKING:
+    from ghapp.web.auth import Throttle
+    from ghapp.web.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -18,3 +23,6 @@ DATABASE_URL = web.AppKey("database_url", str)
 STATE_ROLE: web.AppKey[list[StateRole]] = web.AppKey("state_role")
 READY = web.AppKey("ready", asyncio.Event)  # set once migrations are applied
 RECONCILER = web.AppKey("reconciler", object)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")  # failed sign-ins per client
+STREAMS_CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdown: log streams end

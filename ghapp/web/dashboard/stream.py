@@ -18,7 +18,6 @@ from ghapp.web import keys
 
 routes = web.RouteTableDef()
 
-CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdown: streams end instead of holding it up
 POLL_INTERVAL = 0.3
 PING_INTERVAL = 15.0
 BATCH = 1000
@@ -53,7 +52,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         }
     )  # ingress-nginx: do not buffer this response
     await response.prepare(request)
-    closing = request.app[CLOSING]
+    closing = request.app[keys.STREAMS_CLOSING]
     with contextlib.suppress(ConnectionError):
         await response.write(b"retry: 2000\n" + event("hello", {"run": run_id}))
         last_write = time.monotonic()

@@ -200,7 +200,7 @@ async def login(request: web.Request) -> web.Response:
         response = render(request, "login.html", {"next": target, "error": refusal.reason}, status=429)
         response.headers["Retry-After"] = str(refusal.retry_after)
         return response
-    throttle, client = request.app[auth.THROTTLE], auth.client_address(request)
+    throttle, client = request.app[keys.THROTTLE], auth.client_address(request)
     if not auth.same_secret(token, str(form.get("token", ""))):
         throttle.failed(client)
         return render(request, "login.html", {"next": target, "error": "That is not the admin token."}, status=403)
