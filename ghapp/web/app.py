@@ -136,12 +136,12 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
         sink = GitHubSink(github, settings.base_url)
         processor = CommandProcessor(app[keys.POOL], app[keys.DATABASE_URL], github, settings)
-        tasks.append(_when_ready(app, processor.run()))
-        tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).run()))
+        tasks.append(_when_ready(app, processor.process_forever()))
+        tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).resync_forever()))
     every = min(60.0, max(1.0, settings.env_ttl / 20))
     tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL]), poll=every)))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
-    tasks.append(_when_ready(app, publisher.run()))
+    tasks.append(_when_ready(app, publisher.publish_forever()))
     running = [asyncio.create_task(t) for t in tasks]
     try:
         yield
@@ -193,7 +193,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             settings.terraform_module,
             terraform.binary,
         )
-        await reconciler.run()
+        await reconciler.reconcile_forever()
 
     task = asyncio.create_task(start_when_ready())
     try:

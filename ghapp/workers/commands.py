@@ -47,7 +47,7 @@ class CommandProcessor:
         self.wake = Wake(database_url, COMMANDS_CHANNEL)
         self._permissions: cachetools.TTLCache = cachetools.TTLCache(maxsize=2048, ttl=60)
 
-    async def run(self) -> None:
+    async def process_forever(self) -> None:
         await run_loop("command processor", self._pass, poll=self.settings.poll_interval, wake=self.wake)
 
     async def _pass(self) -> float | None:

@@ -38,7 +38,7 @@ class Resync:
         self.github = github
         self.settings = settings
 
-    async def run(self) -> None:
+    async def resync_forever(self) -> None:
         await run_loop("resync", self._pass, poll=self.settings.resync_interval)
 
     async def _pass(self) -> float | None:

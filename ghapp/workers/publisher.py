@@ -77,7 +77,7 @@ class Publisher:
         self.settings = settings
         self._wake = Wake(database_url, NOTIFY_CHANNEL)
 
-    async def run(self) -> None:
+    async def publish_forever(self) -> None:
         poll = min(1.0, self.settings.poll_interval)
         await run_loop("publisher", self._publish_pass, poll=poll, wake=self._wake, coalesce=WAKE_COALESCE)
 

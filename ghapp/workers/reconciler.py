@@ -75,7 +75,7 @@ class Reconciler:
 
     # --- the claiming loop -------------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def reconcile_forever(self) -> None:
         await run_loop(
             "reconciler", self._claim_pass, poll=self.settings.poll_interval, wake=self._wake, coalesce=WAKE_COALESCE
         )
