@@ -175,9 +175,7 @@ async def _destroy_all(app: web.Application, hurry: asyncio.Event) -> None:
 
     async def all_destroyed():
         async with app[keys.POOL].acquire() as conn:
-            return await conn.fetchval(
-                "SELECT count(*) = 0 FROM environments WHERE provisioned OR generation > observed_generation"
-            )
+            return await reads.all_converged_and_gone(conn)
 
     try:
         await asyncio.wait_for(_until(hurry, all_destroyed), DESTROY_WAIT)

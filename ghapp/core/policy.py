@@ -36,11 +36,12 @@ def awaiting_approval(env: Environment, allow_forks: bool) -> bool:
     )
 
 
-def next_action(env: Environment) -> Action | None:
-    """The Terraform run that converges `env`; None when it converges without one (absent, never provisioned)."""
-    if env.desired == Desired.PRESENT:
+def next_action(desired: Desired, provisioned: bool) -> Action | None:
+    """The Terraform run that converges an environment; None when it converges without one (absent, never
+    provisioned)."""
+    if desired == Desired.PRESENT:
         return Action.APPLY
-    return Action.DESTROY if env.provisioned else None
+    return Action.DESTROY if provisioned else None
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:

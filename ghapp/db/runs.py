@@ -73,10 +73,12 @@ async def start_run(conn: asyncpg.Connection, env: Environment, action: Action, 
         )
 
 
-async def append_logs(conn: asyncpg.Connection, run_id: int, first_seq: int, lines: list[str]) -> None:
+async def append_logs(conn: asyncpg.Connection, run_id: int, first_seq: int, lines: list[tuple[str, str]]) -> None:
+    """(line, source) pairs, numbered from `first_seq`; `source` is `terraform` (may be shown on GitHub) or
+    `provisioner` (the preview's own output: the dashboard only)."""
     await conn.executemany(
-        "INSERT INTO run_logs (run_id, seq, line) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        [(run_id, first_seq + i, line) for i, line in enumerate(lines)],
+        "INSERT INTO run_logs (run_id, seq, line, source) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        [(run_id, first_seq + i, line, source) for i, (line, source) in enumerate(lines)],
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ghapp.core.policy import backoff
 from ghapp.db import sessions as session_store
 from ghapp.web import keys
 
@@ -59,7 +60,8 @@ class Throttle:
 
     def failed(self, client: str) -> None:
         failures = self._clients.pop(client, (0, 0.0))[0] + 1
-        until = self.clock() + min(self.cap, self.base * 2 ** (failures - self.free)) if failures >= self.free else 0.0
+        locked = failures >= self.free
+        until = self.clock() + backoff(failures - self.free + 1, self.base, self.cap) if locked else 0.0
         self._clients[client] = (failures, until)
         while len(self._clients) > self.size:
             self._clients.popitem(last=False)

@@ -135,7 +135,7 @@ class Reconciler:
     # --- one environment ---------------------------------------------------------------------------------------------
 
     async def _reconcile(self, env: Environment) -> None:
-        action = next_action(env)
+        action = next_action(env.desired, env.provisioned)
         if action is None:
             async with self.pool.acquire() as conn:
                 await runs.mark_destroyed(conn, env, self.owner)
