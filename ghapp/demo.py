@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ghapp import deliveries
 from ghapp.config import Settings
-from ghapp.core.contract import short_sha
+from ghapp.core.contract import Status, short_sha
 from ghapp.core.model import Environment
 from ghapp.db import desired, reads
 from ghapp.web import keys
@@ -133,7 +133,7 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> int:
 async def _settled(app: web.Application, env_id: int):
     async with app[keys.POOL].acquire() as conn:
         env = await reads.get_environment(conn, env_id)
-    return env if env and env.status in ("active", "failed") else None
+    return env if env and env.status in (Status.ACTIVE, Status.FAILED) else None
 
 
 async def _until(stop: asyncio.Event, check, interval: float = 0.2):
@@ -146,7 +146,7 @@ async def _until(stop: asyncio.Event, check, interval: float = 0.2):
 
 
 def _announce(env: Environment, base: str) -> None:
-    if env.status != "active":
+    if env.status != Status.ACTIVE:
         print(
             f"\nghapp demo: the preview failed: {env.last_error}\n  run log: {base}/api/environments/{env.id}",
             flush=True,

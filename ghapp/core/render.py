@@ -10,7 +10,7 @@ import json
 import re
 import urllib.parse
 
-from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Status, short_sha
+from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Desired, Status, short_sha
 
 MAX_TEXT = 65_535  # GitHub's limit for check-run summary/text and comment bodies
 LOG_LINES = 60
@@ -204,7 +204,7 @@ def check_run(s: Snapshot) -> CheckRunView | None:
         )
     if s.desired_sha and s.desired_sha != sha:
         return None  # the head is not what is deployed here (a fork's unapproved push): nothing to say on it
-    if s.desired == "absent" or s.status in (Status.DESTROYING, Status.DESTROYED):
+    if s.desired == Desired.ABSENT or s.status in (Status.DESTROYING, Status.DESTROYED):
         return CheckRunView(
             sha,
             "completed",
@@ -283,7 +283,7 @@ def superseded(sha: str, by: str, at: dt.datetime) -> CheckRunView:
 def deployment(s: Snapshot) -> DeploymentView | None:
     if s.status in (Status.DESTROYING, Status.DESTROYED) and s.deployed_sha is None:
         return DeploymentView("", "inactive", None, "Preview destroyed")
-    sha = s.deployed_sha if s.status == Status.ACTIVE else (s.desired_sha if s.desired == "present" else None)
+    sha = s.deployed_sha if s.status == Status.ACTIVE else (s.desired_sha if s.desired == Desired.PRESENT else None)
     if not sha or (s.awaiting_approval and s.status != Status.ACTIVE):
         return None
     if s.status == Status.ACTIVE:
@@ -309,7 +309,7 @@ def comment(s: Snapshot, ttl: float) -> str:
     if s.head_sha != s.deployed_sha:
         rows.append(("Head", f"`{short_sha(s.head_sha)}`"))
     rows.append(("Updated", when(s.updated_at)))
-    if s.desired == "present" and s.expires_at:
+    if s.desired == Desired.PRESENT and s.expires_at:
         rows.append(("Expires", f"{when(s.expires_at)} ({ttl / 3600:g} h after the last push)"))
     if s.details_url:
         rows.append(("Details", s.details_url))
@@ -324,13 +324,13 @@ def comment(s: Snapshot, ttl: float) -> str:
     if s.status == Status.FAILED and s.last_error:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]
-    if s.desired == "absent" and s.expired:
+    if s.desired == Desired.ABSENT and s.expired:
         parts += [
             "",
             f"The environment expired after {ttl / 3600:g} h without a push and was destroyed. "
             "Push, or comment `/preview deploy`, to bring it back.",
         ]
-    elif s.desired == "absent" and s.status == Status.DESTROYED:
+    elif s.desired == Desired.ABSENT and s.status == Status.DESTROYED:
         parts += ["", "The environment is destroyed. Comment `/preview deploy` to bring it back."]
     parts += ["", "<details><summary>Commands</summary>", "", HELP, "", "</details>"]
     return "\n".join(parts)  # bounded: the log block is at most 20,000 characters

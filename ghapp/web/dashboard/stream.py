@@ -13,6 +13,7 @@ import time
 
 from aiohttp import web
 
+from ghapp.core.contract import RunState
 from ghapp.db import UNAVAILABLE, reads
 from ghapp.web import keys
 
@@ -62,7 +63,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     run = await reads.get_run(conn, run_id)  # the state first: lines are all stored before it changes
                     lines = await reads.run_log(conn, run_id, after, BATCH)
                     env = (
-                        await reads.get_environment(conn, run["environment_id"]) if run["state"] != "running" else None
+                        await reads.get_environment(conn, run["environment_id"])
+                        if run["state"] != RunState.RUNNING
+                        else None
                     )
             except UNAVAILABLE:
                 break  # the client reconnects (`retry`) and resumes at its Last-Event-ID
