@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
@@ -18,3 +19,5 @@ DATABASE_URL = web.AppKey("database_url", str)
 STATE_ROLE: web.AppKey[list[StateRole]] = web.AppKey("state_role")
 READY = web.AppKey("ready", asyncio.Event)  # set once migrations are applied
 RECONCILER = web.AppKey("reconciler", object)
+# What to let finish at shutdown: each takes the grace in seconds; all run together, before the cleanup.
+DRAINS: web.AppKey[list[Callable[[float], Awaitable[None]]]] = web.AppKey("drains")
