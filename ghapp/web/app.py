@@ -93,7 +93,9 @@ async def _drain(app: web.Application) -> None:
     """SIGTERM: Terraform runs, publishes and commands under way all get the shutdown grace, together; what is still
     running after it is interrupted by the cleanup."""
     grace = app[keys.SETTINGS].shutdown_grace
+    log.info("shutting down: work under way may finish within %.0fs", grace)
     await asyncio.gather(*(drain(grace) for drain in app[keys.DRAINS]))
+    log.info("shutting down: drained")
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
