@@ -91,7 +91,7 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
 
 async def _drain(app: web.Application) -> None:
     """SIGTERM: Terraform runs, publishes and commands under way all get the shutdown grace, together; what is still
-    running after it is interrupted by the cleanup."""
+    running after it is interrupted or cancelled by the cleanup."""
     grace = app[keys.SETTINGS].shutdown_grace
     log.info("shutting down: work under way may finish within %.0fs", grace)
     await asyncio.gather(*(drain(grace) for drain in app[keys.DRAINS]))

@@ -38,8 +38,11 @@ class Wake:
 
     async def wait(self, timeout: float, coalesce: float = 0.0) -> None:
         """Until woken or `timeout`; after a wake-up, `coalesce` seconds more so one pass serves a burst."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that arrives as the
+        # event is set (bpo-42130 family), which left a stopping replica's loop running forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
             await asyncio.sleep(coalesce)
         self._event.clear()
 
