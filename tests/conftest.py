@@ -136,7 +136,7 @@ def serve(tmp_path, database_url, terraform_bin):
 
     def make(**extra) -> ServeProcess:
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "GITHUB_APP_ID"},  # offline unless `extra` says
             "DATABASE_URL": database_url,
             "GHAPP_DATA_DIR": str(data_dir),
             "GHAPP_TERRAFORM_MODULE": str(LOCAL_MODULE),
@@ -149,7 +149,6 @@ def serve(tmp_path, database_url, terraform_bin):
             "TF_VAR_port_base": str(port_base),
             **extra,
         }
-        env.pop("GITHUB_APP_ID", None)
         port = free_port()
         env["GHAPP_PORT"] = str(port)
         proc = ServeProcess(env, port, tmp_path / f"serve-{len(started)}.log")

@@ -76,6 +76,8 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.READY] = asyncio.Event()
     app[keys.THROTTLE] = auth.Throttle()
+    app[keys.DRAINS] = []
+    app.on_shutdown.append(_drain)
     metrics.setup(app)
     app.router.add_post("/webhooks", metrics.counting_deliveries(webhooks.receive))
     app.router.add_routes(api.routes)
@@ -85,6 +87,15 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
         app.cleanup_ctx.append(_github)
         app.cleanup_ctx.append(_workers)
     return app
+
+
+async def _drain(app: web.Application) -> None:
+    """SIGTERM: Terraform runs, publishes and commands under way all get the shutdown grace, together; what is still
+    running after it is interrupted or cancelled by the cleanup."""
+    grace = app[keys.SETTINGS].shutdown_grace
+    log.info("shutting down: work under way may finish within %.0fs", grace)
+    await asyncio.gather(*(drain(grace) for drain in app[keys.DRAINS]))
+    log.info("shutting down: drained")
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -136,11 +147,13 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
         sink = GitHubSink(github, settings.base_url)
         processor = CommandProcessor(app[keys.POOL], app[keys.DATABASE_URL], github, settings)
+        app[keys.DRAINS].append(processor.drain)
         tasks.append(_when_ready(app, processor.process_forever()))
         tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).resync_forever()))
     every = min(60.0, max(1.0, settings.env_ttl / 20))
     tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL]), poll=every)))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
+    app[keys.DRAINS].append(publisher.drain)
     tasks.append(_when_ready(app, publisher.publish_forever()))
     running = [asyncio.create_task(t) for t in tasks]
     try:
@@ -180,6 +193,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[keys.METRICS].run_finished
     )
     app[keys.RECONCILER] = reconciler
+    app[keys.DRAINS].append(reconciler.drain)
 
     async def start_when_ready() -> None:
         await app[keys.READY].wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -26,3 +27,5 @@ RECONCILER = web.AppKey("reconciler", object)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")  # failed sign-ins per client
 STREAMS_CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdown: log streams end
+# What to let finish at shutdown: each takes the grace in seconds; all run together, before the cleanup.
+DRAINS: web.AppKey[list[Callable[[float], Awaitable[None]]]] = web.AppKey("drains")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 
 from ghapp import db
@@ -91,3 +91,35 @@ async def run_loop(name: str, work: Pass, *, poll: float, wake: Wake | None = No
             timeout = poll if wanted is None else min(poll, wanted)
             if timeout > 0:
                 await wake.wait(timeout, coalesce)
+
+
+class Drain:
+    """Lets a loop finish what it is doing at shutdown instead of being cancelled mid-call: a pass takes new work
+    only while not `stopping`, and holds `busy()` while it works; `drain(grace)` stops new work and waits up to
+    `grace` seconds for the work under way."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
+
+    async def drain(self, grace: float) -> bool:
+        """True if the work under way finished within `grace`."""
+        self.stopping = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            return False
+        return True
