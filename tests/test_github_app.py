@@ -79,6 +79,7 @@ def comment_on_pr(
             "html_url": f"https://github.com/{REPO}/pull/2",
         }
     data["comment"]["body"] = body
+    data["comment"]["created_at"] = data["comment"]["updated_at"] = deliveries.stamp()
     data["comment"]["user"] = {**data["comment"]["user"], "login": user, "type": user_type}
     data["comment"]["author_association"] = association
     data["sender"] = {**data["sender"], "login": user, "type": user_type}
