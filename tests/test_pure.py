@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ghapp.core.commands import Parsed, parse_command
 from ghapp.core.contract import environment_name, short_sha
 from ghapp.core.tfevents import Progress, parse_line
 
@@ -287,3 +288,41 @@ def test_environment_names_differ_for_different_ids(id_a, id_b, repo_a, repo_b, 
 
 def test_environment_name_is_stable():
     assert environment_name(42, "Codertocat/Hello-World", 2) == environment_name(42, "Codertocat/Hello-World", 2)
+
+
+# --- /preview deploy [sha] ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "parsed"),
+    [
+        ("/preview deploy", Parsed("deploy")),
+        ("/preview deploy abc1234", Parsed("deploy", sha="abc1234")),
+        ("/preview deploy ABC1234DEF", Parsed("deploy", sha="abc1234def")),
+        ("/PREVIEW Deploy\t" + "0" * 40, Parsed("deploy", sha="0" * 40)),
+        ("/preview deploy abc1234 once CI passes", Parsed("deploy", sha="abc1234")),
+        ("/preview deploy\nabc1234", Parsed("deploy")),  # the argument is on the command's line
+        ("/preview deploy abc123", Parsed("deploy", unknown="abc123")),  # too short to name a commit
+        ("/preview deploy " + "a" * 41, Parsed("deploy", unknown="a" * 32)),
+        ("/preview deploy main", Parsed("deploy", unknown="main")),
+        ("/preview deploy $(id)", Parsed("deploy", unknown="id")),
+        ("/preview deploy \u0661\u0662\u0663\u0664\u0665\u0666\u0667", Parsed("deploy", unknown="?")),  # Arabic digits
+        ("/preview deploy ａｂｃ１２３４", Parsed("deploy", unknown="?")),  # full-width: not ASCII hex
+        ("/preview redeploy abc1234", Parsed("redeploy")),  # only deploy takes a commit
+        ("/preview destroy abc1234", Parsed("destroy")),
+        ("/preview deploy; abc1234", Parsed("help", unknown="deploy")),
+    ],
+)
+def test_deploy_takes_an_optional_sha(body, parsed):
+    assert parse_command(body) == parsed
+
+
+@given(st.text(st.sampled_from("0123456789abcdefABCDEFgxz;$ \t"), max_size=45))
+def test_a_deploy_argument_is_a_sha_or_reported(argument):
+    parsed = parse_command(f"/preview deploy {argument}")
+    assert parsed is not None and parsed.command in ("deploy", "help")
+    if parsed.sha is not None:
+        assert re.fullmatch(r"[0-9a-f]{7,40}", parsed.sha) and parsed.unknown is None
+        assert argument.split()[0].lower() == parsed.sha
+    elif parsed.command == "deploy" and argument.split(maxsplit=1) and parsed.unknown is None:
+        raise AssertionError(f"argument {argument!r} neither a SHA nor reported")

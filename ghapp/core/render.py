@@ -18,7 +18,7 @@ LOG_LINES = 60
 HELP = """\
 | command | what it does |
 |---|---|
-| `/preview deploy` | deploy the current head commit (for a fork, a maintainer's approval of this commit) |
+| `/preview deploy [sha]` | deploy the head commit you see, or the one named (for a fork: approves that commit) |
 | `/preview redeploy` | run Terraform again for the deployed commit |
 | `/preview destroy` | destroy the environment (push or `/preview deploy` to bring it back) |
 | `/preview help` | show this help |"""

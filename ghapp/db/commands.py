@@ -23,12 +23,17 @@ async def store(
     author: str,
     unknown: str | None = None,
     comment_id: int | None = None,
-) -> None:
-    """Queue a command (inside the delivery's transaction) and wake the processors of every replica."""
-    await conn.execute(
+    sha: str | None = None,
+    sha_named: bool = False,
+) -> bool:
+    """Queue a command (inside the delivery's transaction) and wake the processors of every replica. `sha`: the
+    commit it deploys (named by the person, possibly abbreviated, when `sha_named`). A comment is queued once:
+    False if this comment was queued before (the same comment delivered again under a new delivery id)."""
+    status = await conn.execute(
         """INSERT INTO commands (source, command, unknown, installation_id, repo_id, repository, pr_number,
-                                 comment_id, author)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                                 comment_id, author, sha, sha_named)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           ON CONFLICT (comment_id) WHERE comment_id IS NOT NULL DO NOTHING""",
         source,
         command,
         unknown,
@@ -38,8 +43,13 @@ async def store(
         pr_number,
         comment_id,
         author,
+        sha,
+        sha_named,
     )
+    if status != "INSERT 0 1":
+        return False
     await conn.execute("SELECT pg_notify($1, '')", COMMANDS_CHANNEL)
+    return True
 
 
 async def claim(conn: asyncpg.Connection, lease_seconds: float) -> asyncpg.Record | None:

@@ -17,7 +17,7 @@ from gidgethub import BadRequest
 from ghapp.config import Settings
 from ghapp.core import render
 from ghapp.core.contract import COMMANDS_CHANNEL, Desired, short_sha
-from ghapp.core.policy import AUTHOR_COMMANDS, backoff, may_run
+from ghapp.core.policy import AUTHOR_COMMANDS, backoff, fork_gated, may_run
 from ghapp.core.pulls import change_from_pull
 from ghapp.db import commands, desired, reads
 from ghapp.github.client import GitHubApp
@@ -158,9 +158,23 @@ class CommandProcessor:
             if env is None:
                 await desired.apply_change(conn, change, self.settings.env_ttl, gated=True)
                 env = await reads.find_environment(conn, cmd["repository"], cmd["pr_number"])
-            sha = pr["head"]["sha"] if cmd["command"] == "deploy" else (env.desired_sha or pr["head"]["sha"])
-            await desired.deploy_head(conn, env.id, sha, approve=change.is_fork, ttl_seconds=self.settings.env_ttl)
-            return await self._acted(conn, cmd, f"{cmd['command']} {short_sha(sha)}")
+            gated = fork_gated(change.is_fork, self.settings.allow_forks)
+            sha, refusal = await self._commit(gh, repo, cmd, env, pr, gated)
+            if sha is None:
+                await self._reply(gh, repo, cmd, refusal)
+                return f"refused: {refusal}"
+            await desired.deploy_head(
+                conn,
+                env.id,
+                sha,
+                approve=change.is_fork,
+                ttl_seconds=self.settings.env_ttl,
+                pr_head=pr["head"]["sha"],
+            )
+            outcome = await self._acted(conn, cmd, f"{cmd['command']} {short_sha(sha)}")
+        if sha != pr["head"]["sha"]:
+            await self._note_newer_head(gh, repo, cmd, sha, pr["head"]["sha"], gated)
+        return outcome
 
     async def _record(self, cmd: dict, **steps) -> None:
         async with self.pool.acquire() as conn:
@@ -172,6 +186,56 @@ class CommandProcessor:
         """Record, in the desired-state write's own transaction, that the command took effect."""
         await commands.record_steps(conn, cmd["id"], {"acted": outcome})
         return outcome
+
+    async def _commit(self, gh, repo: str, cmd: dict, env, pr: dict, gated: bool) -> tuple[str | None, str]:
+        """The commit this command deploys (None, with the polite reason, if there is none it may deploy): the
+        commit named, else for a fork's approval the one bound when the command arrived, never the head now."""
+        head = pr["head"]["sha"]
+        if cmd["command"] == "deploy" and cmd.get("unknown"):
+            return None, (
+                f"`{cmd['unknown']}` is not a commit SHA. `/preview deploy <sha>` takes 7 to 40 hexadecimal "
+                "characters naming a commit of this pull request."
+            )
+        if cmd.get("sha_named"):
+            return await self._resolve(gh, repo, cmd["pr_number"], cmd["sha"], head)
+        if cmd["command"] == "redeploy" and env.desired_sha and not (gated and cmd["source"] == "check_run"):
+            return env.desired_sha, ""  # what is deployed (already approved), again
+        if not gated:
+            return head, ""
+        if cmd.get("sha"):
+            return cmd["sha"], ""
+        return None, (
+            "I cannot tell which commit you reviewed: this pull request was pushed to after your comment (or "
+            "before I knew of it). Approve a commit by naming it: `/preview deploy <sha>`."
+        )
+
+    @staticmethod
+    async def _resolve(gh, repo: str, number: int, named: str, head: str) -> tuple[str | None, str]:
+        """A named (possibly abbreviated) SHA → the one commit of this pull request it names."""
+        if named == head or (len(named) < 40 and head.startswith(named)):
+            return head, ""
+        matches = set()
+        async for commit in gh.getiter(f"{repo}/pulls/{number}/commits?per_page=100"):  # GitHub lists up to 250
+            if isinstance(commit, dict) and str(commit.get("sha", "")).startswith(named):
+                matches.add(commit["sha"])
+        if len(matches) == 1:
+            return matches.pop(), ""
+        if matches:
+            return None, f"`{named}` names several commits of this pull request; give more of the SHA."
+        return None, f"`{named}` is not a commit of this pull request, so I will not deploy it."
+
+    async def _note_newer_head(self, gh, repo: str, cmd: dict, sha: str, head: str, gated: bool) -> None:
+        """Say that the head moved past the deployed commit. Best effort: the deploy is already recorded, and a
+        retry of the whole command for a failed reply would deploy twice."""
+        text = f"Deploying `{short_sha(sha)}`. The pull request's head is now `{short_sha(head)}`" + (
+            ", which needs its own approval: `/preview deploy` once you have reviewed it."
+            if gated
+            else "; it is deployed when pushed, or with `/preview deploy`."
+        )
+        try:
+            await self._reply(gh, repo, cmd, text)
+        except BadRequest as e:
+            log.info("could not say that %s#%d moved on: %s", cmd["repository"], cmd["pr_number"], e)
 
     @staticmethod
     async def _acknowledge(gh, repo: str, comment_id: int) -> None:

@@ -85,7 +85,10 @@ class Resync:
             elif pr["head"]["sha"] != env["head_sha"]:  # a missed push
                 change = change_from_pull(pr, Desired.PRESENT, repo["installation_id"])
                 gated = fork_gated(change.is_fork, self.settings.allow_forks)
-                await desired.apply_change(conn, change, self.settings.env_ttl, gated=gated)
+                try:
+                    await desired.apply_change(conn, change, self.settings.env_ttl, gated=gated)
+                except desired.Outdated:  # an event newer than this listing arrived meanwhile
+                    continue
                 updated += 1
         return closed, updated
 
