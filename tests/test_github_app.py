@@ -4,6 +4,7 @@ scripted module, signed real deliveries (and variants derived from them here).""
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 
@@ -14,6 +15,7 @@ REPO = "Codertocat/Hello-World"
 REPO_ID = 186853002
 INSTALLATION = 1
 SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+COMMENT_IDS = itertools.count(900_000_000)  # comments not made on the fake GitHub
 
 
 @pytest.fixture
@@ -71,6 +73,7 @@ def comment_on_pr(
     """`issue_comment.created` (whose real example is on an issue) moved onto PR #2, by `user`; the comment
     exists on the fake GitHub too when `github` is given."""
     data = copy.deepcopy(deliveries.payload("issue_comment.created"))
+    data["comment"]["id"] = next(COMMENT_IDS)  # each comment its own: a command is queued once per comment id
     if github is not None:
         data["comment"]["id"] = github.add_comment(REPO, 2, body, user=user, author_association=association)["id"]
     data["issue"]["number"] = 2
