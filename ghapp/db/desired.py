@@ -35,6 +35,7 @@ UPDATE environments AS e SET
     last_activity_at = now(),
     expires_at = CASE WHEN $9 = 'present' THEN now() + make_interval(secs => $12) ELSE e.expires_at END,
     expired_at = CASE WHEN $9 = 'present' THEN NULL ELSE e.expired_at END,
+    approved_sha = CASE WHEN $9 = 'absent' THEN NULL ELSE e.approved_sha END,  -- a closed PR's approval ends
     github_gone = false,
     updated_at = now()
 WHERE e.id = $1
