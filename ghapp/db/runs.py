@@ -53,16 +53,17 @@ async def claim(
     return maybe_environment(row)
 
 
+_DUE = """
+SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now()))::float8
+FROM environments e WHERE generation > observed_generation AND next_attempt_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM preview_queue q
+                  WHERE q.id = e.id AND q.live + q.position > coalesce(q.max_previews, $1::int))"""
+
+
 async def seconds_until_due(conn: asyncpg.Connection, max_previews: int | None = None) -> float | None:
     """When the next unconverged environment becomes due (retry backoff, settling pushes); None if none waits (a
     new preview held by its repository's cap waits for a NOTIFY: a destroy sends one)."""
-    return await conn.fetchval(
-        """SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now()))::float8
-           FROM environments e WHERE generation > observed_generation AND next_attempt_at IS NOT NULL
-             AND NOT EXISTS (SELECT 1 FROM preview_queue q
-                             WHERE q.id = e.id AND q.live + q.position > coalesce(q.max_previews, $1::int))""",
-        max_previews,
-    )
+    return await conn.fetchval(_DUE, max_previews)
 
 
 async def touch_queue(conn: asyncpg.Connection, repo_id: int) -> None:
