@@ -21,7 +21,8 @@ KNOWN_VARIABLES = frozenset(
     GHAPP_MAX_PARALLEL_RUNS GHAPP_ENV_TTL GHAPP_RUN_TIMEOUT GHAPP_RESYNC_INTERVAL GHAPP_ADMIN_TOKEN
     GHAPP_ALLOW_FORKS GHAPP_HOST GHAPP_PORT GHAPP_PUBLIC_URL GHAPP_PUSH_SETTLE GHAPP_LEASE_TTL GHAPP_POLL_INTERVAL
     GHAPP_RETRY_BASE GHAPP_RETRY_CAP GHAPP_MAX_ATTEMPTS GHAPP_SHUTDOWN_GRACE GHAPP_BODY_TIMEOUT GHAPP_MODULES
-    GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT""".split()
+    GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT GHAPP_MAX_PREVIEWS
+    GHAPP_RETENTION""".split()
 )
 MIN_ADMIN_TOKEN = 24
 
@@ -107,6 +108,8 @@ class Settings:
     terraform_module: Path = Path("terraform/local")
     terraform_bin: str | None = None
     max_parallel_runs: int = 4
+    max_previews: int | None = None  # live previews per repository (GHAPP_MAX_PREVIEWS); None: unlimited
+    retention: float = 30 * 86400  # runs, their logs and done commands older than this are deleted
     env_ttl: float = 72 * 3600
     run_timeout: float = 30 * 60
     resync_interval: float = 10 * 60
@@ -170,6 +173,12 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {raw!r}")
             return value
 
+        def cap(name: str) -> int | None:
+            raw = get(name)
+            if raw is None or raw.lower() == "unlimited":
+                return None
+            return number(name, None)
+
         def flag(name: str) -> bool:
             raw = (get(name) or "false").lower()
             if raw not in {"true", "false", "1", "0", "yes", "no"}:
@@ -208,6 +217,8 @@ class Settings:
             terraform_module=Path(get("GHAPP_TERRAFORM_MODULE") or defaults.terraform_module).absolute(),
             terraform_bin=get("GHAPP_TERRAFORM_BIN"),
             max_parallel_runs=number("GHAPP_MAX_PARALLEL_RUNS", defaults.max_parallel_runs),
+            max_previews=cap("GHAPP_MAX_PREVIEWS"),
+            retention=duration("GHAPP_RETENTION", defaults.retention),
             env_ttl=duration("GHAPP_ENV_TTL", defaults.env_ttl),
             run_timeout=duration("GHAPP_RUN_TIMEOUT", defaults.run_timeout),
             resync_interval=duration("GHAPP_RESYNC_INTERVAL", defaults.resync_interval),

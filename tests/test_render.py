@@ -46,6 +46,7 @@ FAILED_LOG = "\n".join(
 
 STATES = {
     "queued": BASE,
+    "waiting-for-cap": dataclasses.replace(BASE, waiting=render.Waiting(live=3, cap=3, position=2)),
     "deploying": dataclasses.replace(
         BASE,
         status="creating",

@@ -114,6 +114,7 @@ class Environment:
     publish_attempts: int = 0
     github_gone: bool = False
     expired_at: dt.datetime | None = None
+    max_previews: int | None = None  # this repository's cap on live previews; None: the operator's default
 
     @property
     def label(self) -> str:

@@ -54,3 +54,22 @@ def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> fl
     if attempts >= max_attempts:
         return None
     return backoff(attempts, base, cap)
+
+
+def preview_cap(operator_default: int | None, repository_value: int | None = None) -> int | None:
+    """The cap on live previews of a repository: its own `max_previews`, else the operator's GHAPP_MAX_PREVIEWS;
+    None: no cap. (The claim's SQL, db/runs.py, applies the same rule as `coalesce(max_previews, $cap)`.)"""
+    return repository_value if repository_value is not None else operator_default
+
+
+def may_start_preview(live: int, position: int, cap: int | None) -> bool:
+    """Whether the `position`-th new preview in line (1 = oldest request) may start while `live` previews of its
+    repository exist. Updates of live previews and destroys are never held back."""
+    return cap is None or live + position <= cap
+
+
+def claim_key(destroy: bool, repo_in_flight: int, author_in_flight: int, due_at: float, env_id: int) -> tuple:
+    """Which due environment a free run slot takes first (the smallest key): destroys (they free resources), then
+    the repository with the fewest runs in flight, then the author with the fewest, then the longest due. The
+    claim's SQL (db/runs.py) orders by exactly this, counting leases held across every replica."""
+    return (not destroy, repo_in_flight, author_in_flight, due_at, env_id)

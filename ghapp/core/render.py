@@ -59,6 +59,23 @@ class Snapshot:
     log_tail: str = ""
     details_url: str | None = None
     expired: bool = False
+    waiting: Waiting | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiting:
+    """A new preview held back by its repository's cap on live previews."""
+
+    live: int
+    cap: int
+    position: int  # 1: the next to deploy
+
+    @property
+    def text(self) -> str:
+        return (
+            f"waiting: {self.live} previews of this repository are live (max_previews = {self.cap}); "
+            f"position {self.position}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +281,14 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             f"Terraform is applying `{short_sha(sha)}`: {_progress(s)}.",
             started_at=s.run_started_at,
         )
+    if s.waiting is not None and s.status == Status.PENDING:
+        return CheckRunView(
+            sha,
+            "queued",
+            None,
+            f"Waiting: {s.waiting.live} previews live, position {s.waiting.position}",
+            f"{s.waiting.text}. `{short_sha(sha)}` deploys by itself when one of them is destroyed.",
+        )
     return CheckRunView(
         sha, "queued", None, f"Queued {short_sha(sha)}", f"Waiting for a worker to deploy `{short_sha(sha)}`."
     )
@@ -299,8 +324,11 @@ def deployment(s: Snapshot) -> DeploymentView | None:
 def comment(s: Snapshot, ttl: float) -> str:
     icon, word = _STATUS_WORDS.get(Status(s.status), ("", s.status))
     rows = []
+    waiting = s.waiting if s.status == Status.PENDING and not s.awaiting_approval else None
     if s.awaiting_approval:
         icon, word = "✋", "waiting for approval"
+    elif waiting is not None:
+        icon, word = "⏳", f"waiting (position {waiting.position})"
     if s.preview_url and s.status == Status.ACTIVE:
         rows.append(("Preview", _preview_md(s.preview_url)))
     if s.status == Status.CREATING:
@@ -321,6 +349,8 @@ def comment(s: Snapshot, ttl: float) -> str:
             f"This pull request comes from a fork: a maintainer's `/preview deploy` approves "
             f"`{short_sha(s.head_sha)}` for deployment. Each later push needs approval again.",
         ]
+    if waiting is not None:
+        parts += ["", f"{waiting.text.capitalize()}. It deploys by itself when one of them is destroyed."]
     if s.status == Status.FAILED and s.last_error:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]

@@ -151,7 +151,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         tasks.append(_when_ready(app, processor.process_forever()))
         tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).resync_forever()))
     every = min(60.0, max(1.0, settings.env_ttl / 20))
-    tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL]), poll=every)))
+    tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL], settings), poll=every)))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
     app[keys.DRAINS].append(publisher.drain)
     tasks.append(_when_ready(app, publisher.publish_forever()))

@@ -22,13 +22,15 @@ from ghapp.workers.loops import run_loop
 log = logging.getLogger(__name__)
 
 
-async def expire_and_prune(pool: asyncpg.Pool) -> float | None:
-    """Destroy what outlived its TTL, and delete old deliveries."""
+async def expire_and_prune(pool: asyncpg.Pool, settings: Settings) -> float | None:
+    """Destroy what outlived its TTL, and delete what is older than GHAPP_RETENTION (in batches)."""
     async with pool.acquire() as conn:
         expired = await desired.expire(conn)
-        await retention.prune_deliveries(conn)
     for env_id in expired:
         log.info("environment %d expired (no push for GHAPP_ENV_TTL): destroying it", env_id)
+    deleted = await retention.prune(pool, settings.retention)
+    if any(deleted.values()):
+        log.info("retention (GHAPP_RETENTION): deleted %s", deleted)
     return None
 
 

@@ -19,7 +19,7 @@ from ghapp.config import Settings
 from ghapp.core import render
 from ghapp.core.contract import NOTIFY_CHANNEL, Status
 from ghapp.core.model import Environment
-from ghapp.core.policy import awaiting_approval, backoff
+from ghapp.core.policy import awaiting_approval, backoff, may_start_preview, preview_cap
 from ghapp.db import locks, publishing
 from ghapp.workers.loops import Drain, Wake, run_loop
 
@@ -44,6 +44,7 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
     if run is not None and env.status == Status.FAILED:
         tail = await publishing.failure_tail(conn, run["id"], render.LOG_LINES)
     return render.Snapshot(
+        waiting=await _waiting(conn, env, settings),
         repository=env.repository,
         pr_number=env.pr_number,
         status=env.status,
@@ -67,6 +68,18 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         details_url=f"{settings.base_url}/environments/{env.id}",
         expired=env.expired_at is not None,
     )
+
+
+async def _waiting(conn: asyncpg.Connection, env: Environment, settings: Settings) -> render.Waiting | None:
+    """Its place in line, if this new preview waits for its repository's cap on live previews."""
+    cap = preview_cap(settings.max_previews, env.max_previews)
+    if cap is None or env.status != Status.PENDING or env.provisioned:
+        return None
+    place = await publishing.queue_place(conn, env.id)
+    if place is None or may_start_preview(*place, cap):
+        return None
+    live, position = place
+    return render.Waiting(live, cap, position - max(0, cap - live))  # its place among those held back
 
 
 def present(snap: render.Snapshot, settings: Settings) -> render.Presentation:

@@ -84,7 +84,7 @@ class Reconciler:
         """Claim what is due while slots are free; then sleep until woken or the next environment is due."""
         await self._claim_all()
         async with self.pool.acquire() as conn:
-            due = await runs.seconds_until_due(conn)
+            due = await runs.seconds_until_due(conn, self.settings.max_previews)
         return None if due is None else due + 0.01
 
     async def _claim_all(self) -> None:
@@ -92,7 +92,7 @@ class Reconciler:
             await self.slots.acquire()
             try:
                 async with self.pool.acquire() as conn:
-                    env = await runs.claim(conn, self.owner, self.settings.lease_ttl)
+                    env = await runs.claim(conn, self.owner, self.settings.lease_ttl, self.settings.max_previews)
             except BaseException:
                 self.slots.release()
                 raise
