@@ -45,7 +45,7 @@ def next_action(env: Environment) -> Action | None:
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Capped exponential backoff: seconds to wait before the `attempt`-th retry (1, 2, ...)."""
-    return min(cap, base * 2 ** max(0, attempt - 1))
+    return min(cap, base * (1 << max(0, attempt - 1)))  # 2**n, as an int for the type checker
 
 
 def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> float | None:

@@ -27,7 +27,9 @@ def change_from_payload(data: Any, desired: Desired) -> PullRequestChange:
     return _change(pr, field(data, "repository", dict), number, desired, installation_id)
 
 
-def _change(pr: Any, base_repo: dict, number: int | None, desired: Desired, installation_id: int | None):
+def _change(
+    pr: Any, base_repo: dict[str, Any], number: int | None, desired: Desired, installation_id: int | None
+) -> PullRequestChange:
     sha = field(pr, "head.sha", str)
     if not _SHA.fullmatch(sha):
         raise MalformedPayload("pull_request.head.sha is not a commit SHA")
