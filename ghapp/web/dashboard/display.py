@@ -9,7 +9,7 @@ import urllib.parse
 from ghapp.core.contract import Status
 
 # Status → (CSS class, symbol). The word is always shown as well: colour is never the only signal.
-STATUS_STYLE = {
+STATUS_STYLE: dict[str, tuple[str, str]] = {
     Status.PENDING: ("pending", "◷"),
     Status.CREATING: ("creating", "▶"),
     Status.ACTIVE: ("active", "●"),
