@@ -111,6 +111,7 @@ class CommandProcessor:
             if env is None:
                 await desired.apply_change(conn, change, self.settings.env_ttl, gated=True)
                 env = await reads.find_environment(conn, cmd["repository"], cmd["pr_number"])
+                assert env is not None  # just written in this transaction
             sha = pr["head"]["sha"] if cmd["command"] == "deploy" else (env.desired_sha or pr["head"]["sha"])
             await desired.deploy_head(conn, env.id, sha, approve=change.is_fork, ttl_seconds=self.settings.env_ttl)
         return f"{cmd['command']} {short_sha(sha)}"
