@@ -16,6 +16,8 @@ from ghapp.core.model import Environment
 from ghapp.core.policy import next_action, retry_delay
 from ghapp.core.tfevents import Progress, parse_line
 
+pytestmark = pytest.mark.fast  # no PostgreSQL, Terraform or server: `pytest -m fast`
+
 # --- reconcile -------------------------------------------------------------------------------------------------------
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
