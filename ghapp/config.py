@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -149,7 +150,7 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        def number(name: str, default, kind=int):
+        def number(name: str, default: int, kind: type[int] = int) -> int:
             raw = get(name)
             if raw is None:
                 return default
@@ -177,7 +178,7 @@ class Settings:
             raw = get(name)
             if raw is None or raw.lower() == "unlimited":
                 return None
-            return number(name, None)
+            return number(name, 0)  # not None here: `raw` is set, so the default is never used
 
         def flag(name: str) -> bool:
             raw = (get(name) or "false").lower()
@@ -254,5 +255,5 @@ class Settings:
                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it to refuse every write."
             )
 
-    def replace(self, **changes) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

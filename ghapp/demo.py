@@ -126,7 +126,7 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> int:
         except OSError as e:
             log.warning("port %d is taken (%s); using a free port", port, e.strerror)
             continue
-        return site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no public accessor
+        return runner.addresses[0][1]  # the one site that started (a site that failed to start has no socket)
     raise SystemExit("ghapp demo: cannot listen")
 
 

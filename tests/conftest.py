@@ -26,6 +26,33 @@ SCRIPTED_MODULE = ROOT / "tests" / "modules" / "scripted"
 LOCAL_MODULE = ROOT / "terraform" / "local"
 WEBHOOK_SECRET = "test-webhook-secret"
 
+# Fixtures that start PostgreSQL, Terraform or a server: a test marked `fast` (`pytest -m fast`) may use none of them.
+SLOW_FIXTURES = frozenset(
+    {
+        "pg_server",
+        "pg_dir",
+        "database_url",
+        "db",
+        "terraform_bin",
+        "start_app",
+        "serve",
+        "fake_github",
+        "aiohttp_client",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    wrong = [
+        f"{item.nodeid}: {', '.join(sorted(SLOW_FIXTURES & set(item.fixturenames)))}"
+        for item in items
+        if isinstance(item, pytest.Function)
+        and item.get_closest_marker("fast")
+        and SLOW_FIXTURES & set(item.fixturenames)
+    ]
+    if wrong:
+        raise pytest.UsageError("tests marked fast use a slow fixture:\n" + "\n".join(wrong))
+
 
 def _pg_dir() -> Path:
     """A directory the embedded server's unprivileged user can reach. Not under pytest's tmp_path: pytest keeps

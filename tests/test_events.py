@@ -14,6 +14,8 @@ from ghapp.core.pulls import change_from_payload
 from ghapp.web.events.pull_request import PRESENT_ACTIONS
 from tests.support import Deliveries, fake_sha
 
+pytestmark = pytest.mark.fast  # no PostgreSQL, Terraform or server: `pytest -m fast`
+
 SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 PR_FIXTURES = ["opened", "opened.with-null-body", "reopened", "synchronize", "closed", "labeled"]
 

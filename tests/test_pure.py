@@ -13,6 +13,8 @@ from ghapp.core.commands import Parsed, parse_command
 from ghapp.core.contract import environment_name, short_sha
 from ghapp.core.tfevents import Progress, parse_line
 
+pytestmark = pytest.mark.fast  # no PostgreSQL, Terraform or server: `pytest -m fast`
+
 
 def test_short_sha():
     assert (short_sha("ec26c3e57ca3a959ca5aad62de7213c562f8c821"), short_sha(None), short_sha("")) == (

@@ -15,6 +15,8 @@ import pytest
 
 from ghapp.core import render
 
+pytestmark = pytest.mark.fast  # no PostgreSQL, Terraform or server: `pytest -m fast`
+
 GOLDEN = Path(__file__).parent / "golden"
 T0 = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC)
 HEAD = "0123456789abcdef0123456789abcdef01234567"

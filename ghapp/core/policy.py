@@ -46,7 +46,7 @@ def next_action(desired: Desired, provisioned: bool) -> Action | None:
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Capped exponential backoff: seconds to wait before the `attempt`-th retry (1, 2, ...)."""
-    return min(cap, base * 2 ** max(0, attempt - 1))
+    return min(cap, base * (1 << max(0, attempt - 1)))  # 2**n, as an int for the type checker
 
 
 def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> float | None:
@@ -68,7 +68,9 @@ def may_start_preview(live: int, position: int, cap: int | None) -> bool:
     return cap is None or live + position <= cap
 
 
-def claim_key(destroy: bool, repo_in_flight: int, author_in_flight: int, due_at: float, env_id: int) -> tuple:
+def claim_key(
+    destroy: bool, repo_in_flight: int, author_in_flight: int, due_at: float, env_id: int
+) -> tuple[bool, int, int, float, int]:
     """Which due environment a free run slot takes first (the smallest key): destroys (they free resources), then
     the repository with the fewest runs in flight, then the author with the fewest, then the longest due. The
     claim's SQL (db/runs.py) orders by exactly this, counting leases held across every replica."""

@@ -30,8 +30,13 @@ def change_from_payload(data: Any, desired: Desired) -> PullRequestChange:
 
 
 def _change(
-    pr: Any, base_repo: dict, number: int | None, desired: Desired, installation_id: int | None, action: str = ""
-):
+    pr: Any,
+    base_repo: dict[str, Any],
+    number: int | None,
+    desired: Desired,
+    installation_id: int | None,
+    action: str = "",
+) -> PullRequestChange:
     sha = field(pr, "head.sha", str)
     if not _SHA.fullmatch(sha):
         raise MalformedPayload("pull_request.head.sha is not a commit SHA")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import urllib.parse
+from typing import Any
 
 from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Desired, Status, short_sha
 
@@ -45,8 +46,8 @@ class Snapshot:
     desired_sha: str | None
     deployed_sha: str | None
     preview_url: str | None
-    outputs: dict
-    progress: dict | None
+    outputs: dict[str, Any]
+    progress: dict[str, Any] | None
     awaiting_approval: bool
     attempts: int
     retrying_at: dt.datetime | None
@@ -90,8 +91,8 @@ class CheckRunView:
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
 
-    def body(self, details_url: str | None = None, external_id: str | None = None) -> dict:
-        body: dict = {
+    def body(self, details_url: str | None = None, external_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "name": CHECK_RUN_NAME,
             "status": self.status,
             "output": {"title": self.title, "summary": self.summary},
@@ -135,7 +136,7 @@ def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
-def fingerprint(value) -> str:
+def fingerprint(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -197,7 +198,7 @@ def _preview_md(url: str | None) -> str:
     return f"{md_code(url)} (not an http(s) URL, so not linked)"
 
 
-def _outputs_table(outputs: dict) -> str:
+def _outputs_table(outputs: dict[str, Any]) -> str:
     rows = [f"| {md_code(k, 100)} | {md_code(v)} |" for k, v in sorted(outputs.items()) if k != "preview_url"]
     return "| output | value |\n|---|---|\n" + "\n".join(rows) if rows else ""
 

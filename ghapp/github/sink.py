@@ -49,6 +49,7 @@ class GitHubSink:
             raise
 
     async def _publish(self, env: Environment, view: render.Presentation, published: dict, save: Save) -> None:
+        assert env.installation_id is not None  # publish() returned before otherwise
         gh = await self.app.installation(env.installation_id, env.repo_id)
         repo = f"/repos/{env.repository}"
         details = f"{self.public_url}/environments/{env.id}"

@@ -21,7 +21,7 @@ from ghapp.web import api, auth, dashboard, keys, metrics, webhooks
 from ghapp.workers.commands import CommandProcessor
 from ghapp.workers.loops import run_loop
 from ghapp.workers.periodic import Resync, expire_and_prune
-from ghapp.workers.publisher import LogSink, Publisher
+from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     session = None
     tasks = []
+    sink: Sink
     if settings.offline:
         sink = LogSink()
     else:
@@ -144,6 +145,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
             timeout=aiohttp.ClientTimeout(total=30),
             trace_configs=[app[keys.METRICS].github_trace()],
         )
+        assert settings.app_id and settings.private_key  # not offline; Settings.from_env requires the key with the id
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
         sink = GitHubSink(github, settings.base_url)
         processor = CommandProcessor(app[keys.POOL], app[keys.DATABASE_URL], github, settings)

@@ -158,6 +158,7 @@ class CommandProcessor:
             if env is None:
                 await desired.apply_change(conn, change, self.settings.env_ttl, gated=True)
                 env = await reads.find_environment(conn, cmd["repository"], cmd["pr_number"])
+                assert env is not None  # just written in this transaction
             gated = fork_gated(change.is_fork, self.settings.allow_forks)
             sha, refusal = await self._commit(gh, repo, cmd, env, pr, gated)
             if sha is None:

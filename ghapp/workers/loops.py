@@ -25,7 +25,10 @@ class Wake:
     each notification's payload (the reconciler uses it to interrupt a superseded run)."""
 
     def __init__(
-        self, database_url: str | None = None, channel: str | None = None, on_payload: Callable[[str], None] = None
+        self,
+        database_url: str | None = None,
+        channel: str | None = None,
+        on_payload: Callable[[str], None] | None = None,
     ):
         self.database_url = database_url
         self.channel = channel

@@ -61,6 +61,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             try:
                 async with pool.acquire() as conn:
                     run = await reads.get_run(conn, run_id)  # the state first: lines are all stored before it changes
+                    assert run is not None  # it existed above, and runs are never deleted
                     lines = await reads.run_log(conn, run_id, after, BATCH)
                     env = (
                         await reads.get_environment(conn, run["environment_id"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -97,7 +97,10 @@ def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
     )
 
 
-def _int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+_Default = TypeVar("_Default", int, None)
+
+
+def _int(request: web.Request, name: str, default: _Default, low: int, high: int) -> int | _Default:
     raw = request.query.get(name)
     if not raw:
         return default
