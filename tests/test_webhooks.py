@@ -437,6 +437,11 @@ def _changed_after_signing(d):
     return body.replace(fake_sha(7).encode(), fake_sha(8).encode()), headers
 
 
+def _with_header(signed: tuple[bytes, dict[str, str]], name: str, value: str) -> tuple[bytes, dict[str, str]]:
+    body, headers = signed  # one delivery: every call of `_opened` stamps a new `updated_at`, so a new body
+    return body, {**headers, name: value}
+
+
 def _without_header(name):
     def make(d):
         body, headers = _opened(d)
@@ -490,7 +495,7 @@ REJECTED = {
     "JSON null": (400, lambda d: _signed_body(d, b"null")),
     "missing X-GitHub-Event": (400, _without_header("X-GitHub-Event")),
     "missing X-GitHub-Delivery": (400, _without_header("X-GitHub-Delivery")),
-    "blank X-GitHub-Delivery": (400, lambda d: (_opened(d)[0], {**_opened(d)[1], "X-GitHub-Delivery": "  "})),
+    "blank X-GitHub-Delivery": (400, lambda d: _with_header(_opened(d), "X-GitHub-Delivery", "  ")),
     "X-GitHub-Delivery over 200 characters": (400, lambda d: _opened(d, delivery_id="d" * 201)),
     "text/plain content type": (400, lambda d: _signed_body(d, _opened(d)[0], **{"Content-Type": "text/plain"})),
     "octet-stream content type": (
