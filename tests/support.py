@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from ghapp.deliveries import sign
+from tests import github_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS = ROOT / "tests" / "github" / "webhooks"
@@ -36,17 +36,14 @@ def fake_sha(*parts: object) -> str:
 class Deliveries:
     """Real example deliveries from tests/github/webhooks (vendored from octokit/webhooks), signed with the test secret."""
 
-    EPOCH = dt.datetime(2019, 5, 16, tzinfo=dt.UTC)  # after every fixture's own times
-
     def __init__(self, secret: str):
         self.secret = secret
-        self._seconds = 0
 
-    def stamp(self) -> str:
-        """GitHub's clock for the deliveries of one test: each call one second later (as ISO 8601, `Z`), so events
-        made one after another carry increasing `updated_at`/`created_at`, as GitHub's do."""
-        self._seconds += 1
-        return (self.EPOCH + dt.timedelta(seconds=self._seconds)).isoformat().replace("+00:00", "Z")
+    @staticmethod
+    def stamp() -> str:
+        """GitHub's clock (tests/github_clock.py), shared with the fake GitHub: each call one second later, so
+        events made one after another carry increasing `updated_at`/`created_at`, as GitHub's do."""
+        return github_clock.stamp()
 
     @staticmethod
     def payload(name: str) -> dict[str, Any]:

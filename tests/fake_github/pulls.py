@@ -150,7 +150,7 @@ class PullsMixin:
             "milestone": None,
             "active_lock_reason": None,
             "created_at": iso(pull.created_at),
-            "updated_at": iso(pull.created_at),
+            "updated_at": iso(pull.updated_at),
             "closed_at": closed,
             "merged_at": closed if pull.merged else None,
             "merge_commit_sha": None,

@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from tests import github_clock
+
 DOCS = "https://docs.github.com/rest"
 LEVELS = ("admin", "maintain", "write", "triage", "read", "none")
 RANK = {"read": 1, "write": 2, "admin": 3}
@@ -95,6 +97,9 @@ class Installation:
     account_type: str = "Organization"
 
 
+_PULL_CHANGES = frozenset({"head_sha", "state", "title", "draft", "labels", "merged", "base_ref"})
+
+
 @dataclasses.dataclass
 class Pull:
     repo: str
@@ -113,6 +118,15 @@ class Pull:
     labels: list[str] = dataclasses.field(default_factory=list)
     files: list[dict] | None = None  # changed files as pulls/list-files shows them; None: derived from commits
     commits: list[str] | None = None  # SHAs, oldest first; None: the head commit alone
+    updated_at: float = 0.0  # GitHub's clock (tests/github_clock.py): set when made and at every change below
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "updated_at", github_clock.tick().timestamp())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _PULL_CHANGES and "updated_at" in self.__dict__:
+            super().__setattr__("updated_at", github_clock.tick().timestamp())
 
     @property
     def head_repo(self) -> str:
