@@ -98,7 +98,7 @@ def test_the_budget_is_forgotten_when_its_window_resets():
 
 
 def test_the_response_cache_is_bounded_by_size_and_skips_what_does_not_fit():
-    cache = ResponseCache(max_bytes=100)
+    cache = ResponseCache(max_bytes=150)
     cache["a"] = ("etag-a", None, {"x": "y" * 40}, None)
     cache["b"] = ("etag-b", None, {"x": "y" * 40}, None)
     cache["huge"] = ("etag-h", None, {"x": "y" * 500}, None)
