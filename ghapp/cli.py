@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ghapp import deliveries
 from ghapp.config import ConfigError, Settings, unknown_variables
+from ghapp.core.contract import short_sha
 from ghapp.logsafe import SafeFormatter
 
 log = logging.getLogger("ghapp")
@@ -92,7 +93,7 @@ def envs(settings: Settings, as_json: bool) -> int:
     print(f"{'ID':>5}  {'PULL REQUEST':<32} {'STATUS':<10} {'SHA':<8} URL")
     for e in found:
         print(
-            f"{e.id:>5}  {f'{e.repository}#{e.pr_number}':<32} {e.status:<10} {(e.deployed_sha or '')[:7]:<8} "
+            f"{e.id:>5}  {f'{e.repository}#{e.pr_number}':<32} {e.status:<10} {short_sha(e.deployed_sha):<8} "
             f"{e.preview_url or ''}"
         )
     return 0

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -21,8 +22,8 @@ KNOWN_VARIABLES = frozenset(
     GHAPP_MAX_PARALLEL_RUNS GHAPP_ENV_TTL GHAPP_RUN_TIMEOUT GHAPP_RESYNC_INTERVAL GHAPP_ADMIN_TOKEN
     GHAPP_ALLOW_FORKS GHAPP_HOST GHAPP_PORT GHAPP_PUBLIC_URL GHAPP_PUSH_SETTLE GHAPP_LEASE_TTL GHAPP_POLL_INTERVAL
     GHAPP_RETRY_BASE GHAPP_RETRY_CAP GHAPP_MAX_ATTEMPTS GHAPP_SHUTDOWN_GRACE GHAPP_BODY_TIMEOUT GHAPP_MODULES
-    GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT
-    GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE""".split()
+    GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT GHAPP_MAX_PREVIEWS
+    GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE""".split()
 )
 MIN_ADMIN_TOKEN = 24
 
@@ -117,6 +118,8 @@ class Settings:
     terraform_module: Path = Path("terraform/local")
     terraform_bin: str | None = None
     max_parallel_runs: int = 4
+    max_previews: int | None = None  # live previews per repository (GHAPP_MAX_PREVIEWS); None: unlimited
+    retention: float = 30 * 86400  # runs, their logs and done commands older than this are deleted
     env_ttl: float = 72 * 3600
     run_timeout: float = 30 * 60
     resync_interval: float = 10 * 60
@@ -164,7 +167,7 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        def number(name: str, default, kind=int):
+        def number(name: str, default: int, kind: type[int] = int) -> int:
             raw = get(name)
             if raw is None:
                 return default
@@ -187,6 +190,12 @@ class Settings:
             if value < 0 or (value == 0 and not allow_zero):
                 raise ConfigError(f"{name} must be positive, got {raw!r}")
             return value
+
+        def cap(name: str) -> int | None:
+            raw = get(name)
+            if raw is None or raw.lower() == "unlimited":
+                return None
+            return number(name, 0)  # not None here: `raw` is set, so the default is never used
 
         def flag(name: str) -> bool:
             raw = (get(name) or "false").lower()
@@ -226,6 +235,8 @@ class Settings:
             terraform_module=Path(get("GHAPP_TERRAFORM_MODULE") or defaults.terraform_module).absolute(),
             terraform_bin=get("GHAPP_TERRAFORM_BIN"),
             max_parallel_runs=number("GHAPP_MAX_PARALLEL_RUNS", defaults.max_parallel_runs),
+            max_previews=cap("GHAPP_MAX_PREVIEWS"),
+            retention=duration("GHAPP_RETENTION", defaults.retention),
             env_ttl=duration("GHAPP_ENV_TTL", defaults.env_ttl),
             run_timeout=duration("GHAPP_RUN_TIMEOUT", defaults.run_timeout),
             resync_interval=duration("GHAPP_RESYNC_INTERVAL", defaults.resync_interval),
@@ -265,5 +276,5 @@ class Settings:
                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it to refuse every write."
             )
 
-    def replace(self, **changes) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

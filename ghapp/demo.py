@@ -24,6 +24,7 @@ from aiohttp import web
 
 from ghapp import deliveries
 from ghapp.config import Settings
+from ghapp.core.contract import Status, short_sha
 from ghapp.core.model import Environment
 from ghapp.db import desired, reads
 from ghapp.web import keys
@@ -125,14 +126,14 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> int:
         except OSError as e:
             log.warning("port %d is taken (%s); using a free port", port, e.strerror)
             continue
-        return site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp exposes no public accessor
+        return runner.addresses[0][1]  # the one site that started (a site that failed to start has no socket)
     raise SystemExit("ghapp demo: cannot listen")
 
 
 async def _settled(app: web.Application, env_id: int):
     async with app[keys.POOL].acquire() as conn:
         env = await reads.get_environment(conn, env_id)
-    return env if env and env.status in ("active", "failed") else None
+    return env if env and env.status in (Status.ACTIVE, Status.FAILED) else None
 
 
 async def _until(stop: asyncio.Event, check, interval: float = 0.2):
@@ -145,7 +146,7 @@ async def _until(stop: asyncio.Event, check, interval: float = 0.2):
 
 
 def _announce(env: Environment, base: str) -> None:
-    if env.status != "active":
+    if env.status != Status.ACTIVE:
         print(
             f"\nghapp demo: the preview failed: {env.last_error}\n  run log: {base}/api/environments/{env.id}",
             flush=True,
@@ -153,7 +154,7 @@ def _announce(env: Environment, base: str) -> None:
         return
     print(
         f"""
-  Preview environment for {env.repository}#{env.pr_number} ({(env.deployed_sha or "")[:7]}) is active:
+  Preview environment for {env.repository}#{env.pr_number} ({short_sha(env.deployed_sha)}) is active:
 
     preview      {env.preview_url}
     dashboard    {base}/environments/{env.id}
@@ -174,9 +175,7 @@ async def _destroy_all(app: web.Application, hurry: asyncio.Event) -> None:
 
     async def all_destroyed():
         async with app[keys.POOL].acquire() as conn:
-            return await conn.fetchval(
-                "SELECT count(*) = 0 FROM environments WHERE provisioned OR generation > observed_generation"
-            )
+            return await reads.all_converged_and_gone(conn)
 
     try:
         await asyncio.wait_for(_until(hurry, all_destroyed), DESTROY_WAIT)

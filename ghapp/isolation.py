@@ -18,7 +18,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def set_not_dumpable() -> bool:
         return False
 
 
-def drop_secrets(environ: os._Environ | dict = os.environ) -> list[str]:  # type: ignore[type-arg]
+def drop_secrets(environ: MutableMapping[str, str] = os.environ) -> list[str]:
     """Remove the secret settings from the process environment (Settings already holds them)."""
     dropped = [name for name in SECRET_VARIABLES if name in environ]
     for name in dropped:

@@ -266,6 +266,7 @@ class Terraform:
         except BaseException:  # cancelled (a superseded or timed-out run): no Terraform is left behind
             await self.interrupt(proc)
             raise
+        assert proc.returncode is not None  # communicate() waited for the exit
         return proc.returncode, out.decode(errors="replace")
 
     async def _spawn(self, args, env) -> asyncio.subprocess.Process:

@@ -26,6 +26,33 @@ SCRIPTED_MODULE = ROOT / "tests" / "modules" / "scripted"
 LOCAL_MODULE = ROOT / "terraform" / "local"
 WEBHOOK_SECRET = "test-webhook-secret"
 
+# Fixtures that start PostgreSQL, Terraform or a server: a test marked `fast` (`pytest -m fast`) may use none of them.
+SLOW_FIXTURES = frozenset(
+    {
+        "pg_server",
+        "pg_dir",
+        "database_url",
+        "db",
+        "terraform_bin",
+        "start_app",
+        "serve",
+        "fake_github",
+        "aiohttp_client",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    wrong = [
+        f"{item.nodeid}: {', '.join(sorted(SLOW_FIXTURES & set(item.fixturenames)))}"
+        for item in items
+        if isinstance(item, pytest.Function)
+        and item.get_closest_marker("fast")
+        and SLOW_FIXTURES & set(item.fixturenames)
+    ]
+    if wrong:
+        raise pytest.UsageError("tests marked fast use a slow fixture:\n" + "\n".join(wrong))
+
 
 def _pg_dir() -> Path:
     """A directory the embedded server's unprivileged user can reach. Not under pytest's tmp_path: pytest keeps
@@ -136,7 +163,7 @@ def serve(tmp_path, database_url, terraform_bin):
 
     def make(**extra) -> ServeProcess:
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "GITHUB_APP_ID"},  # offline unless `extra` says
             "DATABASE_URL": database_url,
             "GHAPP_DATA_DIR": str(data_dir),
             "GHAPP_TERRAFORM_MODULE": str(LOCAL_MODULE),
@@ -149,7 +176,6 @@ def serve(tmp_path, database_url, terraform_bin):
             "TF_VAR_port_base": str(port_base),
             **extra,
         }
-        env.pop("GITHUB_APP_ID", None)
         port = free_port()
         env["GHAPP_PORT"] = str(port)
         proc = ServeProcess(env, port, tmp_path / f"serve-{len(started)}.log")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import hashlib
 import json
 import os
@@ -35,8 +36,17 @@ def fake_sha(*parts: object) -> str:
 class Deliveries:
     """Real example deliveries from tests/github/webhooks (vendored from octokit/webhooks), signed with the test secret."""
 
+    EPOCH = dt.datetime(2019, 5, 16, tzinfo=dt.UTC)  # after every fixture's own times
+
     def __init__(self, secret: str):
         self.secret = secret
+        self._seconds = 0
+
+    def stamp(self) -> str:
+        """GitHub's clock for the deliveries of one test: each call one second later (as ISO 8601, `Z`), so events
+        made one after another carry increasing `updated_at`/`created_at`, as GitHub's do."""
+        self._seconds += 1
+        return (self.EPOCH + dt.timedelta(seconds=self._seconds)).isoformat().replace("+00:00", "Z")
 
     @staticmethod
     def payload(name: str) -> dict[str, Any]:
@@ -51,10 +61,13 @@ class Deliveries:
         repo_id: int | None = None,
         repository: str | None = None,
         fork: bool = False,
+        updated_at: str | None = None,
     ) -> dict:
-        """`pull_request.<action>` with the PR number, head SHA or repository changed; `fork` makes the head a fork."""
+        """`pull_request.<action>` with the PR number, head SHA or repository changed; `fork` makes the head a fork;
+        `updated_at` is the next `stamp()` unless given."""
         data = copy.deepcopy(self.payload(f"pull_request.{action}"))
         pr = data["pull_request"]
+        pr["updated_at"] = updated_at or self.stamp()
         if number is not None:
             data["number"] = pr["number"] = number
         if sha is not None:

@@ -657,7 +657,7 @@ def _check_shape(parsed: Parsed | None) -> None:
         return
     assert isinstance(parsed, Parsed) and parsed.command in COMMANDS, parsed
     if parsed.unknown is not None:
-        assert parsed.command == "help", parsed
+        assert parsed.command in ("help", "deploy") and parsed.sha is None, parsed
         assert UNKNOWN.match(parsed.unknown), parsed
         assert parsed.unknown == "?" or not SHELL_META & set(parsed.unknown), parsed
 

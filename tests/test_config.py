@@ -10,6 +10,8 @@ import pytest
 from ghapp import config
 from ghapp.config import ConfigError, Settings, parse_duration, read_dotenv
 
+pytestmark = pytest.mark.fast  # no PostgreSQL, Terraform or server: `pytest -m fast`
+
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
 
 

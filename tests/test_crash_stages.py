@@ -20,7 +20,10 @@ def pausing_terraform(tmp_path, terraform_bin):
     """A Terraform that, while the file `pause` exists, holds on for a minute after a successful run (the window
     between Terraform finishing and the database being updated), telling the test through `paused`."""
     wrapper = tmp_path / "terraform-pausing"
-    pause, paused = tmp_path / "pause", tmp_path / "paused"
+    signals = tmp_path / "signals"  # written by Terraform's process: the run user when the tests run as root
+    signals.mkdir(mode=0o777)
+    signals.chmod(0o777)
+    pause, paused = signals / "pause", signals / "paused"
     wrapper.write_text(f"""#!/bin/sh
 "{terraform_bin}" "$@"
 rc=$?

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from ghapp.core.contract import environment_name
-from ghapp.web import auth
+from ghapp.web import auth, keys
 from ghapp.web.dashboard import display
 from tests.support import fake_sha
 
@@ -328,7 +328,7 @@ async def test_failed_sign_ins_are_answered_429_with_a_growing_retry_after(start
     """Finding 4: 300 wrong tokens in 0.22 s were all checked; now a client is locked out after a few."""
     client = await start_app(workers=False, admin_token=TOKEN)
     now = [1000.0]
-    client.app[auth.THROTTLE].clock = lambda: now[0]
+    client.app[keys.THROTTLE].clock = lambda: now[0]
     for _ in range(5):
         assert (await client.post("/login", data={"token": "wrong"})).status == 403
     resp = await client.post("/login", data={"token": TOKEN}, allow_redirects=False)  # even the right one waits

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 
 import pytest
 
 from ghapp.core.contract import Desired
-from ghapp.core.model import PullRequestChange
+from ghapp.core.model import AppliedEvent, PullRequestChange, outdated
 from ghapp.core.payload import MalformedPayload, field
 from ghapp.core.pulls import change_from_payload
 from ghapp.web.events.pull_request import PRESENT_ACTIONS
 from tests.support import Deliveries, fake_sha
+
+pytestmark = pytest.mark.fast  # no PostgreSQL, Terraform or server: `pytest -m fast`
 
 SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 PR_FIXTURES = ["opened", "opened.with-null-body", "reopened", "synchronize", "closed", "labeled"]
@@ -25,7 +28,8 @@ def deliveries() -> Deliveries:
 @pytest.mark.parametrize("name", PR_FIXTURES)
 @pytest.mark.parametrize("desired", list(Desired))
 def test_real_payloads(name, desired):
-    change = change_from_payload(Deliveries.payload(f"pull_request.{name}"), desired)
+    data = Deliveries.payload(f"pull_request.{name}")
+    change = change_from_payload(data, desired)
     assert change == PullRequestChange(
         repo_id=186853002,
         repository="Codertocat/Hello-World",
@@ -38,7 +42,10 @@ def test_real_payloads(name, desired):
         pr_url="https://github.com/Codertocat/Hello-World/pull/2",
         installation_id=1,
         is_fork=False,
+        updated_at=dt.datetime.fromisoformat(data["pull_request"]["updated_at"]),
+        action=data["action"],
     )
+    assert change.updated_at.tzinfo is not None
 
 
 def test_present_actions():
@@ -251,3 +258,71 @@ def test_field_through_a_non_object(data, path):
 def test_field_message_names_the_path():
     with pytest.raises(MalformedPayload, match=r"^pull_request\.head\.sha is missing$"):
         field({"pull_request": {"head": {}}}, "pull_request.head.sha", str)
+
+
+# --- replays: the newest pull request state applied wins --------------------------------------------------------
+
+T = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+SECOND = dt.timedelta(seconds=1)
+
+
+def _change(action: str, at: dt.datetime | None) -> PullRequestChange:
+    wanted = Desired.ABSENT if action == "closed" else Desired.PRESENT
+    return PullRequestChange(1, "o/r", 2, wanted, SHA, updated_at=at, action=action)
+
+
+@pytest.mark.parametrize("action", ["opened", "synchronize", "reopened", "ready_for_review", "closed"])
+@pytest.mark.parametrize("closed", [False, True])
+def test_an_older_state_is_outdated_and_a_newer_one_is_not(action, closed):
+    assert outdated(_change(action, T - SECOND), AppliedEvent(T, closed))
+    assert not outdated(_change(action, T + SECOND), AppliedEvent(T, closed))
+
+
+@pytest.mark.parametrize(
+    ("applied_closed", "action", "applies"),
+    [
+        (False, "synchronize", True),  # the same delivery again (a redelivery or replay of the newest): idempotent
+        (False, "closed", True),  # a push and a close in one second: the close is not lost
+        (True, "closed", True),
+        (True, "reopened", True),  # closed and reopened in one second
+        (True, "synchronize", False),  # GitHub sends none for a closed PR: it was sent before the close
+        (True, "opened", False),  # a replay of the opening in the second it was closed
+        (True, "ready_for_review", False),
+    ],
+)
+def test_the_same_second(applied_closed, action, applies):
+    assert outdated(_change(action, T), AppliedEvent(T, applied_closed)) is not applies
+
+
+def test_a_synchronize_and_a_closed_of_one_second_end_closed_in_either_order():
+    sync, close = _change("synchronize", T), _change("closed", T)
+    # in order: both apply, the close last
+    assert not outdated(sync, None) and not outdated(close, AppliedEvent(T, closed=False))
+    # the other way round: the close applies, the late synchronize does not reopen
+    assert not outdated(close, None) and outdated(sync, AppliedEvent(T, closed=True))
+
+
+@pytest.mark.parametrize("applied", [None, AppliedEvent(None, True)])
+def test_without_times_nothing_is_outdated(applied):
+    assert not outdated(_change("opened", T), applied)
+    assert not outdated(_change("opened", None), AppliedEvent(T, True))
+
+
+def test_times_are_compared_across_timezones(deliveries):
+    data = deliveries.pull_request("synchronize", updated_at="2026-03-01T13:00:00+01:00")
+    change = change_from_payload(data, Desired.PRESENT)
+    assert change.updated_at == T and not outdated(change, AppliedEvent(T, False))
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-03-01T12:00:00", "", "2026-13-01T00:00:00Z", "9" * 100, 17])
+def test_updated_at_must_be_a_time_with_a_zone(deliveries, value):
+    data = deliveries.pull_request("opened")
+    data["pull_request"]["updated_at"] = value
+    with pytest.raises(MalformedPayload, match="updated_at"):
+        change_from_payload(data, Desired.PRESENT)
+
+
+def test_updated_at_may_be_missing(deliveries):
+    data = deliveries.pull_request("opened")
+    del data["pull_request"]["updated_at"]
+    assert change_from_payload(data, Desired.PRESENT).updated_at is None

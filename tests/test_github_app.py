@@ -4,15 +4,18 @@ scripted module, signed real deliveries (and variants derived from them here).""
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 
+from ghapp.db import desired
 from tests.support import Deliveries, environment, fake_sha, wait_for
 
 REPO = "Codertocat/Hello-World"
 REPO_ID = 186853002
 INSTALLATION = 1
 SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+COMMENT_IDS = itertools.count(900_000_000)  # comments not made on the fake GitHub
 
 
 @pytest.fixture
@@ -70,6 +73,7 @@ def comment_on_pr(
     """`issue_comment.created` (whose real example is on an issue) moved onto PR #2, by `user`; the comment
     exists on the fake GitHub too when `github` is given."""
     data = copy.deepcopy(deliveries.payload("issue_comment.created"))
+    data["comment"]["id"] = next(COMMENT_IDS)  # each comment its own: a command is queued once per comment id
     if github is not None:
         data["comment"]["id"] = github.add_comment(REPO, 2, body, user=user, author_association=association)["id"]
     data["issue"]["number"] = 2
@@ -79,6 +83,7 @@ def comment_on_pr(
             "html_url": f"https://github.com/{REPO}/pull/2",
         }
     data["comment"]["body"] = body
+    data["comment"]["created_at"] = data["comment"]["updated_at"] = deliveries.stamp()
     data["comment"]["user"] = {**data["comment"]["user"], "login": user, "type": user_type}
     data["comment"]["author_association"] = association
     data["sender"] = {**data["sender"], "login": user, "type": user_type}
@@ -423,3 +428,186 @@ async def test_uninstalling_destroys_environments_without_telling_github(start_a
     env = await wait_for(lambda: _status_published(db, env_id, "destroyed"), what="destroyed")
     assert env["github_gone"] is True
     assert len(github.operations()) == calls_before, "nothing is sent to an installation that is gone"
+
+
+# --- replays and bound approvals (issue 9, findings 2, 3 and 9) ---------------------------------------------------
+
+
+async def _fork_waiting(client, deliveries, db, github) -> int:
+    """A fork PR at SHA, waiting for approval; `contributor` can only read."""
+    github.add_pull(REPO, 2, head_sha=SHA, head_ref="changes", user="contributor", fork=True)
+    github.set_permission(REPO, "contributor", "read")
+    reply = await post(client, deliveries, "pull_request", deliveries.pull_request("opened", fork=True))
+    await wait_for(lambda: published(db, reply["environment_id"]), what="the approval request published")
+    return reply["environment_id"]
+
+
+async def _bot_replies(github) -> list[str]:
+    return [c["body"] for c in github.comments(REPO, 2) if not c["body"].startswith("<!-- ghapp:preview -->")]
+
+
+async def test_a_forks_approval_deploys_the_head_seen_not_one_pushed_later(start_app, deliveries, db, github):
+    """Finding 2: the fork author force-pushes after the maintainer's comment, before ghapp processes it."""
+    client = await start_app()
+    env_id = await _fork_waiting(client, deliveries, db, github)
+    approval = comment_on_pr(deliveries, "/preview deploy", github=github)
+    unreviewed = fake_sha("force-push")
+    github.add_pull(REPO, 2, head_sha=unreviewed, head_ref="changes", user="contributor", fork=True)
+    await post(client, deliveries, "issue_comment", approval)  # its pull_request event has not arrived yet
+
+    env = await wait_for(lambda: _active_published(db, env_id), what="the approved commit deployed")
+    assert (env["deployed_sha"], env["approved_sha"], env["head_sha"]) == (SHA, SHA, unreviewed)
+    note = await wait_for(lambda: _reply_from_bot(github, f"Deploying `{SHA[:7]}`"), what="the note")
+    assert f"now `{unreviewed[:7]}`, which needs its own approval" in note["body"]
+    assert [r["sha"] for r in await runs_of(db, env_id)] == [SHA]
+
+    # the push's own event arrives: it waits for approval, the approved preview stays
+    push = deliveries.pull_request("synchronize", sha=unreviewed, fork=True)
+    await post(client, deliveries, "pull_request", push)
+    env = await wait_for(lambda: _head_published(db, env_id, unreviewed), what="the new head published")
+    assert (env["desired_sha"], env["deployed_sha"]) == (SHA, SHA)
+    assert final_check_run(github, unreviewed)["conclusion"] == "action_required"
+
+
+async def runs_of(db, env_id: int) -> list[dict]:
+    return [dict(r) for r in await db.fetch("SELECT * FROM runs WHERE environment_id = $1 ORDER BY id", env_id)]
+
+
+async def test_a_comment_written_before_the_known_push_must_name_its_commit(start_app, deliveries, db, github):
+    """The push's event arrived before the comment written earlier: ghapp cannot tell what the maintainer saw."""
+    client = await start_app()
+    env_id = await _fork_waiting(client, deliveries, db, github)
+    approval = comment_on_pr(deliveries, "/preview deploy", github=github)  # written now...
+    pushed = fake_sha("pushed after the comment was written")
+    github.add_pull(REPO, 2, head_sha=pushed, head_ref="changes", user="contributor", fork=True)
+    await post(client, deliveries, "pull_request", deliveries.pull_request("synchronize", sha=pushed, fork=True))
+    await post(client, deliveries, "issue_comment", approval)  # ...delivered after the push's event
+    reply = await wait_for(lambda: _reply_from_bot(github, "I cannot tell which commit"), what="the refusal")
+    assert "/preview deploy <sha>" in reply["body"]
+    env = await environment(db, env_id)
+    assert (env["desired"], env["approved_sha"]) == ("absent", None) and await runs_of(db, env_id) == []
+
+
+async def test_deploy_names_a_commit_of_the_pull_request(start_app, deliveries, db, github):
+    client = await start_app()
+    env_id = await _fork_waiting(client, deliveries, db, github)
+    head = fake_sha("fork head")
+    github.set_pull_commits(REPO, 2, [SHA, head])
+    await post(client, deliveries, "pull_request", deliveries.pull_request("synchronize", sha=head, fork=True))
+    for body, answer in [
+        ("/preview deploy main", "`main` is not a commit SHA"),
+        (f"/preview deploy {fake_sha('elsewhere')[:9]}", "is not a commit of this pull request"),
+    ]:
+        await post(client, deliveries, "issue_comment", comment_on_pr(deliveries, body, github=github))
+        await wait_for(lambda a=answer: _any_reply(github, a), what=answer)
+    assert await runs_of(db, env_id) == []
+
+    await post(
+        client,
+        deliveries,
+        "issue_comment",
+        comment_on_pr(deliveries, f"/preview deploy {SHA[:8].upper()}", github=github),
+    )
+    env = await wait_for(lambda: _active_published(db, env_id), what="the named commit deployed")
+    assert (env["deployed_sha"], env["approved_sha"], env["head_sha"]) == (SHA, SHA, head)
+    assert github.calls("pulls/list-commits"), "an abbreviated SHA is looked up among the PR's commits"
+
+
+async def _any_reply(github, text: str):
+    return next((b for b in await _bot_replies(github) if text in b), None)
+
+
+async def test_a_check_run_button_approves_that_check_runs_commit(start_app, deliveries, db, github):
+    client = await start_app()
+    env_id = await _fork_waiting(client, deliveries, db, github)
+    github.set_permission(REPO, deliveries.payload("check_run.rerequested")["sender"]["login"], "write")
+    unreviewed = fake_sha("pushed before the button was pressed")
+    github.add_pull(REPO, 2, head_sha=unreviewed, head_ref="changes", user="contributor", fork=True)
+    press = check_run_event(deliveries, github, env_id, "rerequested")  # "Re-run" on SHA's check run
+    assert (await post(client, deliveries, "check_run", press))["command"] == "redeploy"
+    env = await wait_for(lambda: _active_published(db, env_id), what="the check run's commit deployed")
+    assert (env["deployed_sha"], env["approved_sha"]) == (SHA, SHA)
+    assert [r["sha"] for r in await runs_of(db, env_id)] == [SHA]
+
+
+async def test_a_comment_delivered_again_queues_one_command(start_app, deliveries, db, github):
+    """Finding 2: the same comment under a new delivery id (a replay) is not a second command."""
+    client = await start_app(workers=False)
+    data = comment_on_pr(deliveries, "/preview deploy", github=github)
+    assert (await post(client, deliveries, "issue_comment", data))["command"] == "deploy"
+    again = await post(client, deliveries, "issue_comment", data)
+    assert again == {"ignored": "this comment's command was queued before"}
+    assert await db.fetchval("SELECT count(*) FROM commands") == 1
+
+
+async def test_destroy_ends_a_forks_approval(start_app, deliveries, db, github):
+    """Finding 3: after `/preview destroy`, re-pushing the once-approved commit does not deploy it by itself."""
+    client = await start_app()
+    env_id = await _fork_waiting(client, deliveries, db, github)
+    await post(client, deliveries, "issue_comment", comment_on_pr(deliveries, "/preview deploy", github=github))
+    await wait_for(lambda: _active_published(db, env_id), what="approved and deployed")
+    await post(client, deliveries, "issue_comment", comment_on_pr(deliveries, "/preview destroy", github=github))
+    env = await wait_for(lambda: _status_published(db, env_id, "destroyed"), what="destroyed")
+    assert env["approved_sha"] is None
+    generation = env["generation"]
+    await post(client, deliveries, "pull_request", deliveries.pull_request("synchronize", sha=SHA, fork=True))
+    env = await environment(db, env_id)
+    assert (env["desired"], env["generation"], env["approved_sha"]) == ("absent", generation, None)
+    assert len(await runs_of(db, env_id)) == 2  # the apply and the destroy, nothing after
+
+
+@pytest.mark.parametrize("how", ["request_destroy", "expire", "mark_closed", "installation_gone", "closed event"])
+async def test_every_destroy_clears_the_approval(start_app, deliveries, db, how):
+    client = await start_app(workers=False)
+    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened", fork=True)))[
+        "environment_id"
+    ]
+    async with db.acquire() as conn:
+        await desired.deploy_head(conn, env_id, SHA, approve=True, ttl_seconds=3600)
+        assert (await environment(conn, env_id))["approved_sha"] == SHA
+        if how == "request_destroy":  # dashboard, API, CLI and `/preview destroy`
+            await desired.request_destroy(conn, env_id)
+        elif how == "expire":
+            await conn.execute("UPDATE environments SET expires_at = now() - interval '1 second'")
+            assert await desired.expire(conn) == [env_id]
+        elif how == "mark_closed":  # the resync finds it closed
+            await desired.mark_closed(conn, env_id)
+        elif how == "installation_gone":
+            await desired.installation_gone(conn, INSTALLATION)
+    if how == "closed event":
+        await post(client, deliveries, "pull_request", deliveries.pull_request("closed", fork=True))
+    env = await environment(db, env_id)
+    assert (env["desired"], env["approved_sha"]) == ("absent", None)
+
+
+async def test_a_replayed_opened_does_not_bring_back_a_closed_pr(start_app, deliveries, db, github):
+    """Finding 9: a captured signed `opened` body replayed with a new delivery id changes nothing."""
+    client = await start_app()
+    opened = deliveries.pull_request("opened")
+    env_id = (await post(client, deliveries, "pull_request", opened))["environment_id"]
+    await wait_for(lambda: _active_published(db, env_id), what="active")
+    await post(client, deliveries, "pull_request", deliveries.pull_request("closed"))
+    env = await wait_for(lambda: _status_published(db, env_id, "destroyed"), what="destroyed")
+    reply = await post(client, deliveries, "pull_request", opened)  # the same body, a new delivery id
+    assert reply["ignored"].startswith("an older state of this pull request")
+    after = await environment(db, env_id)
+    assert (after["desired"], after["generation"], after["status"]) == ("absent", env["generation"], "destroyed")
+
+
+@pytest.mark.parametrize(
+    ("order", "desired_after"),
+    [
+        (["synchronize", "closed"], "absent"),
+        (["closed", "synchronize"], "absent"),  # the close delivered first: the push was before it
+        (["closed", "reopened"], "present"),
+        (["opened", "opened"], "present"),  # the same delivery again
+    ],
+)
+async def test_events_of_one_second(start_app, deliveries, db, order, desired_after):
+    """GitHub's `updated_at` has whole seconds: two events of one second, in either order of arrival."""
+    client = await start_app(workers=False)
+    await post(client, deliveries, "pull_request", deliveries.pull_request("opened", updated_at="2026-03-01T11:00:00Z"))
+    for action in order:
+        data = deliveries.pull_request(action, sha=fake_sha("one second"), updated_at="2026-03-01T12:00:00Z")
+        await post(client, deliveries, "pull_request", data)
+    assert await db.fetchval("SELECT desired FROM environments") == desired_after

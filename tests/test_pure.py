@@ -1,9 +1,7 @@
-"""Pure decisions and parsers: the reconciler's next action and retry delay, Terraform's `-json` stream, and
-environment names."""
+"""Pure parsers: Terraform's `-json` stream, and environment names."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 
@@ -11,109 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ghapp.core.contract import Action, Desired, Status, environment_name, short_sha
-from ghapp.core.model import Environment
-from ghapp.core.policy import next_action, retry_delay
+from ghapp.core.commands import Parsed, parse_command
+from ghapp.core.contract import environment_name, short_sha
 from ghapp.core.tfevents import Progress, parse_line
 
-# --- reconcile -------------------------------------------------------------------------------------------------------
-
-NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
-
-
-def env(**changes) -> Environment:
-    base = {
-        "id": 1,
-        "repo_id": 186853002,
-        "repository": "Codertocat/Hello-World",
-        "pr_number": 2,
-        "name": "pr-2-hello-world-1",
-        "installation_id": 1,
-        "head_ref": "changes",
-        "author": "Codertocat",
-        "title": "t",
-        "pr_url": "",
-        "is_fork": False,
-        "desired": "present",
-        "desired_sha": "a" * 40,
-        "generation": 1,
-        "observed_generation": 0,
-        "status": "pending",
-        "provisioned": False,
-        "deployed_sha": None,
-        "preview_url": None,
-        "outputs": {},
-        "progress": None,
-        "lease_owner": None,
-        "lease_until": None,
-        "attempts": 0,
-        "next_attempt_at": NOW,
-        "last_error": None,
-        "created_at": NOW,
-        "updated_at": NOW,
-        "last_activity_at": NOW,
-        "expires_at": None,
-    }
-    return Environment(**{**base, **changes})
-
-
-@pytest.mark.parametrize(
-    ("desired", "provisioned", "status", "action"),
-    [
-        (Desired.PRESENT, False, Status.PENDING, Action.APPLY),
-        (Desired.PRESENT, True, Status.ACTIVE, Action.APPLY),
-        (Desired.PRESENT, True, Status.FAILED, Action.APPLY),
-        (Desired.ABSENT, True, Status.ACTIVE, Action.DESTROY),
-        (Desired.ABSENT, True, Status.FAILED, Action.DESTROY),  # a failed apply may have left resources behind
-        (Desired.ABSENT, True, Status.CREATING, Action.DESTROY),
-        (Desired.ABSENT, False, Status.PENDING, None),  # closed before anything was created
-        (Desired.ABSENT, False, Status.DESTROYED, None),
-    ],
-)
-def test_next_action(desired, provisioned, status, action):
-    assert next_action(env(desired=str(desired), provisioned=provisioned, status=str(status))) is action
-
-
-def test_next_action_with_plain_strings_from_the_database():
-    assert next_action(env(desired="present")) is Action.APPLY
-    assert next_action(env(desired="absent", provisioned=True)) is Action.DESTROY
-
-
-@pytest.mark.parametrize(("attempts", "delay"), [(1, 10), (2, 20), (3, 40), (4, 80), (5, 160)])
-def test_retry_delay_is_exponential(attempts, delay):
-    assert retry_delay(attempts, base=10, cap=900, max_attempts=6) == delay
-
-
-def test_retry_delay_is_capped():
-    assert [retry_delay(n, base=10, cap=60, max_attempts=10) for n in range(1, 10)] == [
-        10,
-        20,
-        40,
-        60,
-        60,
-        60,
-        60,
-        60,
-        60,
-    ]
-
-
-@pytest.mark.parametrize("attempts", [6, 7, 100])
-def test_retry_delay_stops_at_the_limit(attempts):
-    assert retry_delay(attempts, base=10, cap=900, max_attempts=6) is None
-
-
-def test_retry_delay_with_a_limit_of_one():
-    assert retry_delay(1, base=10, cap=900, max_attempts=1) is None
-
-
-@given(st.integers(1, 200), st.floats(0.01, 1e4), st.floats(0.01, 1e5), st.integers(1, 200))
-def test_retry_delay_never_exceeds_the_cap(attempts, base, cap, max_attempts):
-    delay = retry_delay(attempts, base, cap, max_attempts)
-    if attempts >= max_attempts:
-        assert delay is None
-    else:
-        assert 0 < delay <= cap
+pytestmark = pytest.mark.fast  # no PostgreSQL, Terraform or server: `pytest -m fast`
 
 
 def test_short_sha():
@@ -411,3 +311,41 @@ def test_optional_work_waits_while_the_budget_is_at_or_below_the_reserve():
     assert may_spend_optional(1001, 1000)
     assert not may_spend_optional(1000, 1000)
     assert may_spend_optional(0, 0) is False and may_spend_optional(1, 0)
+
+
+# --- /preview deploy [sha] ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "parsed"),
+    [
+        ("/preview deploy", Parsed("deploy")),
+        ("/preview deploy abc1234", Parsed("deploy", sha="abc1234")),
+        ("/preview deploy ABC1234DEF", Parsed("deploy", sha="abc1234def")),
+        ("/PREVIEW Deploy\t" + "0" * 40, Parsed("deploy", sha="0" * 40)),
+        ("/preview deploy abc1234 once CI passes", Parsed("deploy", sha="abc1234")),
+        ("/preview deploy\nabc1234", Parsed("deploy")),  # the argument is on the command's line
+        ("/preview deploy abc123", Parsed("deploy", unknown="abc123")),  # too short to name a commit
+        ("/preview deploy " + "a" * 41, Parsed("deploy", unknown="a" * 32)),
+        ("/preview deploy main", Parsed("deploy", unknown="main")),
+        ("/preview deploy $(id)", Parsed("deploy", unknown="id")),
+        ("/preview deploy \u0661\u0662\u0663\u0664\u0665\u0666\u0667", Parsed("deploy", unknown="?")),  # Arabic digits
+        ("/preview deploy ａｂｃ１２３４", Parsed("deploy", unknown="?")),  # full-width: not ASCII hex
+        ("/preview redeploy abc1234", Parsed("redeploy")),  # only deploy takes a commit
+        ("/preview destroy abc1234", Parsed("destroy")),
+        ("/preview deploy; abc1234", Parsed("help", unknown="deploy")),
+    ],
+)
+def test_deploy_takes_an_optional_sha(body, parsed):
+    assert parse_command(body) == parsed
+
+
+@given(st.text(st.sampled_from("0123456789abcdefABCDEFgxz;$ \t"), max_size=45))
+def test_a_deploy_argument_is_a_sha_or_reported(argument):
+    parsed = parse_command(f"/preview deploy {argument}")
+    assert parsed is not None and parsed.command in ("deploy", "help")
+    if parsed.sha is not None:
+        assert re.fullmatch(r"[0-9a-f]{7,40}", parsed.sha) and parsed.unknown is None
+        assert argument.split()[0].lower() == parsed.sha
+    elif parsed.command == "deploy" and argument.split(maxsplit=1) and parsed.unknown is None:
+        raise AssertionError(f"argument {argument!r} neither a SHA nor reported")

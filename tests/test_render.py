@@ -15,6 +15,8 @@ import pytest
 
 from ghapp.core import render
 
+pytestmark = pytest.mark.fast  # no PostgreSQL, Terraform or server: `pytest -m fast`
+
 GOLDEN = Path(__file__).parent / "golden"
 T0 = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC)
 HEAD = "0123456789abcdef0123456789abcdef01234567"
@@ -46,6 +48,7 @@ FAILED_LOG = "\n".join(
 
 STATES = {
     "queued": BASE,
+    "waiting-for-cap": dataclasses.replace(BASE, waiting=render.Waiting(live=3, cap=3, position=2)),
     "deploying": dataclasses.replace(
         BASE,
         status="creating",

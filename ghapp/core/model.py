@@ -24,6 +24,31 @@ class PullRequestChange:
     pr_url: str = ""
     installation_id: int | None = None
     is_fork: bool = False
+    updated_at: dt.datetime | None = None  # the pull request's `updated_at` as GitHub stated it (whole seconds)
+    action: str = ""  # the webhook's action (`opened`, `closed`, ...); empty for a REST answer
+
+
+@dataclasses.dataclass(frozen=True)
+class AppliedEvent:
+    """The newest pull request state applied to an environment: GitHub's `updated_at` and whether it was closed."""
+
+    updated_at: dt.datetime | None
+    closed: bool
+
+
+def outdated(change: PullRequestChange, applied: AppliedEvent | None) -> bool:
+    """Whether `change` is older than what was applied, so it must change nothing (a replayed or late delivery).
+
+    GitHub's `updated_at` has whole seconds. Older: ignored. Newer: applied. The same second: applied (a
+    redelivery of the newest event is idempotent; a `synchronize` then a `closed` in one second both count),
+    except that once a `closed` of that second is applied only a `reopened` of it may bring the PR back: GitHub
+    sends no other event for a closed pull request, so a same-second `opened`/`synchronize` arriving after the
+    `closed` was sent before it (or is a replay). Only GitHub's timestamps are compared, never the local clock."""
+    if change.updated_at is None or applied is None or applied.updated_at is None:
+        return False
+    if change.updated_at != applied.updated_at:
+        return change.updated_at < applied.updated_at
+    return applied.closed and change.desired is Desired.PRESENT and change.action != "reopened"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +114,7 @@ class Environment:
     publish_attempts: int = 0
     github_gone: bool = False
     expired_at: dt.datetime | None = None
+    max_previews: int | None = None  # this repository's cap on live previews; None: the operator's default
 
     @property
     def label(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 
 class MalformedPayload(ValueError):
@@ -29,15 +29,19 @@ def field(data: Any, path: str, kind: type | tuple[type, ...], *, optional: bool
 
 def text(data: Any, path: str, *, limit: int = 1000, optional: bool = False) -> str:
     """A string field made safe to store: NUL and unpaired surrogates removed, cut to `limit` characters."""
-    value = field(data, path, str, optional=optional)
+    value: str | None = field(data, path, str, optional=optional)
     if value is None:
         return ""
     return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:limit]
 
 
+@overload
+def integer(data: Any, path: str, *, bits: int = 63, optional: Literal[False] = False) -> int: ...
+@overload
+def integer(data: Any, path: str, *, bits: int = 63, optional: bool) -> int | None: ...
 def integer(data: Any, path: str, *, bits: int = 63, optional: bool = False) -> int | None:
     """A positive integer that fits the database column (`bits`: 31 for integer, 63 for bigint)."""
-    value = field(data, path, int, optional=optional)
+    value: int | None = field(data, path, int, optional=optional)
     if value is not None and not 0 < value < 2**bits:
         raise MalformedPayload(f"{path} is out of range")
     return value

@@ -36,16 +36,17 @@ def awaiting_approval(env: Environment, allow_forks: bool) -> bool:
     )
 
 
-def next_action(env: Environment) -> Action | None:
-    """The Terraform run that converges `env`; None when it converges without one (absent, never provisioned)."""
-    if env.desired == Desired.PRESENT:
+def next_action(desired: Desired, provisioned: bool) -> Action | None:
+    """The Terraform run that converges an environment; None when it converges without one (absent, never
+    provisioned)."""
+    if desired == Desired.PRESENT:
         return Action.APPLY
-    return Action.DESTROY if env.provisioned else None
+    return Action.DESTROY if provisioned else None
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Capped exponential backoff: seconds to wait before the `attempt`-th retry (1, 2, ...)."""
-    return min(cap, base * 2 ** max(0, attempt - 1))
+    return min(cap, base * (1 << max(0, attempt - 1)))  # 2**n, as an int for the type checker
 
 
 def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> float | None:
@@ -69,3 +70,24 @@ def next_slice(keys: list[int], after: int | None, size: int) -> tuple[list[int]
     start = 0 if after is None else next((i for i, k in enumerate(keys) if k > after), 0)
     taken = (keys[start:] + keys[:start])[: max(1, size)]
     return taken, taken[-1]
+
+
+def preview_cap(operator_default: int | None, repository_value: int | None = None) -> int | None:
+    """The cap on live previews of a repository: its own `max_previews`, else the operator's GHAPP_MAX_PREVIEWS;
+    None: no cap. (The claim's SQL, db/runs.py, applies the same rule as `coalesce(max_previews, $cap)`.)"""
+    return repository_value if repository_value is not None else operator_default
+
+
+def may_start_preview(live: int, position: int, cap: int | None) -> bool:
+    """Whether the `position`-th new preview in line (1 = oldest request) may start while `live` previews of its
+    repository exist. Updates of live previews and destroys are never held back."""
+    return cap is None or live + position <= cap
+
+
+def claim_key(
+    destroy: bool, repo_in_flight: int, author_in_flight: int, due_at: float, env_id: int
+) -> tuple[bool, int, int, float, int]:
+    """Which due environment a free run slot takes first (the smallest key): destroys (they free resources), then
+    the repository with the fewest runs in flight, then the author with the fewest, then the longest due. The
+    claim's SQL (db/runs.py) orders by exactly this, counting leases held across every replica."""
+    return (not destroy, repo_in_flight, author_in_flight, due_at, env_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -24,10 +25,18 @@ def change_from_payload(data: Any, desired: Desired) -> PullRequestChange:
     pr = field(data, "pull_request", dict)
     number = integer(data, "number", bits=31) if "number" in data else integer(pr, "number", bits=31)
     installation_id = integer(data, "installation.id", optional=True)
-    return _change(pr, field(data, "repository", dict), number, desired, installation_id)
+    action = data.get("action") if isinstance(data.get("action"), str) else ""
+    return _change(pr, field(data, "repository", dict), number, desired, installation_id, action)
 
 
-def _change(pr: Any, base_repo: dict, number: int | None, desired: Desired, installation_id: int | None):
+def _change(
+    pr: Any,
+    base_repo: dict[str, Any],
+    number: int | None,
+    desired: Desired,
+    installation_id: int | None,
+    action: str = "",
+) -> PullRequestChange:
     sha = field(pr, "head.sha", str)
     if not _SHA.fullmatch(sha):
         raise MalformedPayload("pull_request.head.sha is not a commit SHA")
@@ -45,4 +54,21 @@ def _change(pr: Any, base_repo: dict, number: int | None, desired: Desired, inst
         pr_url=text(pr, "html_url", limit=500, optional=True),
         installation_id=installation_id,
         is_fork=is_fork(integer(pr, "head.repo.id", optional=True), base_repo_id),  # null: the fork was deleted
+        updated_at=timestamp(pr, "updated_at"),
+        action=action[:40],
     )
+
+
+def timestamp(data: Any, path: str) -> dt.datetime | None:
+    """An ISO 8601 time GitHub gives (`2019-05-15T15:20:33Z`), timezone-aware; None when it is missing. A value
+    that is not such a time is a `MalformedPayload`: a time without a zone cannot be compared safely."""
+    value = field(data, path, str, optional=True)
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value) if len(value) <= 40 else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise MalformedPayload(f"{path} is not an ISO 8601 time with a timezone")
+    return parsed

@@ -9,8 +9,9 @@ import hashlib
 import json
 import re
 import urllib.parse
+from typing import Any
 
-from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Status, short_sha
+from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Desired, Status, short_sha
 
 MAX_TEXT = 65_535  # GitHub's limit for check-run summary/text and comment bodies
 LOG_LINES = 60
@@ -18,7 +19,7 @@ LOG_LINES = 60
 HELP = """\
 | command | what it does |
 |---|---|
-| `/preview deploy` | deploy the current head commit (for a fork, a maintainer's approval of this commit) |
+| `/preview deploy [sha]` | deploy the head commit you see, or the one named (for a fork: approves that commit) |
 | `/preview redeploy` | run Terraform again for the deployed commit |
 | `/preview destroy` | destroy the environment (push or `/preview deploy` to bring it back) |
 | `/preview help` | show this help |"""
@@ -45,8 +46,8 @@ class Snapshot:
     desired_sha: str | None
     deployed_sha: str | None
     preview_url: str | None
-    outputs: dict
-    progress: dict | None
+    outputs: dict[str, Any]
+    progress: dict[str, Any] | None
     awaiting_approval: bool
     attempts: int
     retrying_at: dt.datetime | None
@@ -59,6 +60,23 @@ class Snapshot:
     log_tail: str = ""
     details_url: str | None = None
     expired: bool = False
+    waiting: Waiting | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiting:
+    """A new preview held back by its repository's cap on live previews."""
+
+    live: int
+    cap: int
+    position: int  # 1: the next to deploy
+
+    @property
+    def text(self) -> str:
+        return (
+            f"waiting: {self.live} previews of this repository are live (max_previews = {self.cap}); "
+            f"position {self.position}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +91,8 @@ class CheckRunView:
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
 
-    def body(self, details_url: str | None = None, external_id: str | None = None) -> dict:
-        body: dict = {
+    def body(self, details_url: str | None = None, external_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "name": CHECK_RUN_NAME,
             "status": self.status,
             "output": {"title": self.title, "summary": self.summary},
@@ -118,7 +136,7 @@ def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
-def fingerprint(value) -> str:
+def fingerprint(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -180,7 +198,7 @@ def _preview_md(url: str | None) -> str:
     return f"{md_code(url)} (not an http(s) URL, so not linked)"
 
 
-def _outputs_table(outputs: dict) -> str:
+def _outputs_table(outputs: dict[str, Any]) -> str:
     rows = [f"| {md_code(k, 100)} | {md_code(v)} |" for k, v in sorted(outputs.items()) if k != "preview_url"]
     return "| output | value |\n|---|---|\n" + "\n".join(rows) if rows else ""
 
@@ -204,7 +222,7 @@ def check_run(s: Snapshot) -> CheckRunView | None:
         )
     if s.desired_sha and s.desired_sha != sha:
         return None  # the head is not what is deployed here (a fork's unapproved push): nothing to say on it
-    if s.desired == "absent" or s.status in (Status.DESTROYING, Status.DESTROYED):
+    if s.desired == Desired.ABSENT or s.status in (Status.DESTROYING, Status.DESTROYED):
         return CheckRunView(
             sha,
             "completed",
@@ -264,6 +282,14 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             f"Terraform is applying `{short_sha(sha)}`: {_progress(s)}.",
             started_at=s.run_started_at,
         )
+    if s.waiting is not None and s.status == Status.PENDING:
+        return CheckRunView(
+            sha,
+            "queued",
+            None,
+            f"Waiting: {s.waiting.live} previews live, position {s.waiting.position}",
+            f"{s.waiting.text}. `{short_sha(sha)}` deploys by itself when one of them is destroyed.",
+        )
     return CheckRunView(
         sha, "queued", None, f"Queued {short_sha(sha)}", f"Waiting for a worker to deploy `{short_sha(sha)}`."
     )
@@ -283,7 +309,7 @@ def superseded(sha: str, by: str, at: dt.datetime) -> CheckRunView:
 def deployment(s: Snapshot) -> DeploymentView | None:
     if s.status in (Status.DESTROYING, Status.DESTROYED) and s.deployed_sha is None:
         return DeploymentView("", "inactive", None, "Preview destroyed")
-    sha = s.deployed_sha if s.status == Status.ACTIVE else (s.desired_sha if s.desired == "present" else None)
+    sha = s.deployed_sha if s.status == Status.ACTIVE else (s.desired_sha if s.desired == Desired.PRESENT else None)
     if not sha or (s.awaiting_approval and s.status != Status.ACTIVE):
         return None
     if s.status == Status.ACTIVE:
@@ -299,8 +325,11 @@ def deployment(s: Snapshot) -> DeploymentView | None:
 def comment(s: Snapshot, ttl: float) -> str:
     icon, word = _STATUS_WORDS.get(Status(s.status), ("", s.status))
     rows = []
+    waiting = s.waiting if s.status == Status.PENDING and not s.awaiting_approval else None
     if s.awaiting_approval:
         icon, word = "✋", "waiting for approval"
+    elif waiting is not None:
+        icon, word = "⏳", f"waiting (position {waiting.position})"
     if s.preview_url and s.status == Status.ACTIVE:
         rows.append(("Preview", _preview_md(s.preview_url)))
     if s.status == Status.CREATING:
@@ -309,7 +338,7 @@ def comment(s: Snapshot, ttl: float) -> str:
     if s.head_sha != s.deployed_sha:
         rows.append(("Head", f"`{short_sha(s.head_sha)}`"))
     rows.append(("Updated", when(s.updated_at)))
-    if s.desired == "present" and s.expires_at:
+    if s.desired == Desired.PRESENT and s.expires_at:
         rows.append(("Expires", f"{when(s.expires_at)} ({ttl / 3600:g} h after the last push)"))
     if s.details_url:
         rows.append(("Details", s.details_url))
@@ -321,16 +350,18 @@ def comment(s: Snapshot, ttl: float) -> str:
             f"This pull request comes from a fork: a maintainer's `/preview deploy` approves "
             f"`{short_sha(s.head_sha)}` for deployment. Each later push needs approval again.",
         ]
+    if waiting is not None:
+        parts += ["", f"{waiting.text.capitalize()}. It deploys by itself when one of them is destroyed."]
     if s.status == Status.FAILED and s.last_error:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]
-    if s.desired == "absent" and s.expired:
+    if s.desired == Desired.ABSENT and s.expired:
         parts += [
             "",
             f"The environment expired after {ttl / 3600:g} h without a push and was destroyed. "
             "Push, or comment `/preview deploy`, to bring it back.",
         ]
-    elif s.desired == "absent" and s.status == Status.DESTROYED:
+    elif s.desired == Desired.ABSENT and s.status == Status.DESTROYED:
         parts += ["", "The environment is destroyed. Comment `/preview deploy` to bring it back."]
     parts += ["", "<details><summary>Commands</summary>", "", HELP, "", "</details>"]
     return "\n".join(parts)  # bounded: the log block is at most 20,000 characters

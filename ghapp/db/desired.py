@@ -6,24 +6,27 @@ from __future__ import annotations
 import asyncpg
 
 from ghapp.core.contract import NOTIFY_CHANNEL, Desired, environment_name
-from ghapp.core.model import CurrentDesire, PullRequestChange, desired_state
+from ghapp.core.model import AppliedEvent, CurrentDesire, PullRequestChange, desired_state, outdated
 
 _INSERT = """
 INSERT INTO environments (id, name, repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
-                          is_fork, desired, desired_sha, head_sha, expires_at, observed_generation)
+                          is_fork, desired, desired_sha, head_sha, expires_at, observed_generation, pr_updated_at,
+                          pr_closed)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() + make_interval(secs => $15),
-        CASE WHEN $12 = 'absent' THEN 1 ELSE 0 END)
+        CASE WHEN $12 = 'absent' THEN 1 ELSE 0 END, $17, $18)
 ON CONFLICT (repo_id, pr_number) DO NOTHING
 RETURNING id, pg_notify($16, id::text)
 """
 
-# $15: whether (desired, desired_sha) changed. A burst of pushes settles into one run at the last SHA ($13 seconds);
+# $15: whether (desired, desired_sha) changed; $16, $17: the pull request's `updated_at` and closed state (kept
+# when the change has none). A burst of pushes settles into one run at the last SHA ($13 seconds);
 # a destroy is due at once.
 _UPDATE = """
 UPDATE environments AS e SET
     repository = $2, installation_id = coalesce($3, e.installation_id), head_ref = $4, author = $5, title = $6,
     pr_url = $7, is_fork = $8, head_sha = $11,
     desired = $9, desired_sha = $10,
+    pr_updated_at = coalesce($16, e.pr_updated_at), pr_closed = CASE WHEN $16 IS NULL THEN e.pr_closed ELSE $17 END,
     generation = e.generation + (CASE WHEN $15 THEN 1 ELSE 0 END),
     status = CASE WHEN $15 AND e.status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE e.status END,
     attempts = CASE WHEN $15 THEN 0 ELSE e.attempts END,
@@ -32,6 +35,7 @@ UPDATE environments AS e SET
     last_activity_at = now(),
     expires_at = CASE WHEN $9 = 'present' THEN now() + make_interval(secs => $12) ELSE e.expires_at END,
     expired_at = CASE WHEN $9 = 'present' THEN NULL ELSE e.expired_at END,
+    approved_sha = CASE WHEN $9 = 'absent' THEN NULL ELSE e.approved_sha END,  -- a closed PR's approval ends
     github_gone = false,
     updated_at = now()
 WHERE e.id = $1
@@ -39,9 +43,10 @@ RETURNING id, pg_notify($14, id::text)
 """
 
 # Desired absent for the environments `$1` that are present: a new generation, due now. `$2` remembers that they
-# expired; `$3` that GitHub is gone for them (uninstalled).
+# expired; `$3` that GitHub is gone for them (uninstalled). Every destroy ends a fork's approval: re-pushing the
+# once-approved commit needs a maintainer again.
 _ABSENT = """
-UPDATE environments SET desired = 'absent', updated_at = now(),
+UPDATE environments SET desired = 'absent', updated_at = now(), approved_sha = NULL,
     generation = generation + (CASE WHEN desired = 'present' THEN 1 ELSE 0 END),
     next_attempt_at = CASE WHEN desired = 'present' THEN now() ELSE next_attempt_at END,
     attempts = CASE WHEN desired = 'present' THEN 0 ELSE attempts END,
@@ -52,6 +57,14 @@ UPDATE environments SET desired = 'absent', updated_at = now(),
 WHERE id = ANY($1::bigint[])
 RETURNING id, pg_notify($4, id::text)
 """
+
+
+class Outdated(Exception):
+    """The change is older than what the environment already applied (a replayed or late delivery)."""
+
+    def __init__(self, env_id: int) -> None:
+        super().__init__(f"environment {env_id} already applied a newer state of its pull request")
+        self.env_id = env_id
 
 
 async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str) -> bool:
@@ -71,15 +84,19 @@ async def apply_change(
 ) -> int | None:
     """Write the desired state of one PR (inside the caller's transaction); returns the environment id (None:
     nothing to do, e.g. closing an unknown PR). A new SHA for an existing environment is due after
-    `settle_seconds`, so a burst of pushes ends in one run at the last SHA. `gated`: the fork rule applies."""
+    `settle_seconds`, so a burst of pushes ends in one run at the last SHA. `gated`: the fork rule applies.
+    Raises `Outdated` (changing nothing) for a change older than the pull request state already applied."""
     current = await conn.fetchrow(
-        """SELECT id, desired, desired_sha, approved_sha FROM environments
+        """SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed FROM environments
            WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE""",
         change.repo_id,
         change.pr_number,
     )
     if current is None and change.desired is Desired.ABSENT:
         return None
+    if current is not None and outdated(change, AppliedEvent(current["pr_updated_at"], current["pr_closed"])):
+        raise Outdated(current["id"])
+    closed = change.desired is Desired.ABSENT
     now = current and CurrentDesire(Desired(current["desired"]), current["desired_sha"], current["approved_sha"])
     desired, sha = desired_state(change, now, gated)
     if current is None:
@@ -102,6 +119,8 @@ async def apply_change(
             change.head_sha,
             ttl_seconds,
             NOTIFY_CHANNEL,
+            change.updated_at,
+            closed,
         )
         if inserted is not None:
             return env_id
@@ -123,26 +142,37 @@ async def apply_change(
         settle_seconds,
         NOTIFY_CHANNEL,
         (current["desired"], current["desired_sha"]) != (str(desired), sha),
+        change.updated_at,
+        closed,
     )
     return current["id"]
 
 
 async def deploy_head(
-    conn: asyncpg.Connection, env_id: int, head_sha: str, *, approve: bool, ttl_seconds: float
+    conn: asyncpg.Connection,
+    env_id: int,
+    sha: str,
+    *,
+    approve: bool,
+    ttl_seconds: float,
+    pr_head: str | None = None,
 ) -> None:
-    """A person asked for `head_sha` to be deployed (again): desired present there, a new generation even if
-    nothing else changed (redeploy); `approve` records a maintainer's approval of a fork's commit."""
+    """A person asked for `sha` to be deployed (again): desired present there, a new generation even if nothing
+    else changed (redeploy); `approve` records a maintainer's approval of a fork's commit. The PR's head is
+    `pr_head` when the caller just read it from GitHub, else stays what events said: a commit pushed after the
+    approved one keeps waiting for its own approval."""
     await conn.execute(
-        """UPDATE environments SET desired = 'present', desired_sha = $2, head_sha = $2,
+        """UPDATE environments SET desired = 'present', desired_sha = $2, head_sha = coalesce($5, head_sha, $2),
                approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END,
                generation = generation + 1, attempts = 0, next_attempt_at = now(), last_activity_at = now(),
                status = CASE WHEN status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE status END,
                expires_at = now() + make_interval(secs => $4), expired_at = NULL, updated_at = now()
            WHERE id = $1""",
         env_id,
-        head_sha,
+        sha,
         approve,
         ttl_seconds,
+        pr_head,
     )
     await notify(conn, env_id)
 
@@ -176,7 +206,7 @@ async def request_destroy(conn: asyncpg.Connection, env_id: int) -> bool:
             return True
         await conn.execute(
             """UPDATE environments SET generation = generation + (CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
-                   attempts = 0, next_attempt_at = now(), updated_at = now()
+                   attempts = 0, next_attempt_at = now(), updated_at = now(), approved_sha = NULL
                WHERE id = $1""",
             env_id,
         )

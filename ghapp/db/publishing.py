@@ -35,6 +35,12 @@ async def latest_run(conn: asyncpg.Connection, env_id: int) -> asyncpg.Record | 
     )
 
 
+async def queue_place(conn: asyncpg.Connection, env_id: int) -> tuple[int, int] | None:
+    """(live previews of its repository, its position in line) for a new preview not yet started; None otherwise."""
+    row = await conn.fetchrow("SELECT live, position FROM preview_queue WHERE id = $1", env_id)
+    return (row["live"], row["position"]) if row else None
+
+
 async def failure_tail(conn: asyncpg.Connection, run_id: int, lines: int) -> str:
     """The last lines of a run that are Terraform's or ghapp's own: a provisioner's output (the preview's own code)
     is never shown on GitHub, only on the dashboard."""

@@ -148,3 +148,12 @@ async def environment_of_check_run(conn: asyncpg.Connection, env_id: int, repo_i
     return await conn.fetchrow(
         "SELECT repository, pr_number FROM environments WHERE id = $1 AND repo_id = $2", env_id, repo_id
     )
+
+
+async def known_head(conn: asyncpg.Connection, repo_id: int, pr_number: int) -> asyncpg.Record | None:
+    """The head commit ghapp knows for a pull request, and GitHub's `updated_at` of the event that said so."""
+    return await conn.fetchrow(
+        "SELECT head_sha, pr_updated_at FROM environments WHERE repo_id = $1 AND pr_number = $2",
+        repo_id,
+        pr_number,
+    )

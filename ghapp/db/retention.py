@@ -1,12 +1,84 @@
-"""Retention: what is old enough is deleted."""
+"""Retention: what is old enough is deleted, in bounded batches (no statement deletes more than `batch` rows, so
+none holds many locks or a long transaction), with a pause between batches for the rest of the app."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
+BATCH = 1000
+PAUSE = 0.05  # seconds between two batches
+DELIVERIES_KEPT = 7 * 86400  # delivery ids serve deduplication only: a week, or less if the retention is shorter
+RUNS_PER_BATCH = 100
 
-async def prune_deliveries(conn: asyncpg.Connection, older_than_days: float = 7) -> int:
-    status = await conn.execute(
-        "DELETE FROM deliveries WHERE received_at < now() - make_interval(days => $1::int)", int(older_than_days)
+# Finished runs older than the cutoff, oldest first, except the latest run of a live environment (present, or
+# with resources): its outcome and log are what the pull request and the dashboard show.
+_OLD_RUNS = """
+SELECT coalesce(array_agg(id), '{}') FROM (
+SELECT r.id FROM runs r
+WHERE r.finished_at < now() - make_interval(secs => $1)
+  AND NOT EXISTS (SELECT 1 FROM environments e
+                  WHERE e.id = r.environment_id AND (e.desired = 'present' OR e.provisioned)
+                    AND NOT EXISTS (SELECT 1 FROM runs n WHERE n.environment_id = r.environment_id AND n.id > r.id))
+ORDER BY r.finished_at LIMIT $2) old
+"""
+
+
+async def prune(pool: asyncpg.Pool, older_than: float, batch: int = BATCH, pause: float = PAUSE) -> dict[str, int]:
+    """Delete runs (with their logs), done commands and deliveries older than `older_than` seconds (deliveries:
+    at most a week old); returns how many rows of each went."""
+    deleted = {"run_logs": 0, "runs": 0, "commands": 0, "deliveries": 0}
+    while True:
+        async with pool.acquire() as conn:
+            run_ids = await conn.fetchval(_OLD_RUNS, older_than, RUNS_PER_BATCH)
+        if not run_ids:
+            break
+        deleted["run_logs"] += await _repeat(
+            pool,
+            """DELETE FROM run_logs WHERE (run_id, seq) IN
+                   (SELECT run_id, seq FROM run_logs WHERE run_id = ANY($1::bigint[]) LIMIT $2)""",
+            run_ids,
+            batch,
+            pause,
+        )
+        async with pool.acquire() as conn:  # the logs are gone: the cascade has nothing left to do
+            deleted["runs"] += _count(
+                await conn.execute("DELETE FROM runs WHERE id = ANY($1::bigint[]) AND state <> 'running'", run_ids)
+            )
+        if len(run_ids) < RUNS_PER_BATCH:
+            break
+        await asyncio.sleep(pause)
+    deleted["commands"] = await _repeat(
+        pool,
+        """DELETE FROM commands WHERE id IN
+               (SELECT id FROM commands WHERE done_at < now() - make_interval(secs => $1) LIMIT $2)""",
+        older_than,
+        batch,
+        pause,
     )
+    deleted["deliveries"] = await _repeat(
+        pool,
+        """DELETE FROM deliveries WHERE id IN
+               (SELECT id FROM deliveries WHERE received_at < now() - make_interval(secs => $1) LIMIT $2)""",
+        min(older_than, DELIVERIES_KEPT),
+        batch,
+        pause,
+    )
+    return deleted
+
+
+async def _repeat(pool: asyncpg.Pool, sql: str, arg: object, batch: int, pause: float) -> int:
+    """Run a bounded DELETE (`$2` = batch) until it deletes less than a batch; each its own transaction."""
+    total = 0
+    while True:
+        async with pool.acquire() as conn:
+            n = _count(await conn.execute(sql, arg, batch))
+        total += n
+        if n < batch:
+            return total
+        await asyncio.sleep(pause)
+
+
+def _count(status: str) -> int:
     return int(status.split()[-1])

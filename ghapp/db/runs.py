@@ -7,32 +7,74 @@ from typing import Any
 
 import asyncpg
 
-from ghapp.core.contract import Action, RunState, Status
+from ghapp.core.contract import NOTIFY_CHANNEL, Action, RunState, Status
 from ghapp.core.model import Environment
+from ghapp.db import locks
 from ghapp.db.desired import notify
 from ghapp.db.rows import maybe_environment
 
+# The fair claim (policy.claim_key): among due environments not leased by a live worker, destroys first, then the
+# repository with the fewest runs in flight (leases held, on any replica), then the author with the fewest, then
+# the longest due. A new preview beyond its repository's cap ($3, or the environment's own max_previews) waits in
+# preview_queue (migration 008) and is not claimable.
+_CLAIM = """
+WITH in_flight AS (
+    SELECT repo_id, author FROM environments WHERE lease_owner IS NOT NULL AND lease_until >= now()
+), by_repo AS (
+    SELECT repo_id, count(*) AS n FROM in_flight GROUP BY repo_id
+), by_author AS (
+    SELECT author, count(*) AS n FROM in_flight GROUP BY author
+), held AS (
+    SELECT id FROM preview_queue WHERE live + position > coalesce(max_previews, $3::int)
+)
+UPDATE environments SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
+WHERE id = (SELECT e.id FROM environments e
+            LEFT JOIN by_repo r ON r.repo_id = e.repo_id
+            LEFT JOIN by_author a ON a.author = e.author
+            WHERE e.generation > e.observed_generation AND e.next_attempt_at <= now()
+              AND (e.lease_until IS NULL OR e.lease_until < now())
+              AND NOT EXISTS (SELECT 1 FROM held h WHERE h.id = e.id)
+            ORDER BY e.desired = 'present', coalesce(r.n, 0), coalesce(a.n, 0), e.next_attempt_at, e.id
+            LIMIT 1 FOR UPDATE OF e SKIP LOCKED)
+RETURNING *
+"""
 
-async def claim(conn: asyncpg.Connection, owner: str, lease_seconds: float) -> Environment | None:
-    """Take the lease of one unconverged environment that is due and not leased by a live worker."""
-    row = await conn.fetchrow(
-        """UPDATE environments SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
-           WHERE id = (SELECT id FROM environments
-                       WHERE generation > observed_generation AND next_attempt_at <= now()
-                         AND (lease_until IS NULL OR lease_until < now())
-                       ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-           RETURNING *""",
-        owner,
-        lease_seconds,
-    )
+
+async def claim(
+    conn: asyncpg.Connection, owner: str, lease_seconds: float, max_previews: int | None = None
+) -> Environment | None:
+    """Take the lease of the unconverged environment that is due, not leased by a live worker, and first in fair
+    order; `max_previews`: the operator's cap on live previews per repository (None: no cap)."""
+    async with conn.transaction():
+        # Claims from every replica take turns (each takes a millisecond), so the counts of runs in flight and of
+        # live previews each claim sees include the claim before it: the cap holds exactly across replicas.
+        await locks.xact_lock(conn, locks.CLAIM)
+        row = await conn.fetchrow(_CLAIM, owner, lease_seconds, max_previews)
     return maybe_environment(row)
 
 
-async def seconds_until_due(conn: asyncpg.Connection) -> float | None:
-    """When the next unconverged environment becomes due (retry backoff, settling pushes); None if none waits."""
-    return await conn.fetchval(
-        """SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now()))::float8
-           FROM environments WHERE generation > observed_generation AND next_attempt_at IS NOT NULL"""
+_DUE = """
+SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now()))::float8
+FROM environments e WHERE generation > observed_generation AND next_attempt_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM preview_queue q
+                  WHERE q.id = e.id AND q.live + q.position > coalesce(q.max_previews, $1::int))"""
+
+
+async def seconds_until_due(conn: asyncpg.Connection, max_previews: int | None = None) -> float | None:
+    """When the next unconverged environment becomes due (retry backoff, settling pushes); None if none waits (a
+    new preview held by its repository's cap waits for a NOTIFY: a destroy sends one)."""
+    return await conn.fetchval(_DUE, max_previews)
+
+
+async def touch_queue(conn: asyncpg.Connection, repo_id: int) -> None:
+    """The line of new previews of a repository moved (one started, or one was destroyed): each waiting one gets a
+    new version, so the publisher shows its new place."""
+    await conn.execute(
+        """UPDATE environments SET updated_at = now()
+           WHERE repo_id = $1 AND desired = 'present' AND NOT provisioned AND generation > observed_generation
+           RETURNING pg_notify($2, id::text)""",
+        repo_id,
+        NOTIFY_CHANNEL,
     )
 
 
@@ -61,6 +103,8 @@ async def start_run(conn: asyncpg.Connection, env: Environment, action: Action, 
             str(Status.CREATING if action is Action.APPLY else Status.DESTROYING),
             action is Action.APPLY,
         )
+        if action is Action.APPLY and not env.provisioned:
+            await touch_queue(conn, env.repo_id)  # a new preview left the line
         sha = env.desired_sha if action is Action.APPLY else env.deployed_sha
         return await conn.fetchval(
             """INSERT INTO runs (environment_id, action, sha, generation, owner) VALUES ($1, $2, $3, $4, $5)
@@ -73,10 +117,12 @@ async def start_run(conn: asyncpg.Connection, env: Environment, action: Action, 
         )
 
 
-async def append_logs(conn: asyncpg.Connection, run_id: int, first_seq: int, lines: list[str]) -> None:
+async def append_logs(conn: asyncpg.Connection, run_id: int, first_seq: int, lines: list[tuple[str, str]]) -> None:
+    """(line, source) pairs, numbered from `first_seq`; `source` is `terraform` (may be shown on GitHub) or
+    `provisioner` (the preview's own output: the dashboard only)."""
     await conn.executemany(
-        "INSERT INTO run_logs (run_id, seq, line) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        [(run_id, first_seq + i, line) for i, line in enumerate(lines)],
+        "INSERT INTO run_logs (run_id, seq, line, source) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        [(run_id, first_seq + i, line, source) for i, (line, source) in enumerate(lines)],
     )
 
 
@@ -114,7 +160,8 @@ async def mark_active(conn: asyncpg.Connection, env: Environment, owner: str, ur
 
 
 async def mark_destroyed(conn: asyncpg.Connection, env: Environment, owner: str) -> bool:
-    return await _finish(
+    """Destroyed (or closed before it was ever deployed): the next new preview waiting in line may start."""
+    done = await _finish(
         conn,
         """UPDATE environments SET status = 'destroyed', provisioned = false,
         deployed_sha = NULL, preview_url = NULL, outputs = '{}',
@@ -125,6 +172,9 @@ async def mark_destroyed(conn: asyncpg.Connection, env: Environment, owner: str)
         owner,
         env.generation,
     )
+    if done:
+        await touch_queue(conn, env.repo_id)
+    return done
 
 
 async def mark_failed(

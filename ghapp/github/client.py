@@ -17,6 +17,8 @@ from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded
 from gidgethub import apps as gh_apps
 from gidgethub.aiohttp import GitHubAPI
 
+from ghapp.core.policy import backoff
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "ghapp (preview environments)"
@@ -38,21 +40,21 @@ def retry_delay(exc: BaseException, attempt: int, now: float | None = None) -> f
     """Seconds to wait before retrying after `exc` on the `attempt`-th try; None: do not retry (pure)."""
     if attempt > MAX_RETRIES:
         return None
-    backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    wait = backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)
     headers = getattr(exc, "headers", None) or {}
     retry_after = headers.get("retry-after")
     if retry_after is not None:
         try:
             return min(BACKOFF_CAP, max(0.0, float(retry_after)))
         except ValueError:
-            return backoff
+            return wait
     if isinstance(exc, RateLimitExceeded):
         reset = exc.rate_limit.reset_datetime.timestamp()
         return min(BACKOFF_CAP, max(1.0, reset - (now or time.time())))
     if isinstance(exc, GitHubBroken):
-        return backoff
+        return wait
     if isinstance(exc, BadRequest) and exc.status_code == 429:
-        return backoff
+        return wait
     if isinstance(exc, BadRequest) and exc.status_code == 403 and "secondary rate limit" in str(exc).lower():
         return 60.0  # GitHub: wait at least a minute when no Retry-After is given
     return None

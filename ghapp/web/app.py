@@ -22,7 +22,7 @@ from ghapp.web.intake import GroupCommit
 from ghapp.workers.commands import CommandProcessor
 from ghapp.workers.loops import run_loop
 from ghapp.workers.periodic import Resync, expire_and_prune
-from ghapp.workers.publisher import LogSink, Publisher
+from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.READY] = asyncio.Event()
-    app[auth.THROTTLE] = auth.Throttle()
+    app[keys.THROTTLE] = auth.Throttle()
+    app[keys.DRAINS] = []
+    app.on_shutdown.append(_drain)
     metrics.setup(app)
     app.router.add_post("/webhooks", metrics.counting_deliveries(webhooks.receive))
     app.router.add_routes(api.routes)
@@ -86,6 +88,15 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
         app.cleanup_ctx.append(_github)
         app.cleanup_ctx.append(_workers)
     return app
+
+
+async def _drain(app: web.Application) -> None:
+    """SIGTERM: Terraform runs, publishes and commands under way all get the shutdown grace, together; what is still
+    running after it is interrupted or cancelled by the cleanup."""
+    grace = app[keys.SETTINGS].shutdown_grace
+    log.info("shutting down: work under way may finish within %.0fs", grace)
+    await asyncio.gather(*(drain(grace) for drain in app[keys.DRAINS]))
+    log.info("shutting down: drained")
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -129,24 +140,28 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     session = None
     tasks = []
+    sink: Sink
     if settings.offline:
         sink = LogSink()
     else:
         session = aiohttp.ClientSession(
             headers={"User-Agent": USER_AGENT},
             timeout=aiohttp.ClientTimeout(total=30),
-            trace_configs=[app[metrics.METRICS].github_trace()],
+            trace_configs=[app[keys.METRICS].github_trace()],
         )
+        assert settings.app_id and settings.private_key  # not offline; Settings.from_env requires the key with the id
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
         app[keys.GITHUB] = github
         sink = GitHubSink(github, settings.base_url)
         processor = CommandProcessor(app[keys.POOL], app[keys.DATABASE_URL], github, settings)
-        tasks.append(_when_ready(app, processor.run()))
-        tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).run()))
+        app[keys.DRAINS].append(processor.drain)
+        tasks.append(_when_ready(app, processor.process_forever()))
+        tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).resync_forever()))
     every = min(60.0, max(1.0, settings.env_ttl / 20))
-    tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL]), poll=every)))
+    tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL], settings), poll=every)))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
-    tasks.append(_when_ready(app, publisher.run()))
+    app[keys.DRAINS].append(publisher.drain)
+    tasks.append(_when_ready(app, publisher.publish_forever()))
     running = [asyncio.create_task(t) for t in tasks]
     try:
         yield
@@ -182,9 +197,10 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
     )
     reconciler = Reconciler(
-        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[metrics.METRICS].run_finished
+        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[keys.METRICS].run_finished
     )
     app[keys.RECONCILER] = reconciler
+    app[keys.DRAINS].append(reconciler.drain)
 
     async def start_when_ready() -> None:
         await app[keys.READY].wait()
@@ -198,7 +214,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             settings.terraform_module,
             terraform.binary,
         )
-        await reconciler.run()
+        await reconciler.reconcile_forever()
 
     task = asyncio.create_task(start_when_ready())
     try:

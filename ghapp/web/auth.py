@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ghapp.core.policy import backoff
 from ghapp.db import sessions as session_store
 from ghapp.web import keys
 
@@ -59,16 +60,14 @@ class Throttle:
 
     def failed(self, client: str) -> None:
         failures = self._clients.pop(client, (0, 0.0))[0] + 1
-        until = self.clock() + min(self.cap, self.base * 2 ** (failures - self.free)) if failures >= self.free else 0.0
+        locked = failures >= self.free
+        until = self.clock() + backoff(failures - self.free + 1, self.base, self.cap) if locked else 0.0
         self._clients[client] = (failures, until)
         while len(self._clients) > self.size:
             self._clients.popitem(last=False)
 
     def succeeded(self, client: str) -> None:
         self._clients.pop(client, None)
-
-
-THROTTLE = web.AppKey("throttle", Throttle)
 
 
 def client_address(request: web.Request) -> str:
@@ -112,14 +111,14 @@ def session(request: web.Request) -> Session | None:
 
 
 def throttled(request: web.Request) -> Refusal | None:
-    wait = request.app[THROTTLE].retry_after(client_address(request))
+    wait = request.app[keys.THROTTLE].retry_after(client_address(request))
     if wait:
         return Refusal(429, f"too many failed attempts from this address; try again in {wait} s", wait)
     return None
 
 
 def _failed(request: web.Request, refusal: Refusal) -> Refusal:
-    request.app[THROTTLE].failed(client_address(request))
+    request.app[keys.THROTTLE].failed(client_address(request))
     return refusal
 
 
@@ -153,7 +152,7 @@ def check_api(request: web.Request) -> Refusal | None:
             return _failed(request, Refusal(401, "use Authorization: Bearer <GHAPP_ADMIN_TOKEN>"))
         if not same_secret(token, credential.strip()):
             return _failed(request, Refusal(403, "wrong token"))
-        request.app[THROTTLE].succeeded(client_address(request))
+        request.app[keys.THROTTLE].succeeded(client_address(request))
         return None
     current = session(request)
     if current is None:

@@ -1,8 +1,10 @@
-"""Typed keys for what the aiohttp application holds."""
+"""Typed keys for everything the aiohttp application holds."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -12,6 +14,10 @@ from ghapp.db.state_role import StateRole
 from ghapp.github.client import GitHubApp
 from ghapp.web.intake import GroupCommit
 
+if TYPE_CHECKING:
+    from ghapp.web.auth import Throttle
+    from ghapp.web.metrics import Metrics
+
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 DATABASE_URL = web.AppKey("database_url", str)
@@ -20,5 +26,10 @@ DATABASE_URL = web.AppKey("database_url", str)
 STATE_ROLE: web.AppKey[list[StateRole]] = web.AppKey("state_role")
 READY = web.AppKey("ready", asyncio.Event)  # set once migrations are applied
 RECONCILER = web.AppKey("reconciler", object)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")  # failed sign-ins per client
+STREAMS_CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdown: log streams end
+# What to let finish at shutdown: each takes the grace in seconds; all run together, before the cleanup.
+DRAINS: web.AppKey[list[Callable[[float], Awaitable[None]]]] = web.AppKey("drains")
 INTAKE = web.AppKey("intake", GroupCommit)  # the group commit of webhook deliveries
 GITHUB = web.AppKey("github", GitHubApp)  # the App client (online only): one token cache, ETag cache and budget

@@ -100,9 +100,6 @@ class Metrics:
         return trace
 
 
-METRICS = web.AppKey("metrics", Metrics)
-
-
 def delivery_labels(event: str | None, status: int, body: bytes) -> tuple[str, str]:
     """(event, outcome) of one answered delivery (pure). `event` is only given for a delivery whose signature was
     checked, and kept only if it looks like an event name: labels must not grow with what strangers send."""
@@ -125,7 +122,7 @@ def counting_deliveries(handler: Callable[[web.Request], Awaitable[web.Response]
     """Wraps the webhook handler to count what it answered."""
 
     async def counted(request: web.Request) -> web.Response:
-        metrics = request.app[METRICS]
+        metrics = request.app[keys.METRICS]
         try:
             response = await handler(request)
         except Exception as e:
@@ -140,7 +137,7 @@ def counting_deliveries(handler: Callable[[web.Request], Awaitable[web.Response]
 
 
 async def scrape(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
+    metrics = request.app[keys.METRICS]
     metrics.database_up.set(0)
     if request.app[keys.READY].is_set():
         try:
@@ -154,6 +151,6 @@ async def scrape(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> Metrics:
-    app[METRICS] = metrics = Metrics()
+    app[keys.METRICS] = metrics = Metrics()
     app.router.add_get("/metrics", scrape)
     return metrics

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 
 from ghapp import db
@@ -25,7 +25,10 @@ class Wake:
     each notification's payload (the reconciler uses it to interrupt a superseded run)."""
 
     def __init__(
-        self, database_url: str | None = None, channel: str | None = None, on_payload: Callable[[str], None] = None
+        self,
+        database_url: str | None = None,
+        channel: str | None = None,
+        on_payload: Callable[[str], None] | None = None,
     ):
         self.database_url = database_url
         self.channel = channel
@@ -38,8 +41,11 @@ class Wake:
 
     async def wait(self, timeout: float, coalesce: float = 0.0) -> None:
         """Until woken or `timeout`; after a wake-up, `coalesce` seconds more so one pass serves a burst."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as the event is
+        # set (a shutdown that wakes the loop), and the loop would then never end.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
             await asyncio.sleep(coalesce)
         self._event.clear()
 
@@ -88,3 +94,35 @@ async def run_loop(name: str, work: Pass, *, poll: float, wake: Wake | None = No
             timeout = poll if wanted is None else min(poll, wanted)
             if timeout > 0:
                 await wake.wait(timeout, coalesce)
+
+
+class Drain:
+    """Lets a loop finish what it is doing at shutdown instead of being cancelled mid-call: a pass takes new work
+    only while not `stopping`, and holds `busy()` while it works; `drain(grace)` stops new work and waits up to
+    `grace` seconds for the work under way."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
+
+    async def drain(self, grace: float) -> bool:
+        """True if the work under way finished within `grace`."""
+        self.stopping = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            return False
+        return True

@@ -27,13 +27,15 @@ from ghapp.workers.loops import run_loop
 log = logging.getLogger(__name__)
 
 
-async def expire_and_prune(pool: asyncpg.Pool) -> float | None:
-    """Destroy what outlived its TTL, and delete old deliveries."""
+async def expire_and_prune(pool: asyncpg.Pool, settings: Settings) -> float | None:
+    """Destroy what outlived its TTL, and delete what is older than GHAPP_RETENTION (in batches)."""
     async with pool.acquire() as conn:
         expired = await desired.expire(conn)
-        await retention.prune_deliveries(conn)
     for env_id in expired:
         log.info("environment %d expired (no push for GHAPP_ENV_TTL): destroying it", env_id)
+    deleted = await retention.prune(pool, settings.retention)
+    if any(deleted.values()):
+        log.info("retention (GHAPP_RETENTION): deleted %s", deleted)
     return None
 
 
@@ -44,7 +46,7 @@ class Resync:
         self.settings = settings
         self._after: int | None = None  # the last repository id of the previous pass
 
-    async def run(self) -> None:
+    async def resync_forever(self) -> None:
         await run_loop("resync", self._pass, poll=self.settings.resync_interval)
 
     async def _pass(self) -> float | None:
@@ -97,7 +99,10 @@ class Resync:
             elif pr["head"]["sha"] != env["head_sha"]:  # a missed push
                 change = change_from_pull(pr, Desired.PRESENT, repo["installation_id"])
                 gated = fork_gated(change.is_fork, self.settings.allow_forks)
-                await desired.apply_change(conn, change, self.settings.env_ttl, gated=gated)
+                try:
+                    await desired.apply_change(conn, change, self.settings.env_ttl, gated=gated)
+                except desired.Outdated:  # an event newer than this listing arrived meanwhile
+                    continue
                 updated += 1
         return closed, updated
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import asyncpg
@@ -18,9 +19,9 @@ from ghapp.config import Settings
 from ghapp.core import render
 from ghapp.core.contract import NOTIFY_CHANNEL, Status
 from ghapp.core.model import Environment
-from ghapp.core.policy import awaiting_approval, backoff
+from ghapp.core.policy import awaiting_approval, backoff, may_start_preview, preview_cap
 from ghapp.db import locks, publishing
-from ghapp.workers.loops import Wake, run_loop
+from ghapp.workers.loops import Drain, Wake, run_loop
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,11 @@ WAKE_COALESCE = 0.1
 
 
 class Sink(Protocol):
-    async def publish(self, env: Environment, view: render.Presentation, published: dict) -> None:
-        """Bring the pull request in line with `view`; record what was done in `published` as it goes."""
+    async def publish(
+        self, env: Environment, view: render.Presentation, published: dict, save: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Bring the pull request in line with `view`; record what was done in `published` as it goes, and
+        `save()` it as soon as GitHub answers (a kill right after must not lose what GitHub now holds)."""
 
 
 async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Settings) -> render.Snapshot:
@@ -40,6 +44,7 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
     if run is not None and env.status == Status.FAILED:
         tail = await publishing.failure_tail(conn, run["id"], render.LOG_LINES)
     return render.Snapshot(
+        waiting=await _waiting(conn, env, settings),
         repository=env.repository,
         pr_number=env.pr_number,
         status=env.status,
@@ -65,6 +70,18 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
     )
 
 
+async def _waiting(conn: asyncpg.Connection, env: Environment, settings: Settings) -> render.Waiting | None:
+    """Its place in line, if this new preview waits for its repository's cap on live previews."""
+    cap = preview_cap(settings.max_previews, env.max_previews)
+    if cap is None or env.status != Status.PENDING or env.provisioned:
+        return None
+    place = await publishing.queue_place(conn, env.id)
+    if place is None or may_start_preview(*place, cap):
+        return None
+    live, position = place
+    return render.Waiting(live, cap, position - max(0, cap - live))  # its place among those held back
+
+
 def present(snap: render.Snapshot, settings: Settings) -> render.Presentation:
     return render.Presentation(render.check_run(snap), render.comment(snap, settings.env_ttl), render.deployment(snap))
 
@@ -76,13 +93,22 @@ class Publisher:
         self.sink = sink
         self.settings = settings
         self._wake = Wake(database_url, NOTIFY_CHANNEL)
+        self._drain = Drain()
 
-    async def run(self) -> None:
+    async def drain(self, grace: float) -> None:
+        """Shutdown: publish nothing new; let the publishes under way finish within `grace`."""
+        if not await self._drain.drain(grace):
+            log.warning("publisher: publishes still under way after %.0fs; they resume on another replica", grace)
+
+    async def publish_forever(self) -> None:
         poll = min(1.0, self.settings.poll_interval)
         await run_loop("publisher", self._publish_pass, poll=poll, wake=self._wake, coalesce=WAKE_COALESCE)
 
     async def _publish_pass(self) -> float | None:
-        return 0 if await self.publish_due() else None
+        if self._drain.stopping:
+            return None
+        with self._drain.busy():
+            return 0 if await self.publish_due() else None
 
     async def publish_due(self) -> bool:
         """Publish every environment whose state changed; True if there was any."""
@@ -105,11 +131,15 @@ class Publisher:
             return
         env = fresh
         published = dict(env.published)
+
+        async def save() -> None:
+            await publishing.save(conn, env.id, published)
+
         pause = PROGRESS_EVERY if env.status in (Status.CREATING, Status.DESTROYING) else 0.0
         try:
             if not env.github_gone:
                 view = present(await snapshot(conn, env, self.settings), self.settings)
-                await self.sink.publish(env, view, published)
+                await self.sink.publish(env, view, published, save)
         except Exception as e:  # noqa: BLE001 - GitHub down or refusing: try again later, provisioning goes on
             attempts = env.publish_attempts + 1
             delay = backoff(attempts + 1, 2.0, 300.0)
@@ -128,7 +158,9 @@ class Publisher:
 class LogSink:
     """Offline mode: what would be shown on the pull request goes to the log, once per change."""
 
-    async def publish(self, env: Environment, view: render.Presentation, published: dict) -> None:
+    async def publish(
+        self, env: Environment, view: render.Presentation, published: dict, save: Callable[[], Awaitable[None]]
+    ) -> None:
         label = env.label
         if view.check_run is not None:
             fp = render.fingerprint([view.check_run.status, view.check_run.conclusion, view.check_run.title])

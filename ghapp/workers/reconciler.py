@@ -75,7 +75,7 @@ class Reconciler:
 
     # --- the claiming loop -------------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def reconcile_forever(self) -> None:
         await run_loop(
             "reconciler", self._claim_pass, poll=self.settings.poll_interval, wake=self._wake, coalesce=WAKE_COALESCE
         )
@@ -84,7 +84,7 @@ class Reconciler:
         """Claim what is due while slots are free; then sleep until woken or the next environment is due."""
         await self._claim_all()
         async with self.pool.acquire() as conn:
-            due = await runs.seconds_until_due(conn)
+            due = await runs.seconds_until_due(conn, self.settings.max_previews)
         return None if due is None else due + 0.01
 
     async def _claim_all(self) -> None:
@@ -92,7 +92,7 @@ class Reconciler:
             await self.slots.acquire()
             try:
                 async with self.pool.acquire() as conn:
-                    env = await runs.claim(conn, self.owner, self.settings.lease_ttl)
+                    env = await runs.claim(conn, self.owner, self.settings.lease_ttl, self.settings.max_previews)
             except BaseException:
                 self.slots.release()
                 raise
@@ -135,7 +135,7 @@ class Reconciler:
     # --- one environment ---------------------------------------------------------------------------------------------
 
     async def _reconcile(self, env: Environment) -> None:
-        action = next_action(env)
+        action = next_action(env.desired, env.provisioned)
         if action is None:
             async with self.pool.acquire() as conn:
                 await runs.mark_destroyed(conn, env, self.owner)

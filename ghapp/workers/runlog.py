@@ -7,6 +7,7 @@ import logging
 
 import asyncpg
 
+from ghapp.core.policy import backoff
 from ghapp.db import UNAVAILABLE, runs
 from ghapp.isolation import Redactor
 
@@ -60,7 +61,7 @@ class RunLog:
                 failures = 0
             except UNAVAILABLE:
                 failures += 1
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                await asyncio.sleep(backoff(failures, 0.4, 5.0))
                 self._ready.set()
                 continue
             if self._closed and not self._pending:
@@ -75,11 +76,7 @@ class RunLog:
         try:
             async with self.pool.acquire() as conn:
                 if lines:
-                    await conn.executemany(
-                        "INSERT INTO run_logs (run_id, seq, line, source) VALUES ($1, $2, $3, $4)"
-                        " ON CONFLICT DO NOTHING",
-                        [(self.run_id, self._next_seq + i, text, src) for i, (text, src) in enumerate(lines)],
-                    )
+                    await runs.append_logs(conn, self.run_id, self._next_seq, lines)
                 if progress is not None:
                     await runs.set_progress(conn, self.env_id, progress)
         except BaseException:

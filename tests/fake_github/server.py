@@ -5,12 +5,14 @@ resource group; `FakeGitHub` composes them."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import hashlib
 import itertools
 import json
 import math
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -155,6 +157,8 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
         self._buckets: dict[str, list[float]] = {}  # rate-limit bucket -> [limit, remaining, reset]
         self._initial_remaining: int | None = None  # set_rate_limit() without a bucket: budget of new buckets
         self._down = False
+        self._latency: tuple[float, float, random.Random] | None = None
+        self._holds: list[Hold] = []
         self._started = time.time()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -191,6 +195,8 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
         await self._listen()
 
     async def close(self) -> None:
+        for held in self._holds:
+            held.release()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -215,6 +221,20 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
             self._site = None
             for connection in self._runner.server.connections:
                 connection.force_close()
+
+    def slow(self, low: float, high: float, rng: random.Random | None = None) -> None:
+        """Slow answers: every request is answered (its effect already done) after a delay drawn uniformly from
+        [`low`, `high`] seconds with `rng` (seed it for a reproducible run); `slow(0, 0)` ends it."""
+        self._latency = (low, high, rng or random.Random()) if high > 0 else None
+
+    def hold(self, operation_id: str) -> Hold:
+        """Hold the answer to the next call of `operation_id`: GitHub has done what was asked (created the check
+        run, say), the caller does not know yet. `await hold.reached()` waits for that call; `hold.release()` lets
+        the answer go (a caller killed meanwhile never gets it)."""
+        self._check_operation(operation_id)
+        held = Hold(operation_id)
+        self._holds.append(held)
+        return held
 
     async def up(self) -> None:
         """End an outage started by `down()`."""
@@ -377,6 +397,14 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
         if bucket is not None:
             self._charge(bucket, headers, status != 304 and operation_id != "rate-limit/get")
         headers.update(extra)
+        if self._latency is not None:
+            low, high, rng = self._latency
+            await asyncio.sleep(rng.uniform(low, high))
+        held = next((h for h in self._holds if h.operation_id == operation_id and h.call is None), None)
+        if held is not None:
+            held.call = call
+            held._reached.set()
+            await held._released.wait()
         return self._respond(call, spec_request, headers, status, data)
 
     def _respond(
@@ -607,6 +635,26 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
         if page > 1:
             links.append(f'{url(1)}; rel="first"')
         return items[(page - 1) * per_page : page * per_page], ({"Link": ", ".join(links)} if links else {})
+
+
+class Hold:
+    """The answer to one call, held back by `FakeGitHub.hold` until `release()`."""
+
+    def __init__(self, operation_id: str):
+        self.operation_id = operation_id
+        self.call: Call | None = None  # the call held, once it came
+        self._reached = asyncio.Event()
+        self._released = asyncio.Event()
+
+    async def reached(self, timeout: float = 60.0) -> Call:
+        """The held call, once it came (its effect done, its answer not sent)."""
+        async with asyncio.timeout(timeout):
+            await self._reached.wait()
+        assert self.call is not None
+        return self.call
+
+    def release(self) -> None:
+        self._released.set()
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from ghapp.core.contract import short_sha
+from ghapp.web import keys
 from ghapp.web.dashboard import actions, stream, views
 
 # Pages load only what this app serves: no inline script, no third-party anything, no framing.
@@ -29,11 +31,11 @@ async def _security_headers(_request: web.Request, response: web.StreamResponse)
 
 
 async def _end_streams(app: web.Application) -> None:
-    app[stream.CLOSING].set()
+    app[keys.STREAMS_CLOSING].set()
 
 
 def setup(app: web.Application) -> None:
-    aiohttp_jinja2.setup(
+    environment = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("ghapp.web", "templates"),
         autoescape=True,
@@ -41,7 +43,8 @@ def setup(app: web.Application) -> None:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    app[stream.CLOSING] = asyncio.Event()
+    environment.filters["short_sha"] = short_sha
+    app[keys.STREAMS_CLOSING] = asyncio.Event()
     app.router.add_routes(views.routes)
     app.router.add_routes(actions.routes)
     app.router.add_routes(stream.routes)

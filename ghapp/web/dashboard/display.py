@@ -6,24 +6,26 @@ import datetime as dt
 import re
 import urllib.parse
 
-from ghapp.core.contract import Status
+from ghapp.core.contract import RunState, Status
 
-# Status → (CSS class, symbol). The word is always shown as well: colour is never the only signal.
-STATUS_STYLE = {
-    Status.PENDING: ("pending", "◷"),
-    Status.CREATING: ("creating", "▶"),
-    Status.ACTIVE: ("active", "●"),
-    Status.DESTROYING: ("destroying", "▼"),
-    Status.DESTROYED: ("destroyed", "○"),
-    Status.FAILED: ("failed", "✕"),
+# Status → symbol; the CSS class is the status word. The word is always shown as well: colour is never the only
+# signal.
+STATUS_SYMBOL: dict[str, str] = {
+    Status.PENDING: "◷",
+    Status.CREATING: "▶",
+    Status.ACTIVE: "●",
+    Status.DESTROYING: "▼",
+    Status.DESTROYED: "○",
+    Status.FAILED: "✕",
 }
-RUN_STYLE = {
-    "running": "creating",
-    "succeeded": "active",
-    "failed": "failed",
-    "superseded": "pending",
-    "interrupted": "pending",
-    "abandoned": "failed",
+# A run is drawn like the status it leads to.
+RUN_LOOKS_LIKE: dict[str, Status] = {
+    RunState.RUNNING: Status.CREATING,
+    RunState.SUCCEEDED: Status.ACTIVE,
+    RunState.FAILED: Status.FAILED,
+    RunState.SUPERSEDED: Status.PENDING,
+    RunState.INTERRUPTED: Status.PENDING,
+    RunState.ABANDONED: Status.FAILED,
 }
 
 _PR_URL = re.compile(r"(https?://[^/\s]+/[^/\s]+/[^/\s]+)/pull/\d+/?")
@@ -84,15 +86,15 @@ def commit_url(repository: str, pr_url: str | None, sha: str | None) -> str | No
 
 
 def status_class(status: str) -> str:
-    return STATUS_STYLE.get(status, ("pending", ""))[0]
+    return str(status) if status in STATUS_SYMBOL else str(Status.PENDING)
 
 
 def status_symbol(status: str) -> str:
-    return STATUS_STYLE.get(status, ("", "?"))[1]
+    return STATUS_SYMBOL.get(status, "?")
 
 
 def run_class(state: str) -> str:
-    return RUN_STYLE.get(state, "pending")
+    return str(RUN_LOOKS_LIKE.get(state, Status.PENDING))
 
 
 def local_path(target: str | None, default: str = "/") -> str:

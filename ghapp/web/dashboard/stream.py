@@ -13,12 +13,12 @@ import time
 
 from aiohttp import web
 
+from ghapp.core.contract import RunState
 from ghapp.db import UNAVAILABLE, reads
 from ghapp.web import keys
 
 routes = web.RouteTableDef()
 
-CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdown: streams end instead of holding it up
 POLL_INTERVAL = 0.3
 PING_INTERVAL = 15.0
 BATCH = 1000
@@ -53,7 +53,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         }
     )  # ingress-nginx: do not buffer this response
     await response.prepare(request)
-    closing = request.app[CLOSING]
+    closing = request.app[keys.STREAMS_CLOSING]
     with contextlib.suppress(ConnectionError):
         await response.write(b"retry: 2000\n" + event("hello", {"run": run_id}))
         last_write = time.monotonic()
@@ -61,9 +61,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
             try:
                 async with pool.acquire() as conn:
                     run = await reads.get_run(conn, run_id)  # the state first: lines are all stored before it changes
+                    assert run is not None  # it existed above, and runs are never deleted
                     lines = await reads.run_log(conn, run_id, after, BATCH)
                     env = (
-                        await reads.get_environment(conn, run["environment_id"]) if run["state"] != "running" else None
+                        await reads.get_environment(conn, run["environment_id"])
+                        if run["state"] != RunState.RUNNING
+                        else None
                     )
             except UNAVAILABLE:
                 break  # the client reconnects (`retry`) and resumes at its Last-Event-ID

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -97,7 +97,10 @@ def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
     )
 
 
-def _int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+_Default = TypeVar("_Default", int, None)
+
+
+def _int(request: web.Request, name: str, default: _Default, low: int, high: int) -> int | _Default:
     raw = request.query.get(name)
     if not raw:
         return default
@@ -200,7 +203,7 @@ async def login(request: web.Request) -> web.Response:
         response = render(request, "login.html", {"next": target, "error": refusal.reason}, status=429)
         response.headers["Retry-After"] = str(refusal.retry_after)
         return response
-    throttle, client = request.app[auth.THROTTLE], auth.client_address(request)
+    throttle, client = request.app[keys.THROTTLE], auth.client_address(request)
     if not auth.same_secret(token, str(form.get("token", ""))):
         throttle.failed(client)
         return render(request, "login.html", {"next": target, "error": "That is not the admin token."}, status=403)

@@ -1,10 +1,17 @@
-"""`check_run` buttons on our own check runs: Redeploy / Destroy (`requested_action`), and "Re-run"."""
+"""`check_run` buttons on our own check runs: Redeploy / Destroy (`requested_action`), and "Re-run". A button
+deploys (and, for a fork, approves) that check run's commit, never the head at processing time.
+
+A press has no comment id, and `requested_action` carries no time of its own, so a replay with a new delivery id
+is not told apart from a second press: it is queued again, harmlessly: the sender's permission is checked again
+when it is processed, and it can only redeploy (or destroy) the commit of that check run, which that sender
+approved by pressing the button."""
 
 from __future__ import annotations
 
 from gidgethub.routing import Router
 from gidgethub.sansio import Event
 
+from ghapp.core.commands import SHA_ARGUMENT
 from ghapp.core.payload import field, integer, text
 from ghapp.db import commands, reads
 
@@ -32,8 +39,14 @@ async def _store(event: Event, command: str, *, conn, result: dict) -> None:
         repository=env["repository"],
         pr_number=env["pr_number"],
         author=text(data, "sender.login", limit=100),
+        sha=_commit(data),
     )
     result["command"] = command
+
+
+def _commit(data) -> str | None:
+    sha = field(data, "check_run.head_sha", str, optional=True)
+    return sha if sha is not None and len(sha) == 40 and SHA_ARGUMENT.fullmatch(sha) else None
 
 
 def _ours(event: Event, settings) -> bool:

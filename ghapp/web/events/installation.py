@@ -3,6 +3,8 @@ GitHub can no longer be told about it."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from gidgethub.routing import Router
 from gidgethub.sansio import Event
 
@@ -29,4 +31,6 @@ async def repositories_removed(event: Event, *, conn, result: dict, **_deps) -> 
     ids = [r.get("id") for r in repos if isinstance(r, dict)]
     if not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids):
         raise MalformedPayload("repositories_removed[].id must be repository ids")
-    result["environments"] = await desired.installation_gone(conn, integer(event.data, "installation.id"), ids)
+    result["environments"] = await desired.installation_gone(
+        conn, integer(event.data, "installation.id"), cast(list[int], ids)
+    )

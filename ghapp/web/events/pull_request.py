@@ -18,7 +18,12 @@ PRESENT_ACTIONS = ("opened", "reopened", "synchronize", "ready_for_review")
 async def _write(event: Event, wanted: Desired, *, conn, settings, result: dict, **_deps) -> None:
     change = change_from_payload(event.data, wanted)
     gated = fork_gated(change.is_fork, settings.allow_forks)
-    env_id = await desired.apply_change(conn, change, settings.env_ttl, settings.push_settle, gated=gated)
+    try:
+        env_id = await desired.apply_change(conn, change, settings.env_ttl, settings.push_settle, gated=gated)
+    except desired.Outdated as e:  # a replayed or late delivery: what it says is no longer true
+        result["ignored"] = "an older state of this pull request than one already applied"
+        result["environment_id"] = e.env_id
+        return
     if env_id is None:
         result["ignored"] = "no environment for this pull request"
     else:

@@ -1,4 +1,5 @@
-# A test module following the contract: its behaviour is scripted through TF_VAR_delay / TF_VAR_fail_marker.
+# A test module following the contract: its behaviour is scripted through TF_VAR_delay / TF_VAR_fail_marker /
+# TF_VAR_release_dir.
 variable "pr_number" { type = number }
 variable "git_sha" { type = string }
 variable "head_ref" { type = string }
@@ -9,6 +10,12 @@ variable "environment_name" { type = string }
 variable "delay" {
   type    = number
   default = 0
+}
+
+# If set, apply blocks until the file `<release_dir>/<environment_id>` exists (tests release runs one by one).
+variable "release_dir" {
+  type    = string
+  default = ""
 }
 
 # If this file exists, apply fails (tests create and remove it to script failures).
@@ -22,8 +29,8 @@ resource "terraform_data" "step" {
   triggers_replace = [var.git_sha]
   provisioner "local-exec" {
     interpreter = ["/bin/sh", "-c"]
-    command     = "sleep ${var.delay}; if [ -n \"$FAIL\" ] && [ -e \"$FAIL\" ]; then echo scripted failure >&2; exit 3; fi; echo step ${count.index} done"
-    environment = { FAIL = var.fail_marker }
+    command     = "while [ -n \"$RELEASE\" ] && [ ! -e \"$RELEASE/${var.environment_id}\" ]; do sleep 0.05; done; sleep ${var.delay}; if [ -n \"$FAIL\" ] && [ -e \"$FAIL\" ]; then echo scripted failure >&2; exit 3; fi; echo step ${count.index} done"
+    environment = { FAIL = var.fail_marker, RELEASE = var.release_dir }
   }
 }
 
