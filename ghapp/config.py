@@ -23,7 +23,7 @@ KNOWN_VARIABLES = frozenset(
     GHAPP_ALLOW_FORKS GHAPP_HOST GHAPP_PORT GHAPP_PUBLIC_URL GHAPP_PUSH_SETTLE GHAPP_LEASE_TTL GHAPP_POLL_INTERVAL
     GHAPP_RETRY_BASE GHAPP_RETRY_CAP GHAPP_MAX_ATTEMPTS GHAPP_SHUTDOWN_GRACE GHAPP_BODY_TIMEOUT GHAPP_MODULES
     GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT GHAPP_MAX_PREVIEWS
-    GHAPP_RETENTION""".split()
+    GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE""".split()
 )
 MIN_ADMIN_TOKEN = 24
 
@@ -41,6 +41,15 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 72h)")
     return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _reserve(raw: str | None, default: int) -> int:
+    """GHAPP_RATE_RESERVE: a count of requests, 0 allowed (never hold optional work back)."""
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise ConfigError(f"GHAPP_RATE_RESERVE={raw!r} is not a number of requests (0 or more)")
+    return int(raw)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -131,6 +140,14 @@ class Settings:
     # Names or globs of the app's variables that Terraform may see (GHAPP_TERRAFORM_ENV); nothing else passes.
     terraform_env_allow: tuple[str, ...] = ("TF_VAR_*",)
     body_timeout: float = 15.0  # a request body must arrive whole within this (GitHub gives up after 10 s)
+    # Group commit: concurrent deliveries share one transaction of at most this many, and a delivery waits at
+    # most `intake_wait` seconds for batch-mates.
+    intake_batch: int = 64
+    intake_wait: float = 0.002
+    # GitHub API budget: repositories per resync pass (the next pass continues where it stopped), and the
+    # remaining requests of an installation below which optional work (the resync) waits for the next window.
+    resync_batch: int = 50
+    rate_reserve: int = 1000
     # Extra environment that ghapp itself sets for every Terraform run (the demo, tests).
     terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -236,6 +253,10 @@ class Settings:
             max_attempts=number("GHAPP_MAX_ATTEMPTS", defaults.max_attempts),
             shutdown_grace=duration("GHAPP_SHUTDOWN_GRACE", defaults.shutdown_grace),
             body_timeout=duration("GHAPP_BODY_TIMEOUT", defaults.body_timeout),
+            intake_batch=number("GHAPP_INTAKE_BATCH", defaults.intake_batch),
+            intake_wait=duration("GHAPP_INTAKE_WAIT", defaults.intake_wait, allow_zero=True),
+            resync_batch=number("GHAPP_RESYNC_BATCH", defaults.resync_batch),
+            rate_reserve=_reserve(get("GHAPP_RATE_RESERVE"), defaults.rate_reserve),
         )
 
     def check_serve(self) -> None:

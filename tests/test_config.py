@@ -397,3 +397,16 @@ def test_weak_admin_tokens_are_refused_at_start(token):
 def test_a_strong_admin_token_is_accepted():
     Settings(admin_token="kR3v-9xQpLm2ZtW8sYb1NcHa4Ud7").check_serve()
     Settings(admin_token=None).check_serve()
+
+
+def test_intake_and_budget_settings_defaults_and_values():
+    defaults = Settings.from_env({}, dotenv=None)
+    assert (defaults.intake_batch, defaults.intake_wait) == (64, 0.002)
+    assert (defaults.resync_batch, defaults.rate_reserve) == (50, 1000)
+    env = {"GHAPP_INTAKE_BATCH": "16", "GHAPP_INTAKE_WAIT": "0", "GHAPP_RESYNC_BATCH": "5", "GHAPP_RATE_RESERVE": "0"}
+    settings = Settings.from_env(env, dotenv=None)
+    assert (settings.intake_batch, settings.intake_wait, settings.resync_batch, settings.rate_reserve) == (16, 0, 5, 0)
+    for name, bad in [("GHAPP_INTAKE_BATCH", "0"), ("GHAPP_INTAKE_WAIT", "-1ms"), ("GHAPP_RATE_RESERVE", "-5")]:
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: bad}, dotenv=None)
+    assert not config.unknown_variables(env, dotenv=None)

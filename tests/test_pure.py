@@ -292,6 +292,27 @@ def test_environment_name_is_stable():
     assert environment_name(42, "Codertocat/Hello-World", 2) == environment_name(42, "Codertocat/Hello-World", 2)
 
 
+def test_next_slice_continues_after_the_last_key_and_wraps_around():
+    from ghapp.core.policy import next_slice
+
+    keys = [3, 5, 8, 13]
+    assert next_slice(keys, None, 2) == ([3, 5], 5)
+    assert next_slice(keys, 5, 2) == ([8, 13], 13)
+    assert next_slice(keys, 13, 2) == ([3, 5], 5)
+    assert next_slice(keys, 6, 3) == ([8, 13, 3], 3), "a key gone since: continue after where it was"
+    assert next_slice(keys, None, 10) == (keys, 13)
+    assert next_slice([], 5, 2) == ([], None)
+
+
+def test_optional_work_waits_while_the_budget_is_at_or_below_the_reserve():
+    from ghapp.core.policy import may_spend_optional
+
+    assert may_spend_optional(None, 1000), "unknown: go (the first answer tells)"
+    assert may_spend_optional(1001, 1000)
+    assert not may_spend_optional(1000, 1000)
+    assert may_spend_optional(0, 0) is False and may_spend_optional(1, 0)
+
+
 # --- /preview deploy [sha] ------------------------------------------------------------------------------------------
 
 

@@ -56,6 +56,22 @@ def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> fl
     return backoff(attempts, base, cap)
 
 
+def may_spend_optional(remaining: int | None, reserve: int) -> bool:
+    """Optional GitHub work (the resync) goes ahead only while the installation's remaining requests (from the
+    last `x-ratelimit-remaining` seen; None: not known yet) stay above the reserve kept for what people wait for."""
+    return remaining is None or remaining > reserve
+
+
+def next_slice(keys: list[int], after: int | None, size: int) -> tuple[list[int], int | None]:
+    """Up to `size` of the sorted `keys` that follow `after`, wrapping around to the start; and where the next
+    slice starts (the last key taken). A pass over many repositories is spread over several intervals this way."""
+    if not keys:
+        return [], None
+    start = 0 if after is None else next((i for i, k in enumerate(keys) if k > after), 0)
+    taken = (keys[start:] + keys[:start])[: max(1, size)]
+    return taken, taken[-1]
+
+
 def preview_cap(operator_default: int | None, repository_value: int | None = None) -> int | None:
     """The cap on live previews of a repository: its own `max_previews`, else the operator's GHAPP_MAX_PREVIEWS;
     None: no cap. (The claim's SQL, db/runs.py, applies the same rule as `coalesce(max_previews, $cap)`.)"""

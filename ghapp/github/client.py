@@ -1,12 +1,15 @@
 """GitHub App authentication (JWT, installation tokens narrowed to one repository, cached) and an API client that
-retries 5xx, 429 and rate limits with capped backoff honouring `Retry-After`."""
+retries 5xx, 429 and rate limits with capped backoff honouring `Retry-After`, sends conditional GETs (ETags: a
+304 costs no rate limit) from a bounded cache per App, and records each installation's remaining budget."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 
 import aiohttp
 import cachetools
@@ -30,6 +33,7 @@ PERMISSIONS = {
 TOKEN_REFRESH_MARGIN = 10 * 60  # installation tokens live an hour; renew with ten minutes to spare
 MAX_RETRIES = 4
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 60.0
+CACHE_BYTES = 8 * 1024 * 1024  # GET answers kept per App for conditional requests, counted as JSON text
 
 
 def retry_delay(exc: BaseException, attempt: int, now: float | None = None) -> float | None:
@@ -57,7 +61,20 @@ def retry_delay(exc: BaseException, attempt: int, now: float | None = None) -> f
 
 
 class RetryingGitHubAPI(GitHubAPI):
-    """gidgethub's client, retrying what GitHub asks to be retried (via its `handle_rate_limit_error` hook)."""
+    """gidgethub's client, retrying what GitHub asks to be retried (via its `handle_rate_limit_error` hook), and
+    telling `on_headers` the headers of every answer (the rate-limit budget; 304s carry it too)."""
+
+    def __init__(self, *args, on_headers: Callable[[Mapping[str, str]], None] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_headers = on_headers
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        status, response_headers, data = await super()._request(method, url, headers, body)
+        if self._on_headers is not None:
+            self._on_headers(response_headers)
+        return status, response_headers, data
 
     async def handle_rate_limit_error(self, *, method: str, url: str, exception: HTTPException, attempt: int) -> bool:
         delay = retry_delay(exception, attempt)
@@ -68,10 +85,57 @@ class RetryingGitHubAPI(GitHubAPI):
         return True
 
 
-class GitHubApp:
-    """One App: its JWT, and installation tokens cached per (installation, repository)."""
+class ResponseCache(cachetools.LRUCache):
+    """gidgethub's cache (URL -> ETag, Last-Modified, data, next page), bounded by the size of the data as JSON
+    text, least recently used first out; an answer larger than the whole cache is simply not kept."""
 
-    def __init__(self, session: aiohttp.ClientSession, app_id: str, private_key: str, base_url: str):
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        super().__init__(maxsize=max_bytes, getsizeof=_json_size)
+
+    def __setitem__(self, key, value) -> None:
+        if _json_size(value) <= self.maxsize:
+            super().__setitem__(key, value)
+
+
+def _json_size(value) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str))
+
+
+class RateBudget:
+    """The last `x-ratelimit-remaining` seen per installation (all its tokens share one budget), forgotten once
+    its window has reset."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[int, float]] = {}  # installation -> (remaining, reset epoch)
+
+    def observe(self, installation_id: int, headers: Mapping[str, str]) -> None:
+        try:
+            remaining = int(headers["x-ratelimit-remaining"])
+            reset = float(headers.get("x-ratelimit-reset", time.time() + 3600))
+        except (KeyError, ValueError):
+            return
+        self._seen[installation_id] = (remaining, reset)
+
+    def remaining(self, installation_id: int, now: float | None = None) -> int | None:
+        """None: not known (nothing seen yet, or the window has reset since)."""
+        seen = self._seen.get(installation_id)
+        if seen is None or seen[1] <= (time.time() if now is None else now):
+            return None
+        return seen[0]
+
+
+class GitHubApp:
+    """One App: its JWT, installation tokens cached per (installation, repository), one bounded cache of GET
+    answers for conditional requests, and the rate-limit budget of each installation."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        app_id: str,
+        private_key: str,
+        base_url: str,
+        cache_bytes: int = CACHE_BYTES,
+    ):
         self.session = session
         self.app_id = str(app_id)
         self.private_key = private_key
@@ -79,6 +143,9 @@ class GitHubApp:
         self._tokens: cachetools.TTLCache = cachetools.TTLCache(maxsize=4096, ttl=3600)
         self._locks: dict[tuple, asyncio.Lock] = {}
         self._app_api = RetryingGitHubAPI(session, USER_AGENT, base_url=base_url)
+        # gidgethub keys it by URL and sends If-None-Match / If-Modified-Since; 304s are answered from here.
+        self.cache = ResponseCache(cache_bytes)
+        self.budget = RateBudget()
 
     def jwt(self) -> str:
         return gh_apps.get_jwt(app_id=self.app_id, private_key=self.private_key)
@@ -106,7 +173,14 @@ class GitHubApp:
     async def installation(self, installation_id: int, repository_id: int | None = None) -> GitHubAPI:
         """A client acting as the installation, narrowed to one repository when given."""
         token = await self.token(installation_id, repository_id)
-        return RetryingGitHubAPI(self.session, USER_AGENT, oauth_token=token, base_url=self.base_url)
+        return RetryingGitHubAPI(
+            self.session,
+            USER_AGENT,
+            oauth_token=token,
+            base_url=self.base_url,
+            cache=self.cache,
+            on_headers=lambda headers: self.budget.observe(installation_id, headers),
+        )
 
     def forget(self, installation_id: int) -> None:
         for key in [k for k in self._tokens if k[0] == installation_id]:

@@ -18,6 +18,7 @@ from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.sink import GitHubSink
 from ghapp.terraform import Terraform, allowed, find_binary
 from ghapp.web import api, auth, dashboard, keys, metrics, webhooks
+from ghapp.web.intake import GroupCommit
 from ghapp.workers.commands import CommandProcessor
 from ghapp.workers.loops import run_loop
 from ghapp.workers.periodic import Resync, expire_and_prune
@@ -106,11 +107,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         app[keys.POOL] = pool
         app[keys.STATE_ROLE] = []
         bootstrap = asyncio.create_task(_migrate_when_reachable(app))
+        app[keys.INTAKE] = group_commit = GroupCommit(pool, settings)
+        group_commit.start()
         try:
             yield
         finally:
             bootstrap.cancel()
             await asyncio.gather(bootstrap, return_exceptions=True)
+            await group_commit.close()
             await pool.close()
 
 
@@ -147,6 +151,7 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         )
         assert settings.app_id and settings.private_key  # not offline; Settings.from_env requires the key with the id
         github = GitHubApp(session, settings.app_id, settings.private_key, settings.github_api_url)
+        app[keys.GITHUB] = github
         sink = GitHubSink(github, settings.base_url)
         processor = CommandProcessor(app[keys.POOL], app[keys.DATABASE_URL], github, settings)
         app[keys.DRAINS].append(processor.drain)

@@ -11,6 +11,8 @@ from aiohttp import web
 
 from ghapp.config import Settings
 from ghapp.db.state_role import StateRole
+from ghapp.github.client import GitHubApp
+from ghapp.web.intake import GroupCommit
 
 if TYPE_CHECKING:
     from ghapp.web.auth import Throttle
@@ -29,3 +31,5 @@ THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")  # failed sign-ins per c
 STREAMS_CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdown: log streams end
 # What to let finish at shutdown: each takes the grace in seconds; all run together, before the cleanup.
 DRAINS: web.AppKey[list[Callable[[float], Awaitable[None]]]] = web.AppKey("drains")
+INTAKE = web.AppKey("intake", GroupCommit)  # the group commit of webhook deliveries
+GITHUB = web.AppKey("github", GitHubApp)  # the App client (online only): one token cache, ETag cache and budget

@@ -1,5 +1,6 @@
-"""`POST /webhooks`: verify, deduplicate and record desired state in one transaction. Nothing slow happens here:
-no Terraform, no GitHub call; workers pick the change up from the database."""
+"""`POST /webhooks`: verify and parse here; deduplicate and record desired state in the group commit (web/intake.py:
+concurrent deliveries share one transaction). Nothing slow happens here: no Terraform, no GitHub call; workers pick
+the change up from the database."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from gidgethub import ValidationFailure
 from gidgethub.sansio import Event, validate_event
 
 from ghapp.core.payload import MalformedPayload
-from ghapp.db import UNAVAILABLE, desired
 from ghapp.web import keys
 from ghapp.web.events import router
 
@@ -147,17 +147,5 @@ async def receive(request: web.Request) -> web.Response:
     if not request.app[keys.READY].is_set():
         return _reply(503, error="starting: the database is not ready yet")
 
-    result: dict = {}
-    try:
-        async with request.app[keys.POOL].acquire() as conn, conn.transaction():
-            if not await desired.record_delivery(conn, event.delivery_id, event.event):
-                return _reply(200, duplicate=event.delivery_id)
-            await router.dispatch(event, conn=conn, settings=settings, result=result)
-    except MalformedPayload as e:
-        return _reply(400, error=str(e))
-    except UNAVAILABLE as e:
-        log.warning("delivery %s refused, database unavailable: %s", event.delivery_id, e)
-        return _reply(503, error="database unavailable; redeliver later")
-    if "ignored" in result:
-        return _reply(200, **result)
-    return _reply(202, accepted=event.delivery_id, **result)
+    answer = await request.app[keys.INTAKE].submit(event)  # with concurrent deliveries, in one transaction
+    return _reply(answer.status, **answer.body)

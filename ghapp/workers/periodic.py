@@ -2,7 +2,12 @@
 
 The resync follows one rule above all: only a pull request GitHub positively reports as closed is marked
 absent. An API error, a timeout or a suspicious empty listing marks nothing (Argo CD's ApplicationSet deleted
-every preview on a transient SCM error)."""
+every preview on a transient SCM error).
+
+It is optional work, so it spends GitHub's budget sparingly: its GETs are conditional (an unchanged listing is a
+304, which GitHub does not count), a pass takes at most GHAPP_RESYNC_BATCH repositories (the next pass continues
+after the last one), and an installation whose remaining requests are at or below GHAPP_RATE_RESERVE is left for a
+later pass, so what people wait for (check runs, comments) never runs out."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from gidgethub import BadRequest
 
 from ghapp.config import Settings
 from ghapp.core.contract import Desired
-from ghapp.core.policy import fork_gated
+from ghapp.core.policy import fork_gated, may_spend_optional, next_slice
 from ghapp.core.pulls import change_from_pull
 from ghapp.db import desired, locks, reads, retention
 from ghapp.github.client import GitHubApp
@@ -39,6 +44,7 @@ class Resync:
         self.pool = pool
         self.github = github
         self.settings = settings
+        self._after: int | None = None  # the last repository id of the previous pass
 
     async def resync_forever(self) -> None:
         await run_loop("resync", self._pass, poll=self.settings.resync_interval)
@@ -48,14 +54,20 @@ class Resync:
         return None
 
     async def once(self) -> dict[str, int]:
-        """Resync every repository that has live environments; returns counts for the log and tests."""
-        counts = {"repositories": 0, "closed": 0, "updated": 0, "errors": 0}
+        """Resync the next repositories that have live environments, within the budget; returns counts for the
+        log and tests (`throttled`: repositories left for later because their installation's budget is low)."""
+        counts = {"repositories": 0, "closed": 0, "updated": 0, "errors": 0, "throttled": 0}
         async with self.pool.acquire() as conn:
             if not await locks.try_lock(conn, locks.RESYNC):
                 return counts
             try:
-                repos = await reads.live_repositories(conn)
-                for repo in repos:
+                live = {r["repo_id"]: dict(r) for r in await reads.live_repositories(conn)}
+                chosen, self._after = next_slice(sorted(live), self._after, self.settings.resync_batch)
+                for repo in (live[repo_id] for repo_id in chosen):
+                    remaining = self.github.budget.remaining(repo["installation_id"])
+                    if not may_spend_optional(remaining, self.settings.rate_reserve):
+                        counts["throttled"] += 1
+                        continue
                     counts["repositories"] += 1
                     try:
                         closed, updated = await self._repository(conn, dict(repo))
@@ -66,7 +78,7 @@ class Resync:
                         log.warning("resync of %s skipped: %s", repo["repository"], e)
             finally:
                 await locks.unlock(conn, locks.RESYNC)
-        if counts["closed"] or counts["updated"] or counts["errors"]:
+        if counts["closed"] or counts["updated"] or counts["errors"] or counts["throttled"]:
             log.info("resync: %s", counts)
         return counts
 
