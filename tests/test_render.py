@@ -198,3 +198,14 @@ def test_safe_url_takes_plain_http_urls_only():
     assert render.safe_url("http://127.0.0.1:8081/") == "http://127.0.0.1:8081/"
     for url in ("javascript:alert(1)", " https://x", "https://x/<b>", "data:text/html,x", "https://", "ftp://x", None):
         assert render.safe_url(url) is None, url
+
+
+@pytest.mark.parametrize("state", ["failed", "failed-retrying"])
+def test_the_quoted_error_cannot_mention_link_or_show_images(state):
+    """Terraform's error can quote a provisioner's output, which is the pull request's code: its first line is shown
+    in the check run as a code span, not as Markdown."""
+    s = dataclasses.replace(STATES[state], last_error=f"{HOSTILE_OUTPUT}\nexit status 1")
+    view = render.check_run(s)
+    outside = _outside_code_spans(view.summary)
+    for danger in ("@octocat", "![", "<img", "[link]", "evil.example"):
+        assert danger not in outside, (danger, view.summary)

@@ -191,6 +191,12 @@ def md_code(value: object, limit: int = 200) -> str:
     return f"{fence}{pad}{text}{pad}{fence}" if text.strip() else "` `"
 
 
+def _first_line(s: Snapshot) -> str:
+    """The error's first line as a code span: Terraform's errors can quote a provisioner's output (the pull
+    request's code), which must not become a mention, a link or an image on GitHub."""
+    return md_code((s.last_error or "failed").strip().splitlines()[0], 200)
+
+
 def _preview_md(url: str | None) -> str:
     """The preview URL for Markdown: a bare link if it is safe, else shown as code and not linked."""
     if safe_url(url):
@@ -249,8 +255,7 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             completed_at=s.run_finished_at,
         )
     if s.status == Status.FAILED and s.retrying_at is None:
-        first = (s.last_error or "failed").strip().splitlines()[0][:200]
-        summary = f"Terraform failed for `{short_sha(sha)}` after {s.attempts} attempt(s):\n\n> {first}"
+        summary = f"Terraform failed for `{short_sha(sha)}` after {s.attempts} attempt(s):\n\n> {_first_line(s)}"
         return CheckRunView(
             sha,
             "completed",
@@ -263,13 +268,12 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             completed_at=s.run_finished_at,
         )
     if s.status == Status.FAILED:
-        first = (s.last_error or "failed").strip().splitlines()[0][:200]
         return CheckRunView(
             sha,
             "in_progress",
             None,
             f"Attempt {s.attempts} failed, retrying",
-            f"Terraform failed for `{short_sha(sha)}`:\n\n> {first}\n\nRetrying at {when(s.retrying_at)}.",
+            f"Terraform failed for `{short_sha(sha)}`:\n\n> {_first_line(s)}\n\nRetrying at {when(s.retrying_at)}.",
             text=_log_block(s, MAX_TEXT) or None,
             started_at=s.run_started_at,
         )
