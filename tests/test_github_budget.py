@@ -10,15 +10,7 @@ from ghapp.github.client import GitHubApp, RateBudget, ResponseCache
 from ghapp.web import keys
 from ghapp.workers.periodic import Resync
 from tests.support import environment, fake_sha, wait_for
-from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA
-
-
-@pytest.fixture
-def github(fake_github):
-    fake_github.add_repo(REPO, REPO_ID)
-    fake_github.add_installation(INSTALLATION, "Codertocat", [REPO])
-    fake_github.add_pull(REPO, 2, head_sha=SHA, head_ref="changes", user="Codertocat")
-    return fake_github
+from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA, github  # noqa: F401 - the fixture
 
 
 @pytest.fixture

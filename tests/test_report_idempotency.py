@@ -10,20 +10,7 @@ import pytest
 
 from tests.conftest import SCRIPTED_MODULE
 from tests.support import ServeProcess, deliver, environment, ready, wait_for
-
-REPO = "Codertocat/Hello-World"
-REPO_ID = 186853002
-INSTALLATION = 1
-SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"  # the head of the vendored pull_request.opened
-
-
-@pytest.fixture
-def github(fake_github):
-    fake_github.add_repo(REPO, REPO_ID)
-    fake_github.add_installation(INSTALLATION, "Codertocat", [REPO])
-    fake_github.add_pull(REPO, 2, head_sha=SHA, head_ref="changes", user="Codertocat")
-    fake_github.set_permission(REPO, "Codertocat", "admin")
-    return fake_github
+from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA, github  # noqa: F401 - the fixture
 
 
 @pytest.fixture
