@@ -7,6 +7,7 @@ class Status(enum.StrEnum):
     PENDING = "pending"
     CREATING = "creating"
     ACTIVE = "active"
+    SLEEPING = "sleeping"
     DESTROYING = "destroying"
     DESTROYED = "destroyed"
     FAILED = "failed"
@@ -15,6 +16,20 @@ class Status(enum.StrEnum):
 class Desired(enum.StrEnum):
     PRESENT = "present"
     ABSENT = "absent"
+
+
+class Hold(enum.StrEnum):
+    """Why a wanted preview is held back (`environments.hold`)."""
+
+    SKIPPED = "skipped"  # a rule of `.github/preview.yml` says no preview (draft, label, branch, paths, manual)
+    WAITING = "waiting"  # `wait_for` checks have not succeeded on the commit yet
+    INVALID = "invalid"  # the configuration file is broken
+    QUEUED = "queued"  # beyond the repository's `max_previews`
+
+
+class Access(enum.StrEnum):
+    PUBLIC = "public"
+    REPOSITORY = "repository"  # GitHub sign-in; only people who can read the repository
 
 
 class Action(enum.StrEnum):
@@ -32,6 +47,7 @@ class RunState(enum.StrEnum):
 
 
 CHECK_RUN_NAME = "Preview environment"
+CONFIG_PATH = ".github/preview.yml"
 COMMENT_MARKER = "<!-- ghapp:preview -->"
 NOTIFY_CHANNEL = "ghapp_environments"  # an environment changed (payload: its id)
 COMMANDS_CHANNEL = "ghapp_commands"  # a command was queued

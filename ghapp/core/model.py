@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from ghapp.core.contract import Desired, Status
+from ghapp.core.contract import Access, Desired, Hold, Status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +115,21 @@ class Environment:
     github_gone: bool = False
     expired_at: dt.datetime | None = None
     max_previews: int | None = None  # this repository's cap on live previews; None: the operator's default
+    base_ref: str = ""
+    draft: bool = False
+    labels: list[str] = dataclasses.field(default_factory=list)
+    deploy_requested: bool = False  # `deploy: manual`: someone asked for this preview
+    keep: bool = False  # `/preview keep`: no expiry while the PR is open
+    expiry_warned_at: dt.datetime | None = None
+    config: dict[str, Any] | None = None  # the effective configuration last resolved
+    config_source: str | None = None  # `repository`, `organization` or `operator`
+    config_blob_sha: str | None = None
+    hold: Hold | None = None
+    hold_reason: str | None = None
+    access: Access | None = None  # None: the operator's default
+    sleep_after: float | None = None  # seconds without a request through the gateway; None: never sleeps
+    desired_sleeping: bool = False
+    last_request_at: dt.datetime | None = None
 
     @property
     def label(self) -> str:

@@ -7,11 +7,11 @@ import json
 
 import asyncpg
 
-from ghapp.core.contract import Desired, Status
+from ghapp.core.contract import Access, Desired, Hold, Status
 from ghapp.core.model import Environment
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Environment))
-_JSON = ("outputs", "progress", "published")
+_JSON = ("outputs", "progress", "published", "config")
 
 
 def to_environment(record: asyncpg.Record) -> Environment:
@@ -21,6 +21,12 @@ def to_environment(record: asyncpg.Record) -> Environment:
             values[key] = json.loads(values[key])
     values["status"] = Status(values["status"])
     values["desired"] = Desired(values["desired"])
+    if values.get("hold") is not None:
+        values["hold"] = Hold(values["hold"])
+    if values.get("access") is not None:
+        values["access"] = Access(values["access"])
+    if values.get("labels") is not None:
+        values["labels"] = list(values["labels"])
     return Environment(**values)
 
 
