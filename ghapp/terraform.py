@@ -79,9 +79,26 @@ class ModuleInputs:
     pr_number: int
     git_sha: str
     head_ref: str
+    source_dir: str | None = None  # the PR's code at git_sha, read-only (`source: true`)
+    sleeping: bool = False  # scale to nothing, keep everything
+    extra: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the configuration's inputs, encoded
 
     def tf_vars(self) -> dict[str, str]:
-        return {f"TF_VAR_{k}": str(v) for k, v in dataclasses.asdict(self).items()}
+        contract = {
+            "environment_id": self.environment_id,
+            "environment_name": self.environment_name,
+            "repository": self.repository,
+            "pr_number": self.pr_number,
+            "git_sha": self.git_sha,
+            "head_ref": self.head_ref,
+            "sleeping": "true" if self.sleeping else "false",
+        }
+        if self.source_dir is not None:
+            contract["source_dir"] = self.source_dir
+        # The configuration's inputs first: a contract input is never overridden by them.
+        tf_vars = {f"TF_VAR_{k}": v for k, v in self.extra.items()}
+        tf_vars.update({f"TF_VAR_{k}": str(v) for k, v in contract.items()})
+        return tf_vars
 
 
 @dataclasses.dataclass
@@ -322,8 +339,13 @@ class Terraform:
             if code != 0 and "doesn't exist" not in out:
                 log.warning("could not delete workspace %s: %s", name, out.strip()[-500:])
 
-    async def run(self, action: Action, inputs: ModuleInputs, on_line: LineHandler) -> RunResult:
-        """`apply` or `destroy` one environment; every line goes to `on_line(line, progress, changed)`."""
+    async def run(
+        self, action: Action, inputs: ModuleInputs, on_line: LineHandler, module: Path | None = None
+    ) -> RunResult:
+        """`apply` or `destroy` one environment; every line goes to `on_line(line, progress, changed)`. `module`:
+        another module than the operator's (not supported yet: the repository configuration brings it)."""
+        if module is not None and module != self.module:
+            raise TerraformError(f"module {module} is not supported by this runner")
         await self.prepare()
         await self._ensure_workspace(inputs.environment_name)
         env = {**self.base_env(), **inputs.tf_vars(), "TF_WORKSPACE": inputs.environment_name}

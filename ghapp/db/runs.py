@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ import asyncpg
 
 from ghapp.core.contract import NOTIFY_CHANNEL, Action, RunState, Status
 from ghapp.core.model import Environment
+from ghapp.core.repoconfig import Held, Plan
 from ghapp.db import locks
 from ghapp.db.desired import notify
 from ghapp.db.rows import maybe_environment
@@ -89,8 +91,29 @@ async def renew_lease(conn: asyncpg.Connection, env_id: int, owner: str, lease_s
     )
 
 
-async def start_run(conn: asyncpg.Connection, env: Environment, action: Action, owner: str) -> int:
+def _config_json(held_or_plan: Held | Plan) -> str | None:
+    config = held_or_plan.config
+    return None if config is None else json.dumps(dataclasses.asdict(config), default=str)
+
+
+async def start_run(
+    conn: asyncpg.Connection, env: Environment, action: Action, owner: str, plan: Plan | None = None
+) -> int:
+    """A run starts; an apply records the configuration it was resolved with (and clears any hold)."""
     async with conn.transaction():
+        if plan is not None:
+            await conn.execute(
+                """UPDATE environments SET hold = NULL, hold_reason = NULL, config = $2, config_source = $3,
+                   config_blob_sha = $4, access = $5, sleep_after = $6, max_previews = $7
+                   WHERE id = $1""",
+                env.id,
+                _config_json(plan),
+                plan.origin.describe(),
+                plan.origin.blob_sha,
+                None if plan.config.access is None else str(plan.config.access),
+                plan.config.sleep_after,
+                plan.config.max_previews,
+            )
         await conn.execute(
             """UPDATE runs SET state = 'abandoned', finished_at = now(), error = 'the worker running it stopped'
                WHERE environment_id = $1 AND state = 'running'""",
@@ -107,13 +130,15 @@ async def start_run(conn: asyncpg.Connection, env: Environment, action: Action, 
             await touch_queue(conn, env.repo_id)  # a new preview left the line
         sha = env.desired_sha if action is Action.APPLY else env.deployed_sha
         return await conn.fetchval(
-            """INSERT INTO runs (environment_id, action, sha, generation, owner) VALUES ($1, $2, $3, $4, $5)
-               RETURNING id""",
+            """INSERT INTO runs (environment_id, action, sha, generation, owner, config_source, config_blob_sha)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
             env.id,
             str(action),
             sha,
             env.generation,
             owner,
+            plan.origin.describe() if plan else None,
+            plan.origin.blob_sha if plan else None,
         )
 
 
@@ -159,11 +184,12 @@ async def mark_active(conn: asyncpg.Connection, env: Environment, owner: str, ur
     )
 
 
-async def mark_destroyed(conn: asyncpg.Connection, env: Environment, owner: str) -> bool:
-    """Destroyed (or closed before it was ever deployed): the next new preview waiting in line may start."""
+async def mark_destroyed(conn: asyncpg.Connection, env: Environment, owner: str, held: Held | None = None) -> bool:
+    """Destroyed (or closed before it was ever deployed; or because a rule says no preview: `held`): the next new
+    preview waiting in line may start."""
     done = await _finish(
         conn,
-        """UPDATE environments SET status = 'destroyed', provisioned = false,
+        """UPDATE environments SET status = 'destroyed', provisioned = false, hold = $4, hold_reason = $5,
         deployed_sha = NULL, preview_url = NULL, outputs = '{}',
         observed_generation = greatest(observed_generation, $3), attempts = 0, last_error = NULL,
         lease_owner = NULL, lease_until = NULL, progress = NULL, updated_at = now()
@@ -171,10 +197,51 @@ async def mark_destroyed(conn: asyncpg.Connection, env: Environment, owner: str)
         env.id,
         owner,
         env.generation,
+        None if held is None else str(held.hold),
+        None if held is None else held.reason,
     )
     if done:
         await touch_queue(conn, env.repo_id)
     return done
+
+
+async def mark_held(conn: asyncpg.Connection, env: Environment, owner: str, held: Held) -> bool:
+    """Converged without a run: the preview is held back (`held.hold`, `held.reason`). What exists stays as it is:
+    an existing preview stays active; a new one is pending (failed, when the configuration is invalid)."""
+    return await _finish(
+        conn,
+        """UPDATE environments SET hold = $3, hold_reason = $4, config = coalesce($5, config),
+        config_source = $6, config_blob_sha = $7,
+        status = CASE WHEN provisioned AND deployed_sha IS NOT NULL THEN 'active'
+                      WHEN provisioned THEN status
+                      WHEN $3 = 'invalid' THEN 'failed' ELSE 'pending' END,
+        observed_generation = greatest(observed_generation, $8), attempts = 0,
+        last_error = CASE WHEN $3 = 'invalid' THEN $4 ELSE NULL END,
+        lease_owner = NULL, lease_until = NULL, progress = NULL, updated_at = now()
+        WHERE id = $1 AND lease_owner = $2""",
+        env.id,
+        owner,
+        str(held.hold),
+        held.reason,
+        _config_json(held),
+        held.origin.describe(),
+        held.origin.blob_sha,
+        env.generation,
+    )
+
+
+async def requeue_with_cap(conn: asyncpg.Connection, env: Environment, owner: str, max_previews: int | None) -> bool:
+    """A new preview learned its repository's `max_previews`: give it back, unconverged, so the claim places it in
+    its repository's line."""
+    return await _finish(
+        conn,
+        """UPDATE environments SET max_previews = $3, next_attempt_at = now(),
+        lease_owner = NULL, lease_until = NULL, updated_at = now()
+        WHERE id = $1 AND lease_owner = $2""",
+        env.id,
+        owner,
+        max_previews,
+    )
 
 
 async def mark_failed(

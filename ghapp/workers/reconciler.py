@@ -11,17 +11,20 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 
 from ghapp.config import Settings
-from ghapp.core.contract import NOTIFY_CHANNEL, Action, RunState, short_sha
+from ghapp.core.contract import NOTIFY_CHANNEL, Action, Hold, RunState, short_sha
 from ghapp.core.model import Environment
 from ghapp.core.policy import backoff, next_action, retry_delay
+from ghapp.core.repoconfig import Held, Plan
 from ghapp.core.tfevents import Progress
 from ghapp.db import UNAVAILABLE, runs
 from ghapp.terraform import ModuleInputs, Terraform
 from ghapp.workers.loops import Wake, run_loop
+from ghapp.workers.resolve import Resolver
 from ghapp.workers.runlog import RunLog
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,8 @@ class RunInfo:
     id: int
     action: Action
     sha: str | None
+    plan: Plan = Plan()
+    held: Held | None = None  # a destroy because a rule says no preview
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +64,7 @@ class Reconciler:
         settings: Settings,
         owner: str | None = None,
         on_run_finished: Callable[[str, str, float], None] | None = None,
+        resolver: Resolver | None = None,
     ):
         self.pool = pool
         self.database_url = database_url
@@ -66,6 +72,7 @@ class Reconciler:
         self.settings = settings
         self.owner = owner or worker_id()
         self.on_run_finished = on_run_finished or (lambda _action, _state, _seconds: None)
+        self.resolver = resolver or Resolver()
         self.slots = asyncio.Semaphore(settings.max_parallel_runs)
         self.running: dict[int, asyncio.Event] = {}  # env id → "look again" (set on NOTIFY)
         self._tasks: set[asyncio.Task] = set()
@@ -136,13 +143,32 @@ class Reconciler:
 
     async def _reconcile(self, env: Environment) -> None:
         action = next_action(env.desired, env.provisioned)
+        plan, held = Plan(), None
+        if action is Action.APPLY:
+            resolution = await self._resolve(env)
+            if resolution is None:
+                return
+            if isinstance(resolution, Held):
+                held = resolution
+                if held.hold is not Hold.SKIPPED or not env.provisioned:
+                    async with self.pool.acquire() as conn:
+                        await runs.mark_held(conn, env, self.owner, held)
+                    log.info("%s: held (%s): %s", env.label, held.hold, held.reason)
+                    return
+                action = Action.DESTROY  # a rule says no preview: the one that exists goes
+            else:
+                plan = resolution
+                if not env.provisioned and plan.config.max_previews != env.max_previews:
+                    async with self.pool.acquire() as conn:  # its repository's cap decides its place in line
+                        await runs.requeue_with_cap(conn, env, self.owner, plan.config.max_previews)
+                    return
         if action is None:
             async with self.pool.acquire() as conn:
                 await runs.mark_destroyed(conn, env, self.owner)
             return
         async with self.pool.acquire() as conn:
-            run_id = await runs.start_run(conn, env, action, self.owner)
-        run = RunInfo(run_id, action, env.desired_sha if action is Action.APPLY else env.deployed_sha)
+            run_id = await runs.start_run(conn, env, action, self.owner, plan if action is Action.APPLY else None)
+        run = RunInfo(run_id, action, env.desired_sha if action is Action.APPLY else env.deployed_sha, plan, held)
         runlog = RunLog(self.pool, run_id, env.id)
         started = time.monotonic()
         log.info("%s: %s %s started (run %d)", env.label, action, short_sha(run.sha), run_id)
@@ -163,6 +189,20 @@ class Reconciler:
             f" at {outcome.preview_url}" if outcome.preview_url else f": {outcome.error}" if outcome.error else "",
         )
 
+    async def _resolve(self, env: Environment) -> Plan | Held | None:
+        """The plan to apply `env` with, or why not now; None: resolving failed (GitHub unreachable, ...) and the
+        environment is retried with backoff."""
+        try:
+            return await self.resolver.resolve(env)
+        except Exception as e:
+            log.warning("%s: cannot resolve its configuration: %s", env.label, e, exc_info=True)
+            delay = retry_delay(
+                env.attempts + 1, self.settings.retry_base, self.settings.retry_cap, self.settings.max_attempts
+            )
+            async with self.pool.acquire() as conn:
+                await runs.mark_failed(conn, env, self.owner, f"cannot read the repository's configuration: {e}", delay)
+            return None
+
     async def _execute(self, env: Environment, run: RunInfo, runlog: RunLog) -> Outcome:
         inputs = ModuleInputs(
             environment_id=env.id,
@@ -171,6 +211,9 @@ class Reconciler:
             pr_number=env.pr_number,
             git_sha=run.sha or env.desired_sha or "",
             head_ref=env.head_ref,
+            source_dir=run.plan.source_dir,
+            sleeping=env.desired_sleeping,
+            extra=run.plan.tf_vars,
         )
         last_report = 0.0
 
@@ -183,7 +226,8 @@ class Reconciler:
                 runlog.set_progress(progress.as_dict())
 
         look_again = self.running.setdefault(env.id, asyncio.Event())
-        task = asyncio.create_task(self.terraform.run(run.action, inputs, on_line))
+        module = Path(run.plan.module) if run.plan.module else None
+        task = asyncio.create_task(self.terraform.run(run.action, inputs, on_line, module=module))
         try:
             interrupted = await self._supervise(env, task, look_again)
         finally:
@@ -256,16 +300,18 @@ class Reconciler:
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     await runs.finish_run(conn, run.id, outcome.state, error=outcome.error)
-                    await self._record_env(conn, env, run.action, outcome)
+                    await self._record_env(conn, env, run, outcome)
                 return
             except UNAVAILABLE as e:
                 log.warning("cannot record run %d yet (%s)", run.id, e)
                 await asyncio.sleep(backoff(attempt + 1, 0.25, 5.0))
         log.error("gave up recording run %d; the environment will be reconciled again", run.id)
 
-    async def _record_env(self, conn: asyncpg.Connection, env: Environment, action: Action, outcome: Outcome) -> None:
-        if outcome.state is RunState.SUCCEEDED and action is Action.APPLY:
+    async def _record_env(self, conn: asyncpg.Connection, env: Environment, run: RunInfo, outcome: Outcome) -> None:
+        if outcome.state is RunState.SUCCEEDED and run.action is Action.APPLY:
             await runs.mark_active(conn, env, self.owner, outcome.preview_url, outcome.outputs)
+        elif outcome.state is RunState.SUCCEEDED and run.held is not None:
+            await runs.mark_destroyed(conn, env, self.owner, run.held)
         elif outcome.state is RunState.SUCCEEDED:
             await runs.mark_destroyed(conn, env, self.owner)
         elif outcome.state is RunState.FAILED:
