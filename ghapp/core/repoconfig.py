@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ghapp.core.contract import Access, Hold
+from ghapp.core.model import Environment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,3 +72,22 @@ class Held:
     reason: str
     origin: ConfigOrigin = ConfigOrigin()
     config: RepoConfig | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RepositoryFile:
+    text: str
+    blob_sha: str
+
+
+class RepositoryFiles(Protocol):
+    """A repository's content at a commit or branch: GitHub's contents and tarball API, or a local directory (the
+    demo's sample repository)."""
+
+    async def read(self, env: Environment, repository: str, path: str, ref: str | None) -> RepositoryFile | None:
+        """The file at `ref` (None: the default branch); None if there is no such file."""
+        ...
+
+    async def tarball(self, env: Environment, sha: str, destination: str) -> None:
+        """Write the repository's archive (gzip'd tar) at `sha` to the file `destination`."""
+        ...

@@ -10,30 +10,8 @@ The defaults below are ghapp without a configuration file: the operator's module
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Protocol
-
 from ghapp.core.model import Environment
 from ghapp.core.repoconfig import ConfigOrigin, Held, Plan, RepoConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class RepositoryFile:
-    text: str
-    blob_sha: str
-
-
-class RepositoryFiles(Protocol):
-    """A repository's content at a commit or branch: GitHub's contents and tarball API, or a local directory (the
-    demo's sample repository)."""
-
-    async def read(self, env: Environment, repository: str, path: str, ref: str | None) -> RepositoryFile | None:
-        """The file at `ref` (None: the default branch); None if there is no such file."""
-        ...
-
-    async def tarball(self, env: Environment, sha: str, destination: str) -> None:
-        """Write the repository's archive (gzip'd tar) at `sha` to the file `destination`."""
-        ...
 
 
 class ConfigurationReader:
