@@ -84,6 +84,7 @@ class ModuleInputs:
     extra: Mapping[str, str] = dataclasses.field(default_factory=dict)  # the configuration's inputs, encoded
 
     def tf_vars(self) -> dict[str, str]:
+        """The contract's inputs as `TF_VAR_*` (the configuration's inputs are `extra`, see `Terraform.run`)."""
         contract = {
             "environment_id": self.environment_id,
             "environment_name": self.environment_name,
@@ -95,10 +96,7 @@ class ModuleInputs:
         }
         if self.source_dir is not None:
             contract["source_dir"] = self.source_dir
-        # The configuration's inputs first: a contract input is never overridden by them.
-        tf_vars = {f"TF_VAR_{k}": v for k, v in self.extra.items()}
-        tf_vars.update({f"TF_VAR_{k}": str(v) for k, v in contract.items()})
-        return tf_vars
+        return {f"TF_VAR_{k}": str(v) for k, v in contract.items()}
 
 
 @dataclasses.dataclass
@@ -348,7 +346,10 @@ class Terraform:
             raise TerraformError(f"module {module} is not supported by this runner")
         await self.prepare()
         await self._ensure_workspace(inputs.environment_name)
-        env = {**self.base_env(), **inputs.tf_vars(), "TF_WORKSPACE": inputs.environment_name}
+        # Precedence: the repository's inputs < the operator's TF_VAR_* (routing, access, domains: never a pull
+        # request's to change) < the contract's inputs.
+        repository_inputs = {f"TF_VAR_{k}": v for k, v in inputs.extra.items()}
+        env = {**repository_inputs, **self.base_env(), **inputs.tf_vars(), "TF_WORKSPACE": inputs.environment_name}
         args = [str(action), "-auto-approve", "-input=false", "-no-color", "-json", "-lock-timeout=60s"]
         progress = Progress()
         proc = await self._spawn(args, env)

@@ -4,6 +4,7 @@ progress from -json events, interruption of the whole process group."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 
@@ -207,6 +208,26 @@ async def test_environment_hygiene_and_withheld_secrets(tmp_path, terraform_bin,
     config = (tmp_path / "data" / "terraform" / "terraformrc").read_text()
     assert "disable_checkpoint = true" in config
     assert not [line for line in seen.lines if "problems with the CLI configuration" in line]
+
+
+async def test_repository_inputs_never_override_the_operators_or_the_contracts(tmp_path, terraform_bin, monkeypatch):
+    """A pull request's `.github/preview.yml` inputs reach the module, but routing, access or domains the operator
+    set (TF_VAR_* passed by GHAPP_TERRAFORM_ENV) and the contract's inputs are not a pull request's to change."""
+    module = tmp_path / "probe"
+    module.mkdir()
+    (module / "main.tf").write_text(PROBE_MODULE)
+    monkeypatch.setenv("TF_VAR_auth_mode", "external_auth_filter")
+    tf = runner(module, tmp_path, terraform_bin)
+    hostile = dataclasses.replace(
+        inputs(7), extra={"auth_mode": "none", "git_sha": "0" * 40, "sleeping": "true", "replicas": "2"}
+    )
+    assert (await tf.run(Action.APPLY, hostile, Lines())).ok
+    env = dict(
+        line.split("=", 1) for line in (tf.workdir / "env-pr-7-repo-7.txt").read_text().splitlines() if "=" in line
+    )
+    assert env["TF_VAR_auth_mode"] == "external_auth_filter"
+    assert env["TF_VAR_git_sha"] == fake_sha(7) and env["TF_VAR_sleeping"] == "false"
+    assert env["TF_VAR_replicas"] == "2"
 
 
 async def test_operator_pg_conn_str_wins(tmp_path, terraform_bin, monkeypatch):
