@@ -4,7 +4,7 @@ terraform/kubernetes keeps its route objects (HTTPRoutes with the ExternalAuth f
 SecurityPolicy, a ReferenceGrant, or Ingresses) in a provider-free module, ./routes. Here real Terraform applies
 the parent's own variables.tf, locals.tf and routes.tf (kubernetes_manifest swapped for terraform_data, the
 only change), fed with TF_VAR_* exactly as ghapp passes them (lists and maps JSON-encoded), and the objects it
-renders are validated against the Gateway API v1.4.1 experimental-channel and Envoy Gateway v1.9.0 CRD schemas
+renders are validated against the Gateway API v1.4.1 experimental-channel and Envoy Gateway v1.7.5 CRD schemas
 vendored in tests/k8s. The same schemas check deploy/kubernetes (kustomize) and deploy/platform's Gateway."""
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ def test_envoy_security_policy_instead_of_the_filter(routes_root):
     # Only the main route: /_ghapp (where signing in happens) must stay reachable without signing in.
     assert policy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "preview"}]
     ext = policy["spec"]["extAuth"]
-    assert ext["http"]["pathOverride"] == "/gateway/auth"
+    assert ext["http"]["path"] == "/gateway/auth"
     assert ext["http"]["backendRefs"] == [{"group": "", "kind": "Service", "name": "ghapp", "namespace": "ghapp", "port": 80}]
     assert "Cookie" in ext["headersToExtAuth"]
     assert ext["http"]["headersToBackend"]

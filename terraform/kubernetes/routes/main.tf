@@ -15,7 +15,7 @@ locals {
 
   ghapp_service_host = "${var.ghapp_service.name}.${var.ghapp_namespace}.svc.cluster.local"
   wake_service_host  = "${var.wake_service.name}.${var.ghapp_namespace}.svc.cluster.local"
-  # ghapp answers 200 (pass), or 401/302 (sign in). The Gateway API filter appends the request's path to it.
+  # ghapp answers 200 (pass), or 401/302 (sign in). The proxies append the request's path: /gateway/auth/<path>.
   auth_path = "/gateway/auth"
   auth_url  = "http://${local.ghapp_service_host}:${var.ghapp_service.port}${local.auth_path}"
 
@@ -110,7 +110,7 @@ locals {
         headersToExtAuth = var.auth_request_headers
         http = {
           backendRefs      = [{ group = "", kind = "Service", name = var.ghapp_service.name, namespace = var.ghapp_namespace, port = var.ghapp_service.port }]
-          pathOverride     = local.auth_path
+          path             = local.auth_path
           headersToBackend = var.auth_response_headers
         }
       }
