@@ -76,7 +76,11 @@ def strict(schema: Any) -> Any:
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     if out.pop("nullable", False) and "type" in out:
         out["type"] = [out["type"], "null"]
-    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -198,7 +202,9 @@ def test_default_is_an_httproute_with_ghapps_external_auth(routes_root):
     ]
     (rule,) = route["rules"]
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
-    assert rule["backendRefs"] == [{"group": "", "kind": "Service", "name": "preview", "namespace": NAMESPACE, "port": 80}]
+    assert rule["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "preview", "namespace": NAMESPACE, "port": 80}
+    ]
     (auth,) = rule["filters"]
     assert auth["type"] == "ExternalAuth"
     external = auth["externalAuth"]
@@ -245,7 +251,10 @@ def test_operator_inputs_arrive_json_encoded(routes_root):
         routes_root,
         "operator",
         gateway_parent_refs=json.dumps(
-            [{"name": "edge", "namespace": "gateways", "section_name": "https"}, {"name": "internal", "namespace": "gateways"}]
+            [
+                {"name": "edge", "namespace": "gateways", "section_name": "https"},
+                {"name": "internal", "namespace": "gateways"},
+            ]
         ),
         ghapp_namespace="previews-system",
         ghapp_service=json.dumps({"name": "ghapp-web", "port": 8080}),
@@ -259,7 +268,13 @@ def test_operator_inputs_arrive_json_encoded(routes_root):
     route = manifests["httproute"]
     assert route["metadata"]["name"] == "web" and manifests["httproute_ghapp"]["metadata"]["name"] == "web-ghapp"
     assert route["spec"]["parentRefs"] == [
-        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge", "namespace": "gateways", "sectionName": "https"},
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "name": "edge",
+            "namespace": "gateways",
+            "sectionName": "https",
+        },
         {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "internal", "namespace": "gateways"},
     ]
     (rule,) = route["spec"]["rules"]
@@ -279,10 +294,14 @@ def test_envoy_security_policy_instead_of_the_filter(routes_root):
     policy = manifests["security_policy"]
     assert policy["metadata"]["namespace"] == NAMESPACE
     # Only the main route: /_ghapp (where signing in happens) must stay reachable without signing in.
-    assert policy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "preview"}]
+    assert policy["spec"]["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "preview"}
+    ]
     ext = policy["spec"]["extAuth"]
     assert ext["http"]["path"] == "/gateway/auth"
-    assert ext["http"]["backendRefs"] == [{"group": "", "kind": "Service", "name": "ghapp", "namespace": "ghapp", "port": 80}]
+    assert ext["http"]["backendRefs"] == [
+        {"group": "", "kind": "Service", "name": "ghapp", "namespace": "ghapp", "port": 80}
+    ]
     assert "Cookie" in ext["headersToExtAuth"]
     assert ext["http"]["headersToBackend"]
     assert "failOpen" not in ext, "an unreachable ghapp must close the preview, not open it"
@@ -342,7 +361,10 @@ def test_sleeping_behind_an_ingress(routes_root):
     ("tf_vars", "message"),
     [
         ({"routing": "traefik"}, 'The routing must be "gateway" or "ingress".'),
-        ({"auth_mode": "oauth2-proxy"}, 'The auth_mode must be "external_auth_filter", "envoy_security_policy" or "none".'),
+        (
+            {"auth_mode": "oauth2-proxy"},
+            'The auth_mode must be "external_auth_filter", "envoy_security_policy" or "none".',
+        ),
         ({"gateway_parent_refs": '[{"name": "Edge", "namespace": "gateways"}]'}, "The gateway_parent_refs must list"),
         ({"gateway_parent_refs": "[]"}, "The gateway_parent_refs must list"),
         ({"gateway_parent_refs": "previews"}, "gateway_parent_refs"),
@@ -415,9 +437,14 @@ def test_ghapp_is_published_through_the_gateway(base):
     assert gateway_service["spec"]["selector"] == services["ghapp"]["spec"]["selector"]
 
     # The module's defaults point at exactly these Services.
-    variables = {name: body for block in parse_module("terraform/kubernetes")["variable"] for name, body in block.items()}
+    variables = {
+        name: body for block in parse_module("terraform/kubernetes")["variable"] for name, body in block.items()
+    }
     assert variables["wake_service"]["default"] == {"name": "ghapp-gateway", "port": port["port"]}
-    assert variables["ghapp_service"]["default"] == {"name": "ghapp", "port": services["ghapp"]["spec"]["ports"][0]["port"]}
+    assert variables["ghapp_service"]["default"] == {
+        "name": "ghapp",
+        "port": services["ghapp"]["spec"]["ports"][0]["port"],
+    }
     assert variables["ghapp_namespace"]["default"] == "ghapp"
 
     # Only the Gateway's proxies reach ghapp's pods, on both ports.
@@ -429,8 +456,15 @@ def test_ghapp_is_published_through_the_gateway(base):
 
 def test_rbac_and_admission_policy_cover_the_route_kinds(base, tmp_path):
     role = single(base, "ClusterRole")
-    granted = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    for key in (("gateway.networking.k8s.io", "httproutes"), ("gateway.envoyproxy.io", "securitypolicies")):
+    granted = {
+        (g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
+    for key in (
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("gateway.envoyproxy.io", "securitypolicies"),
+        ("networking.k8s.io", "ingresses"),
+        ("", "services"),
+    ):
         assert {"get", "create", "patch", "delete"} <= granted[key], key
     assert ("gateway.networking.k8s.io", "referencegrants") not in granted, "ReferenceGrants: ghapp's namespace only"
     roles = [o for o in base if o["kind"] == "Role"]
@@ -441,7 +475,12 @@ def test_rbac_and_admission_policy_cover_the_route_kinds(base, tmp_path):
 
     objects = render(KUSTOMIZE_BASE / "policy", tmp_path)
     policy = single(objects, "ValidatingAdmissionPolicy")
-    rules = {(g, r) for rule in policy["spec"]["matchConstraints"]["resourceRules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    rules = {
+        (g, r)
+        for rule in policy["spec"]["matchConstraints"]["resourceRules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
     assert {
         ("gateway.networking.k8s.io", "httproutes"),
         ("gateway.networking.k8s.io", "referencegrants"),
@@ -481,7 +520,11 @@ def test_platform_gateway_renders_valid(tmp_path):
     preview_from = listeners["previews-https"]["allowedRoutes"]["namespaces"]
     assert preview_from == {
         "from": "Selector",
-        "selector": {"matchExpressions": [{"key": "app.kubernetes.io/part-of", "operator": "In", "values": ["ghapp", "ghapp-preview"]}]},
+        "selector": {
+            "matchExpressions": [
+                {"key": "app.kubernetes.io/part-of", "operator": "In", "values": ["ghapp", "ghapp-preview"]}
+            ]
+        },
     }
     ghapp_from = listeners["ghapp-https"]["allowedRoutes"]["namespaces"]
     assert ghapp_from == {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "ghapp"}}}
