@@ -286,7 +286,7 @@ variable "image_pull_secret_name" {
 variable "app_name" {
   type        = string
   default     = "preview"
-  description = "Name of the Deployment, Service, Ingress and container, and the label app.kubernetes.io/name."
+  description = "Name of the Deployment, Service, route (HTTPRoute or Ingress) and container, and the label app.kubernetes.io/name."
 
   validation {
     condition     = can(regex("^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$", var.app_name))
