@@ -512,6 +512,12 @@ def test_platform_gateway_renders_valid(tmp_path):
     gateway = json.loads(out.stdout)
     check_object(gateway)
     assert (gateway["metadata"]["name"], gateway["metadata"]["namespace"]) == ("previews", "nginx-gateway")
+    # terraform/kubernetes attaches to exactly this Gateway by default.
+    variables = {
+        name: body for block in parse_module("terraform/kubernetes")["variable"] for name, body in block.items()
+    }
+    assert variables["gateway_parent_refs"]["default"] == [{"name": "previews", "namespace": "nginx-gateway"}]
+    assert variables["proxy_namespace"]["default"] == gateway["metadata"]["namespace"]
     listeners = {item["name"]: item for item in gateway["spec"]["listeners"]}
     assert listeners["previews-http"]["hostname"] == "*.preview.example.com"
     assert listeners["previews-https"]["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "preview-wildcard-tls"}]
@@ -528,3 +534,17 @@ def test_platform_gateway_renders_valid(tmp_path):
     }
     ghapp_from = listeners["ghapp-https"]["allowedRoutes"]["namespaces"]
     assert ghapp_from == {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "ghapp"}}}
+
+
+def test_ghapps_configmap_settings_are_valid_module_inputs(routes_root, base):
+    """The TF_VAR_* that deploy/kubernetes's ConfigMap gives every run pass the module's own validations, and the
+    routes they make attach to the Gateway that ghapp's own routes use."""
+    settings = single(base, "ConfigMap")["data"]
+    tf_vars = {k.removeprefix("TF_VAR_"): v for k, v in settings.items() if k.startswith("TF_VAR_")}
+    assert {"routing", "auth_mode", "gateway_parent_refs", "proxy_namespace"} <= set(tf_vars)
+    out = apply(routes_root, "configmap", **tf_vars)
+    assert out["preview_url"].endswith("." + settings["GHAPP_PREVIEW_DOMAIN"] + "/")
+    ghapp_route = next(r for r in base if r["kind"] == "HTTPRoute" and r["metadata"]["name"] == "ghapp")
+    assert out["manifests"]["httproute"]["spec"]["parentRefs"] == ghapp_route["spec"]["parentRefs"]
+    policy = single(base, "NetworkPolicy")["spec"]["ingress"][0]["from"][0]
+    assert policy["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == tf_vars["proxy_namespace"]
