@@ -2,7 +2,7 @@
 #
 # No provider and no resource here, only values: the parent module applies them with kubernetes_manifest, and
 # the tests apply this module alone (with real Terraform, no cluster) and check what it renders against the
-# Gateway API and Envoy Gateway CRD schemas (tests/test_kubernetes_routes.py).
+# Gateway API and Envoy Gateway CRD schemas (tests/test_kubernetes.py).
 #
 # Two routes per preview:
 #   <app_name>        every path of the host: the preview's Service, or ghapp's wake service while it sleeps;
