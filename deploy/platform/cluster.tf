@@ -1,4 +1,4 @@
-# The management cluster: EKS with one managed node group, as in the seed design. ghapp, ingress-nginx and the
+# The management cluster: EKS with one managed node group, as in the seed design. ghapp, the Gateway and the
 # previews run on it. The VPC is yours (subnet_ids); a separate cluster for previews is a matter of applying
 # this twice and pointing terraform/kubernetes at the second one (docs/operations.md, "Security model").
 

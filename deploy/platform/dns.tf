@@ -1,4 +1,4 @@
-# Wildcard DNS: every <environment_name>.<preview_domain> resolves to the ingress load balancer, so a new
+# Wildcard DNS: every <environment_name>.<preview_domain> resolves to the Gateway's load balancer, so a new
 # preview needs no DNS change at all. A CNAME, because the NLB is known by its host name.
 
 resource "aws_route53_record" "previews" {

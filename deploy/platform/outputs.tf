@@ -14,7 +14,7 @@ output "region" {
 }
 
 output "load_balancer_hostname" {
-  description = "Host name of the ingress-nginx load balancer that *.<preview_domain> points at."
+  description = "Host name of the Gateway's load balancer that *.<preview_domain> points at."
   value       = local.load_balancer_hostname
 }
 
@@ -23,16 +23,19 @@ output "preview_wildcard_record" {
   value       = aws_route53_record.previews.fqdn
 }
 
-output "ingress_class_name" {
-  description = "IngressClass to give terraform/kubernetes (its ingress_class_name)."
-  value       = "nginx"
+output "gateway" {
+  description = "The Gateway the previews attach to (terraform/kubernetes's gateway_parent_refs)."
+  value       = { name = module.gateway.manifest.metadata.name, namespace = local.gateway_namespace }
 }
 
 output "preview_module_settings" {
   description = "Settings for ghapp's ConfigMap (deploy/kubernetes/configmap.yaml) that follow from this platform."
   value = {
     TF_VAR_preview_domain          = var.preview_domain
-    TF_VAR_ingress_class_name      = "nginx"
-    TF_VAR_tls_default_certificate = var.default_certificate_secret_name != "" ? "true" : "false"
+    TF_VAR_routing                 = "gateway"
+    TF_VAR_gateway_parent_refs     = jsonencode([{ name = module.gateway.manifest.metadata.name, namespace = local.gateway_namespace }])
+    TF_VAR_auth_mode               = local.nginx ? "external_auth_filter" : "envoy_security_policy"
+    TF_VAR_proxy_namespace         = local.proxy_namespace
+    TF_VAR_tls_default_certificate = var.wildcard_certificate_secret_name != "" ? "true" : "false"
   }
 }

@@ -33,7 +33,7 @@ variable "kubernetes_version" {
 
 variable "subnet_ids" {
   type        = list(string)
-  description = "Private subnets (in at least two availability zones, with a NAT gateway for egress) of an existing VPC, for the control plane's interfaces and the nodes. Public subnets need the tag kubernetes.io/role/elb=1 for the ingress load balancer."
+  description = "Private subnets (in at least two availability zones, with a NAT gateway for egress) of an existing VPC, for the control plane's interfaces and the nodes. Public subnets need the tag kubernetes.io/role/elb=1 for the Gateway's load balancer."
 
   validation {
     condition     = length(var.subnet_ids) >= 2 && alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))])
@@ -61,7 +61,7 @@ variable "public_access_cidrs" {
 variable "node_instance_types" {
   type        = list(string)
   default     = ["t3.large"]
-  description = "EC2 instance types of the managed node group (ghapp, ingress-nginx and the previews share it)."
+  description = "EC2 instance types of the managed node group (ghapp, the Gateway and the previews share it)."
 
   validation {
     condition     = length(var.node_instance_types) >= 1
@@ -94,7 +94,7 @@ variable "node_desired_size" {
 variable "node_max_size" {
   type        = number
   default     = 6
-  description = "Most nodes; size it for ghapp's replicas, ingress-nginx and (previews at once) x (each preview's ResourceQuota)."
+  description = "Most nodes; size it for ghapp's replicas, the Gateway's proxies and (previews at once) x (each preview's ResourceQuota)."
 
   validation {
     condition     = var.node_max_size >= 1
@@ -125,7 +125,7 @@ variable "route53_zone_id" {
 variable "ghapp_host" {
   type        = string
   default     = ""
-  description = "Host name of ghapp's own webhook endpoint and dashboard (like ghapp.example.com, in the same zone); gets a record to the ingress load balancer. Empty: no record."
+  description = "Host name of ghapp's own webhook endpoint and dashboard (like ghapp.example.com, in the same zone); gets a record to the Gateway's load balancer. Empty: no record."
 
   validation {
     condition     = var.ghapp_host == "" || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$", var.ghapp_host))
@@ -144,36 +144,80 @@ variable "dns_ttl" {
   }
 }
 
-variable "ingress_nginx_chart_version" {
+variable "gateway_controller" {
   type        = string
-  default     = "4.14.1"
-  description = "Version of the ingress-nginx Helm chart (pinned; the chart pins the controller image by digest)."
+  default     = "nginx-gateway-fabric"
+  description = "Gateway API implementation that carries the previews: nginx-gateway-fabric (implements the HTTPRoute ExternalAuth filter; previews use auth_mode = external_auth_filter) or envoy-gateway (previews use auth_mode = envoy_security_policy)."
 
   validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.ingress_nginx_chart_version))
-    error_message = "The ingress_nginx_chart_version must be an exact version like 4.14.1."
+    condition     = contains(["nginx-gateway-fabric", "envoy-gateway"], var.gateway_controller)
+    error_message = "The gateway_controller must be nginx-gateway-fabric or envoy-gateway."
   }
 }
 
-variable "ingress_nginx_replicas" {
+variable "envoy_gateway_chart_version" {
+  type        = string
+  default     = "v1.7.5"
+  description = "Version of Envoy Gateway's charts: gateway-crds-helm, which installs the Gateway API CRDs (v1.7.5 carries Gateway API v1.4.1, experimental channel) whichever controller runs, and gateway-helm when envoy-gateway is the controller."
+
+  validation {
+    condition     = can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+$", var.envoy_gateway_chart_version))
+    error_message = "The envoy_gateway_chart_version must be an exact version like v1.7.5."
+  }
+}
+
+variable "nginx_gateway_fabric_chart_version" {
+  type        = string
+  default     = "2.6.7"
+  description = "Version of the NGINX Gateway Fabric chart (ExternalAuth filter support since 2.6). Pinned; the chart pins its images."
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.nginx_gateway_fabric_chart_version))
+    error_message = "The nginx_gateway_fabric_chart_version must be an exact version like 2.6.7."
+  }
+}
+
+variable "proxy_replicas" {
   type        = number
   default     = 2
-  description = "Replicas of the ingress-nginx controller (it carries every preview's traffic and ghapp's webhooks)."
+  description = "Replicas of the Gateway's proxy (NGINX Gateway Fabric's data plane): it carries every preview's traffic and ghapp's webhooks."
 
   validation {
-    condition     = var.ingress_nginx_replicas >= 1 && var.ingress_nginx_replicas <= 20
-    error_message = "The ingress_nginx_replicas must be from 1 to 20."
+    condition     = var.proxy_replicas >= 1 && var.proxy_replicas <= 20
+    error_message = "The proxy_replicas must be from 1 to 20."
   }
 }
 
-variable "default_certificate_secret_name" {
+variable "max_request_body_size" {
   type        = string
-  default     = ""
-  description = "namespace/name of an existing kubernetes.io/tls Secret with a wildcard certificate for *.<preview_domain>, served by ingress-nginx as its default certificate (--default-ssl-certificate); previews then use tls_default_certificate = true. Empty: none. The Secret is created out of band (cert-manager with a DNS-01 issuer, or kubectl create secret tls), never through this Terraform."
+  default     = "100m"
+  description = "With NGINX Gateway Fabric: the largest request body the Gateway accepts (ClientSettingsPolicy body.maxSize, NGINX size syntax); at least 25m for GitHub's deliveries."
 
   validation {
-    condition     = var.default_certificate_secret_name == "" || can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?/[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", var.default_certificate_secret_name))
-    error_message = "The default_certificate_secret_name must be empty or namespace/name."
+    condition     = can(regex("^[0-9]+[km]?$", var.max_request_body_size))
+    error_message = "The max_request_body_size must be an NGINX size like 100m."
+  }
+}
+
+variable "wildcard_certificate_secret_name" {
+  type        = string
+  default     = ""
+  description = "Name of an existing kubernetes.io/tls Secret, in the Gateway's namespace (nginx-gateway, or envoy-gateway-system), with a wildcard certificate for *.<preview_domain>: the Gateway gets an HTTPS listener for the previews, which then set tls_default_certificate = true. Empty: previews over HTTP only. The Secret is created out of band (cert-manager with a DNS-01 issuer, or kubectl create secret tls), never through this Terraform."
+
+  validation {
+    condition     = var.wildcard_certificate_secret_name == "" || can(regex("^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", var.wildcard_certificate_secret_name))
+    error_message = "The wildcard_certificate_secret_name must be empty or a Secret name."
+  }
+}
+
+variable "ghapp_certificate_secret_name" {
+  type        = string
+  default     = ""
+  description = "Name of an existing kubernetes.io/tls Secret, in the Gateway's namespace, for ghapp_host: the Gateway gets an HTTPS listener for ghapp's webhooks. Empty: no listener for ghapp_host."
+
+  validation {
+    condition     = var.ghapp_certificate_secret_name == "" || can(regex("^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", var.ghapp_certificate_secret_name))
+    error_message = "The ghapp_certificate_secret_name must be empty or a Secret name."
   }
 }
 

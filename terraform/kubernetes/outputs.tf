@@ -1,7 +1,7 @@
 output "preview_url" {
   description = "Where the preview answers: https://<host>/ with TLS, else http://<host>/. Known once the rollout is done (wait_for_rollout)."
   value       = local.preview_url
-  depends_on  = [kubernetes_deployment_v1.preview, kubernetes_ingress_v1.preview]
+  depends_on  = [kubernetes_deployment_v1.preview, kubernetes_manifest.route]
 }
 
 output "namespace" {
@@ -10,7 +10,7 @@ output "namespace" {
 }
 
 output "host" {
-  description = "Host name of the preview's Ingress."
+  description = "Host name of the preview (its HTTPRoute's or Ingress's)."
   value       = local.host
 }
 
@@ -22,4 +22,9 @@ output "image" {
 output "deployment" {
   description = "Name of the Deployment in the namespace (kubectl -n <namespace> rollout status deployment/<name>)."
   value       = kubernetes_deployment_v1.preview.metadata[0].name
+}
+
+output "routes" {
+  description = "The route objects, as Kind/namespace/name (HTTPRoutes and their ReferenceGrant, or Ingresses)."
+  value       = sort([for m in module.routes.manifests : "${m.kind}/${m.metadata.namespace}/${m.metadata.name}"])
 }

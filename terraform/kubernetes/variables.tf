@@ -66,7 +66,7 @@ variable "environment_name" {
 
 variable "preview_domain" {
   type        = string
-  description = "DNS domain under which each preview gets the host <environment_name>.<preview_domain>; a wildcard record *.<preview_domain> must point at the ingress controller (deploy/platform creates it)."
+  description = "DNS domain under which each preview gets the host <environment_name>.<preview_domain>; a wildcard record *.<preview_domain> must point at the Gateway (or the ingress controller); deploy/platform creates it."
 
   validation {
     condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$", var.preview_domain)) && length(var.preview_domain) <= 189
@@ -74,10 +74,113 @@ variable "preview_domain" {
   }
 }
 
+variable "routing" {
+  type        = string
+  default     = "gateway"
+  description = "How the host reaches the preview: \"gateway\" (an HTTPRoute attached to the platform's Gateway, Gateway API) or \"ingress\" (an Ingress, for clusters that still run ingress-nginx)."
+
+  validation {
+    condition     = contains(["gateway", "ingress"], var.routing)
+    error_message = "The routing must be \"gateway\" or \"ingress\"."
+  }
+}
+
+variable "auth_mode" {
+  type        = string
+  default     = "external_auth_filter"
+  description = "How the proxy asks ghapp who may see the preview (ghapp answers from the repository's access setting): \"external_auth_filter\" (the HTTPRoute ExternalAuth filter of Gateway API 1.4+, experimental channel; with routing = \"ingress\", ingress-nginx's auth-url and auth-signin), \"envoy_security_policy\" (Envoy Gateway's SecurityPolicy extAuth; gateway routing only) or \"none\" (every request passes: only for previews that are public anyway)."
+
+  validation {
+    condition     = contains(["external_auth_filter", "envoy_security_policy", "none"], var.auth_mode)
+    error_message = "The auth_mode must be \"external_auth_filter\", \"envoy_security_policy\" or \"none\"."
+  }
+}
+
+variable "gateway_parent_refs" {
+  type        = list(object({ name = string, namespace = string, section_name = optional(string) }))
+  default     = [{ name = "previews", namespace = "nginx-gateway" }]
+  description = "Gateways (and optionally one listener each, section_name) that the preview's HTTPRoutes attach to. The default is the Gateway that deploy/platform creates."
+
+  validation {
+    condition = length(var.gateway_parent_refs) >= 1 && length(var.gateway_parent_refs) <= 32 && alltrue([
+      for p in var.gateway_parent_refs : can(regex("^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", p.name))
+      && can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", p.namespace))
+      && (p.section_name == null || can(regex("^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", coalesce(p.section_name, "-"))))
+    ])
+    error_message = "The gateway_parent_refs must list 1 to 32 Gateways as {name, namespace, section_name (optional)}, each a DNS name."
+  }
+}
+
+variable "ghapp_namespace" {
+  type        = string
+  default     = "ghapp"
+  description = "Namespace of ghapp's Services (deploy/kubernetes). A ReferenceGrant there lets the preview's routes reach ghapp_service and wake_service, and nothing else."
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.ghapp_namespace))
+    error_message = "The ghapp_namespace must be a DNS label."
+  }
+}
+
+variable "ghapp_service" {
+  type        = object({ name = string, port = number })
+  default     = { name = "ghapp", port = 80 }
+  description = "ghapp's main Service and port: the proxy asks it for each request whether it may pass (GET /gateway/auth...)."
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", var.ghapp_service.name)) && var.ghapp_service.port >= 1 && var.ghapp_service.port <= 65535
+    error_message = "The ghapp_service must be {name = <Service name>, port = <1-65535>}."
+  }
+}
+
+variable "wake_service" {
+  type        = object({ name = string, port = number })
+  default     = { name = "ghapp-gateway", port = 8081 }
+  description = "ghapp's gateway Service and port (GHAPP_GATEWAY_PORT): a sleeping preview's host is routed there and ghapp wakes it; it also serves ghapp's pages under /_ghapp on every preview host (sign-in)."
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", var.wake_service.name)) && var.wake_service.port >= 1 && var.wake_service.port <= 65535
+    error_message = "The wake_service must be {name = <Service name>, port = <1-65535>}."
+  }
+}
+
+variable "auth_request_headers" {
+  type        = list(string)
+  default     = ["Cookie"]
+  description = "Headers of the visitor's request that the proxy passes to ghapp's access check, besides Host, Method, Path, Content-Length and Authorization (always passed)."
+
+  validation {
+    condition     = length(var.auth_request_headers) <= 16 && alltrue([for h in var.auth_request_headers : can(regex("^[A-Za-z0-9-]{1,64}$", h))])
+    error_message = "The auth_request_headers must be at most 16 header names."
+  }
+}
+
+variable "auth_response_headers" {
+  type        = list(string)
+  default     = ["X-Ghapp-User"]
+  description = "Headers of ghapp's allowing answer copied into the request to the preview. At least one: Gateway API copies every header of the answer when the list is empty."
+
+  validation {
+    condition     = length(var.auth_response_headers) >= 1 && length(var.auth_response_headers) <= 16 && alltrue([for h in var.auth_response_headers : can(regex("^[A-Za-z0-9-]{1,64}$", h))])
+    error_message = "The auth_response_headers must be 1 to 16 header names."
+  }
+}
+
+variable "auth_signin_path" {
+  type        = string
+  default     = "/_ghapp/signin"
+  description = "With routing = \"ingress\": where ingress-nginx sends a visitor ghapp refused (auth-signin), on the preview's own host; ghapp's gateway serves /_ghapp there."
+
+  validation {
+    condition     = can(regex("^/_ghapp/[A-Za-z0-9/_.-]*$", var.auth_signin_path))
+    error_message = "The auth_signin_path must be a path under /_ghapp/."
+  }
+}
+
 variable "ingress_class_name" {
   type        = string
   default     = "nginx"
-  description = "IngressClass of the controller that serves the previews (ingress-nginx installs \"nginx\")."
+  description = "With routing = \"ingress\": IngressClass of the controller that serves the previews (ingress-nginx installs \"nginx\")."
 
   validation {
     condition     = can(regex("^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", var.ingress_class_name))
@@ -88,7 +191,7 @@ variable "ingress_class_name" {
 variable "ingress_annotations" {
   type        = map(string)
   default     = {}
-  description = "Extra annotations of the Ingress (for example nginx.ingress.kubernetes.io/proxy-body-size). Not for secrets."
+  description = "With routing = \"ingress\": extra annotations of the Ingresses (for example nginx.ingress.kubernetes.io/proxy-body-size). Not for secrets."
 
   validation {
     condition     = alltrue([for k in keys(var.ingress_annotations) : can(regex("^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$", k))])
@@ -99,13 +202,13 @@ variable "ingress_annotations" {
 variable "tls_default_certificate" {
   type        = bool
   default     = false
-  description = "Serve HTTPS with the ingress controller's default certificate (a wildcard certificate for *.<preview_domain> given to ingress-nginx as --default-ssl-certificate; deploy/platform does that). Nothing is needed in the preview's namespace."
+  description = "The preview is served over HTTPS with a wildcard certificate for *.<preview_domain> that the proxy already holds: the Gateway's HTTPS listener (deploy/platform's wildcard_certificate_secret_name), or ingress-nginx's --default-ssl-certificate. Nothing is needed in the preview's namespace."
 }
 
 variable "tls_secret_name" {
   type        = string
   default     = ""
-  description = "Name (not content) of a kubernetes.io/tls Secret holding a wildcard certificate, referenced by the Ingress. It must exist in the preview's own namespace, so it is copied there by a secret replicator keyed on the namespace's labels or annotations (see namespace_labels). Empty: not used."
+  description = "With routing = \"ingress\": name (not content) of a kubernetes.io/tls Secret holding a wildcard certificate, referenced by the Ingress. It must exist in the preview's own namespace, so it is copied there by a secret replicator keyed on the namespace's labels or annotations (see namespace_labels). Empty: not used."
 
   validation {
     condition     = var.tls_secret_name == "" || can(regex("^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", var.tls_secret_name))
@@ -116,7 +219,7 @@ variable "tls_secret_name" {
 variable "cert_manager_cluster_issuer" {
   type        = string
   default     = ""
-  description = "Name of a cert-manager ClusterIssuer: annotates the Ingress with cert-manager.io/cluster-issuer so that cert-manager issues a certificate per preview into the Secret <environment_name>-tls. Empty: not used. Mind the issuer's rate limits (Let's Encrypt: 50 certificates per registered domain per week)."
+  description = "With routing = \"ingress\": name of a cert-manager ClusterIssuer: annotates the Ingress with cert-manager.io/cluster-issuer so that cert-manager issues a certificate per preview into the Secret <environment_name>-tls. Empty: not used. Mind the issuer's rate limits (Let's Encrypt: 50 certificates per registered domain per week)."
 
   validation {
     condition     = var.cert_manager_cluster_issuer == "" || can(regex("^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", var.cert_manager_cluster_issuer))
@@ -183,7 +286,7 @@ variable "image_pull_secret_name" {
 variable "app_name" {
   type        = string
   default     = "preview"
-  description = "Name of the Deployment, Service, Ingress and container, and the label app.kubernetes.io/name."
+  description = "Name of the Deployment, Service, route (HTTPRoute or Ingress) and container, and the label app.kubernetes.io/name."
 
   validation {
     condition     = can(regex("^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$", var.app_name))
@@ -233,6 +336,12 @@ variable "replicas" {
     condition     = var.replicas >= 0 && var.replicas <= 10 && floor(var.replicas) == var.replicas
     error_message = "The replicas must be a whole number from 0 to 10."
   }
+}
+
+variable "sleeping" {
+  type        = bool
+  default     = false
+  description = "Contract input set by ghapp: the preview sleeps. The Deployment keeps everything but has 0 replicas, and the host is routed to ghapp's wake service, which wakes the preview on the next request."
 }
 
 variable "env" {
@@ -463,17 +572,17 @@ variable "pod_security_enforce" {
 variable "network_policy_enabled" {
   type        = bool
   default     = true
-  description = "Create a NetworkPolicy that admits traffic to the preview's pods only from the ingress controller's namespace and from the preview's own namespace (needs a CNI that enforces NetworkPolicy)."
+  description = "Create a NetworkPolicy that admits traffic to the preview's pods only from proxy_namespace and from the preview's own namespace (needs a CNI that enforces NetworkPolicy)."
 }
 
-variable "ingress_controller_namespace" {
+variable "proxy_namespace" {
   type        = string
-  default     = "ingress-nginx"
-  description = "Namespace of the ingress controller, admitted by the NetworkPolicy."
+  default     = "nginx-gateway"
+  description = "Namespace of the proxy pods that carry the previews' traffic (the Gateway's data plane; ingress-nginx's namespace with routing = \"ingress\"), admitted by the NetworkPolicy."
 
   validation {
-    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.ingress_controller_namespace))
-    error_message = "The ingress_controller_namespace must be a DNS label."
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.proxy_namespace))
+    error_message = "The proxy_namespace must be a DNS label."
   }
 }
 

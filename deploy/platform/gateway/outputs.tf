@@ -1,0 +1,4 @@
+output "manifest" {
+  description = "The Gateway object."
+  value       = local.manifest
+}

@@ -1,0 +1,4 @@
+# Values only: no provider.
+terraform {
+  required_version = ">= 1.5.0"
+}
