@@ -143,9 +143,11 @@ def when(value: dt.datetime | None) -> str:
 
 
 def span(seconds: float) -> str:
-    """A length of time for people: `45 min`, `2 h`, `1.5 h`."""
+    """A length of time for people: `40 s`, `45 min`, `2 h`, `1.5 h`."""
+    if seconds < 120:
+        return f"{round(seconds)} s"
     if seconds < 3600:
-        return f"{max(1, round(seconds / 60))} min"
+        return f"{round(seconds / 60)} min"
     return f"{round(seconds / 3600, 1):g} h"
 
 

@@ -112,10 +112,10 @@ async def start_run(
             await conn.execute(
                 """UPDATE environments SET hold = NULL, hold_reason = NULL, config = $2, config_source = $3,
                    config_blob_sha = $4, access = $5, sleep_after = $6, max_previews = $7, ttl = $8,
-                   expires_at = preview_expiry(last_activity_at, coalesce($8, $9), keep),
-                   expiry_warned_at = CASE
-                       WHEN preview_expiry(last_activity_at, coalesce($8, $9), keep) IS DISTINCT FROM expires_at
-                       THEN NULL ELSE expiry_warned_at END
+                   expires_at = preview_expiry(last_activity_at, coalesce($8::float8, $9::float8), keep),
+                   expiry_warned_at = CASE WHEN expires_at IS NOT DISTINCT FROM
+                                                preview_expiry(last_activity_at, coalesce($8::float8, $9::float8), keep)
+                                           THEN expiry_warned_at END  -- a new expiry: a new reminder
                    WHERE id = $1""",
                 env.id,
                 _config_json(plan),
