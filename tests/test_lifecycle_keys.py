@@ -140,6 +140,8 @@ async def test_keep_stops_the_expiry_while_the_pr_is_open_and_keep_off_undoes_it
     assert "Kept: no expiry while the PR is open." in run["output"]["summary"]
     api = await (await client.get(f"/api/environments/{env_id}")).json()
     assert (api["keep"], api["expires_at"]) == (True, None)
+    for page in (f"/environments/{env_id}", "/"):
+        assert "kept: no expiry while the PR is open" in await (await client.get(page)).text(), page
     async with db.acquire() as conn:
         assert env_id not in await desired.expire(conn), "a kept preview never expires"
 
