@@ -198,16 +198,18 @@ async def expire(conn: asyncpg.Connection) -> list[int]:
         return await mark_absent(conn, [r["id"] for r in due], expired=True)
 
 
+# policy.reminder_due, found through environments_expiry_reminder (migration 016).
+_REMINDER_DUE = """
+SELECT id, installation_id FROM environments
+WHERE desired = 'present' AND expiry_warned_at IS NULL
+  AND expires_at > now() AND expires_at <= now() + make_interval(secs => $1)
+ORDER BY expires_at FOR UPDATE SKIP LOCKED"""
+
+
 async def remind_expiry(conn: asyncpg.Connection, warning_seconds: float) -> list[asyncpg.Record]:
     """Present environments that expire within `warning_seconds` and were not reminded yet (policy.reminder_due),
     locked in the caller's transaction: `id` and `installation_id`."""
-    return await conn.fetch(
-        """SELECT id, installation_id FROM environments
-           WHERE desired = 'present' AND expiry_warned_at IS NULL
-             AND expires_at > now() AND expires_at <= now() + make_interval(secs => $1)
-           ORDER BY expires_at FOR UPDATE SKIP LOCKED""",
-        warning_seconds,
-    )
+    return await conn.fetch(_REMINDER_DUE, warning_seconds)
 
 
 async def mark_reminded(conn: asyncpg.Connection, env_ids: list[int]) -> None:
