@@ -191,6 +191,14 @@ async def _bot_reply(github, start: str) -> str | None:
     return next((c["body"] for c in github.comments(REPO, 2) if c["body"].startswith(start)), None)
 
 
+async def test_keep_before_there_is_a_preview_is_answered_and_changes_nothing(start_online, deliveries, db, github):
+    client = await start_online()
+    await command(client, deliveries, github, "/preview keep")
+    reply = await wait_for(lambda: _bot_reply(github, "This pull request has no preview"), what="the answer")
+    assert "nothing to keep" in reply
+    assert await db.fetchval("SELECT count(*) FROM environments") == 0
+
+
 async def test_help_lists_keep(start_online, deliveries, db, github):
     client = await start_online()
     await command(client, deliveries, github, "/preview help")
