@@ -1,6 +1,7 @@
-"""Benchmark: the plans and times of the fair claim, the preview queue and retention on thousands of rows (issue 9,
-finding 7). Run by hand: `python -m bench.claim_plan [--environments 5000]`; prints each query's EXPLAIN ANALYZE
-and the median of 20 executions. An embedded PostgreSQL in a temp dir; rows inserted directly."""
+"""Benchmark: the plans and times of the fair claim, the preview queue, retention and the expiry reminder on thousands
+of rows (issue 9, finding 7; issue 10). Run by hand: `python -m bench.claim_plan [--environments 5000]`; prints
+each query's EXPLAIN ANALYZE and the median of 20 executions. An embedded PostgreSQL in a temp dir; rows inserted
+directly."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from ghapp import db
-from ghapp.db import retention, runs
+from ghapp.db import desired, retention, runs
 from ghapp.db.embedded import EmbeddedPostgres
 
 SETUP = """
@@ -79,6 +80,13 @@ async def main(n: int) -> None:
                 await measure(conn, "seconds_until_due (max_previews = 3)", runs._DUE, 3)
                 await measure(conn, "place in line", "SELECT live, position FROM preview_queue WHERE id = $1", 7)
                 await measure(conn, "old runs (retention 10 days)", retention._OLD_RUNS, 10 * 86400.0, 100)
+                # Expiries spread over the next 3.5 days, one a minute: about 120 fall within a 2 h reminder.
+                await conn.execute(
+                    """UPDATE environments SET expires_at = now() + make_interval(secs => id * 60)
+                       WHERE desired = 'present'"""
+                )
+                await conn.execute("ANALYZE environments")
+                await measure(conn, "expiry reminder due (2 h)", desired._REMINDER_DUE, 7200.0)
             await pool.close()
         finally:
             server.stop()

@@ -23,7 +23,8 @@ KNOWN_VARIABLES = frozenset(
     GHAPP_ALLOW_FORKS GHAPP_HOST GHAPP_PORT GHAPP_PUBLIC_URL GHAPP_PUSH_SETTLE GHAPP_LEASE_TTL GHAPP_POLL_INTERVAL
     GHAPP_RETRY_BASE GHAPP_RETRY_CAP GHAPP_MAX_ATTEMPTS GHAPP_SHUTDOWN_GRACE GHAPP_BODY_TIMEOUT GHAPP_MODULES
     GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT GHAPP_MAX_PREVIEWS
-    GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE""".split()
+    GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE
+    GHAPP_EXPIRY_WARNING""".split()
 )
 MIN_ADMIN_TOKEN = 24
 
@@ -121,6 +122,7 @@ class Settings:
     max_previews: int | None = None  # live previews per repository (GHAPP_MAX_PREVIEWS); None: unlimited
     retention: float = 30 * 86400  # runs, their logs and done commands older than this are deleted
     env_ttl: float = 72 * 3600
+    expiry_warning: float = 2 * 3600  # the PR is reminded this long before its preview expires; 0: never
     run_timeout: float = 30 * 60
     resync_interval: float = 10 * 60
     admin_token: str | None = dataclasses.field(default=None, repr=False)
@@ -238,6 +240,7 @@ class Settings:
             max_previews=cap("GHAPP_MAX_PREVIEWS"),
             retention=duration("GHAPP_RETENTION", defaults.retention),
             env_ttl=duration("GHAPP_ENV_TTL", defaults.env_ttl),
+            expiry_warning=duration("GHAPP_EXPIRY_WARNING", defaults.expiry_warning, allow_zero=True),
             run_timeout=duration("GHAPP_RUN_TIMEOUT", defaults.run_timeout),
             resync_interval=duration("GHAPP_RESYNC_INTERVAL", defaults.resync_interval),
             admin_token=get("GHAPP_ADMIN_TOKEN"),

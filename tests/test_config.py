@@ -144,11 +144,22 @@ def test_defaults_match_the_design_table():
     assert settings.terraform_bin is None
     assert settings.max_parallel_runs == 4
     assert settings.env_ttl == 72 * 3600
+    assert settings.expiry_warning == 2 * 3600
     assert settings.run_timeout == 30 * 60
     assert settings.resync_interval == 10 * 60
     assert settings.admin_token is None
     assert settings.allow_forks is False
     assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("30m", 1800), ("0", 0), ("1d", 86400)])
+def test_expiry_warning(value, seconds):
+    assert from_env(GHAPP_EXPIRY_WARNING=value).expiry_warning == seconds
+
+
+def test_a_negative_expiry_warning_is_refused():
+    with pytest.raises(ConfigError, match="GHAPP_EXPIRY_WARNING"):
+        from_env(GHAPP_EXPIRY_WARNING="-1h")
 
 
 def test_blank_values_mean_unset():

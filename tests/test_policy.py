@@ -15,10 +15,13 @@ from ghapp.core.model import CurrentDesire, Environment, PullRequestChange, desi
 from ghapp.core.policy import (
     awaiting_approval,
     backoff,
+    expiry,
     fork_gated,
     is_fork,
     may_run,
     next_action,
+    preview_ttl,
+    reminder_due,
     retry_delay,
 )
 from ghapp.core.pulls import change_from_payload, change_from_pull
@@ -148,6 +151,12 @@ def test_awaiting_approval(fields, allow, awaiting):
         ("redeploy", "read", "author", True, False),  # a fork's author: no
         ("destroy", "read", "someone", False, False),
         ("help", "none", "someone", True, True),
+        ("keep", "read", "author", False, True),  # the author may keep their own preview, like redeploy
+        ("keep off", "none", "Author", False, True),
+        ("keep", "write", "someone", True, True),
+        ("keep", "read", "someone", False, False),
+        ("keep", "read", "author", True, False),  # a fork's author: no
+        ("keep off", "read", "someone", False, False),
     ],
 )
 def test_may_run(command, permission, author, fork, allowed):
@@ -221,3 +230,39 @@ def test_retry_delay_never_exceeds_the_cap(attempts, base, cap, max_attempts):
         assert delay is None
     else:
         assert 0 < delay <= cap
+
+
+# --- when a preview expires ------------------------------------------------------------------------------------------
+
+T = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("operator", "repository", "ttl"),
+    [(72 * 3600.0, None, 72 * 3600.0), (72 * 3600.0, 1800.0, 1800.0), (60.0, 7 * 86400.0, 7 * 86400.0)],
+)
+def test_the_repositorys_ttl_wins_over_the_operators(operator, repository, ttl):
+    assert preview_ttl(operator, repository) == ttl
+
+
+def test_a_preview_expires_its_ttl_after_the_last_activity_unless_kept():
+    assert expiry(T, 3600.0, keep=False) == T + dt.timedelta(hours=1)
+    assert expiry(T, 48 * 3600.0, keep=False) == T + dt.timedelta(days=2)
+    assert expiry(T, 3600.0, keep=True) is None
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "due"),
+    [
+        (None, False),  # kept: never
+        (3 * 3600, False),  # not yet
+        (2 * 3600 + 1, False),
+        (2 * 3600, True),  # exactly the warning ahead
+        (60, True),
+        (0, False),  # expiring now: the reaper's turn, no reminder
+        (-60, False),
+    ],
+)
+def test_the_reminder_is_due_within_the_warning_before_expiry(expires_in, due):
+    expires_at = None if expires_in is None else T + dt.timedelta(seconds=expires_in)
+    assert reminder_due(expires_at, 2 * 3600.0, T) is due

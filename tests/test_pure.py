@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ghapp.core.commands import Parsed, parse_command
+from ghapp.core.commands import KEEP_OFF, Parsed, parse_command
 from ghapp.core.contract import environment_name, short_sha
 from ghapp.core.tfevents import Progress, parse_line
 
@@ -337,6 +337,23 @@ def test_optional_work_waits_while_the_budget_is_at_or_below_the_reserve():
     ],
 )
 def test_deploy_takes_an_optional_sha(body, parsed):
+    assert parse_command(body) == parsed
+
+
+@pytest.mark.parametrize(
+    ("body", "parsed"),
+    [
+        ("/preview keep", Parsed("keep")),
+        ("/PREVIEW Keep", Parsed("keep")),
+        ("/preview keep please, we demo it on Friday", Parsed("keep")),  # other arguments are ignored
+        ("/preview keep off", Parsed(KEEP_OFF)),
+        ("/preview keep OFF\nthanks", Parsed(KEEP_OFF)),
+        ("/preview keep\noff", Parsed("keep")),  # the argument is on the command's line
+        ("/preview keep-off", Parsed("help", unknown="keep-off")),
+        ("/preview keep offline", Parsed("keep")),
+    ],
+)
+def test_keep_and_keep_off(body, parsed):
     assert parse_command(body) == parsed
 
 

@@ -96,6 +96,13 @@ STATES = {
         BASE, status="pending", deployed_sha=OLD, preview_url="https://pr-42-shop-7.preview.example.com/"
     ),
 }
+ACTIVE = STATES["active"]
+STATES |= {
+    "kept": dataclasses.replace(ACTIVE, kept=True, expires_at=None),
+    "expiry-reminder": dataclasses.replace(ACTIVE, reminded_at=ACTIVE.expires_at - dt.timedelta(hours=2, seconds=-20)),
+    "repository-ttl": dataclasses.replace(ACTIVE, ttl=48 * 3600.0, expires_at=T0 + dt.timedelta(hours=48)),
+    "expired-repository-ttl": dataclasses.replace(STATES["expired"], ttl=1800.0),
+}
 
 
 def golden(name: str, text: str) -> None:

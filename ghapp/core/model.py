@@ -120,6 +120,7 @@ class Environment:
     labels: list[str] = dataclasses.field(default_factory=list)
     deploy_requested: bool = False  # `deploy: manual`: someone asked for this preview
     keep: bool = False  # `/preview keep`: no expiry while the PR is open
+    ttl: float | None = None  # seconds of life after the last activity (`ttl`); None: the operator's GHAPP_ENV_TTL
     expiry_warned_at: dt.datetime | None = None
     config: dict[str, Any] | None = None  # the effective configuration last resolved
     config_source: str | None = None  # `repository`, `organization` or `operator`

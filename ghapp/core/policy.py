@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from ghapp.core.contract import Action, Desired, Status
 from ghapp.core.model import Environment
 
 WRITERS = ("admin", "maintain", "write")
-AUTHOR_COMMANDS = ("redeploy", "destroy")  # what the author of a same-repository PR may do without write access
+# What the author of a same-repository PR may do without write access.
+AUTHOR_COMMANDS = ("redeploy", "destroy", "keep", "keep off")
 
 
 def is_fork(head_repo_id: int | None, base_repo_id: int) -> bool:
@@ -54,6 +57,25 @@ def retry_delay(attempts: int, base: float, cap: float, max_attempts: int) -> fl
     if attempts >= max_attempts:
         return None
     return backoff(attempts, base, cap)
+
+
+def preview_ttl(operator_default: float, repository_value: float | None = None) -> float:
+    """How long a preview lives after its last activity: its repository's `ttl`, else the operator's
+    GHAPP_ENV_TTL."""
+    return repository_value if repository_value is not None else operator_default
+
+
+def expiry(last_activity: dt.datetime, ttl: float, keep: bool) -> dt.datetime | None:
+    """When a preview expires: `ttl` seconds after its last activity (a push, a deploy command); None: never, it is
+    kept (`/preview keep`, until the PR closes). The SQL that writes expires_at calls the same rule
+    (`preview_expiry`, migration 016)."""
+    return None if keep else last_activity + dt.timedelta(seconds=ttl)
+
+
+def reminder_due(expires_at: dt.datetime | None, warning: float, now: dt.datetime) -> bool:
+    """Whether the "expires in ..." reminder is due: the preview expires within `warning` seconds and has not yet.
+    (db/desired.remind_expiry selects with the same rule.)"""
+    return expires_at is not None and now < expires_at <= now + dt.timedelta(seconds=warning)
 
 
 def may_spend_optional(remaining: int | None, reserve: int) -> bool:

@@ -12,6 +12,7 @@ import urllib.parse
 from typing import Any
 
 from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Desired, Status, short_sha
+from ghapp.core.policy import preview_ttl
 
 MAX_TEXT = 65_535  # GitHub's limit for check-run summary/text and comment bodies
 LOG_LINES = 60
@@ -22,6 +23,8 @@ HELP = """\
 | `/preview deploy [sha]` | deploy the head commit you see, or the one named (for a fork: approves that commit) |
 | `/preview redeploy` | run Terraform again for the deployed commit |
 | `/preview destroy` | destroy the environment (push or `/preview deploy` to bring it back) |
+| `/preview keep` | keep the environment: no expiry while the pull request is open |
+| `/preview keep off` | let it expire again, its time counted from now |
 | `/preview help` | show this help |"""
 
 _STATUS_WORDS = {
@@ -61,6 +64,9 @@ class Snapshot:
     details_url: str | None = None
     expired: bool = False
     waiting: Waiting | None = None
+    ttl: float | None = None  # the repository's `ttl`; None: the operator's
+    kept: bool = False  # `/preview keep`
+    reminded_at: dt.datetime | None = None  # when the expiry reminder became due (for the current expires_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +140,19 @@ def iso(value: dt.datetime) -> str:
 
 def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+def span(seconds: float) -> str:
+    """A length of time for people: `40 s`, `45 min`, `2 h`, `1.5 h`."""
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600, 1):g} h"
+
+
+KEPT_MEANS = "no expiry while the PR is open"
+KEPT = f"kept: {KEPT_MEANS}"
 
 
 def fingerprint(value: object) -> str:
@@ -239,9 +258,10 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             completed_at=s.updated_at,
         )
     if s.status == Status.ACTIVE and s.deployed_sha == sha:
+        kept = f"Kept: {KEPT_MEANS}.\n\n" if s.kept else ""
         summary = (
             f"**{_preview_md(s.preview_url)}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}.\n\n"
-            f"{_outputs_table(s.outputs)}"
+            f"{kept}{_outputs_table(s.outputs)}"
         ).strip()
         url = safe_url(s.preview_url)
         return CheckRunView(
@@ -326,7 +346,19 @@ def deployment(s: Snapshot) -> DeploymentView | None:
     return None
 
 
+def _reminder(s: Snapshot) -> str | None:
+    """The expiry reminder, once it is due for the current expiry: how long was left when it became due."""
+    if s.desired != Desired.PRESENT or s.kept or s.expires_at is None or s.reminded_at is None:
+        return None
+    if s.reminded_at >= s.expires_at:
+        return None
+    left = span((s.expires_at - s.reminded_at).total_seconds())
+    return f"⏰ This preview expires in {left} ({when(s.expires_at)}); `/preview keep` to keep it."
+
+
 def comment(s: Snapshot, ttl: float) -> str:
+    """The sticky comment; `ttl`: the operator's GHAPP_ENV_TTL (the repository's own `ttl` wins)."""
+    ttl = preview_ttl(ttl, s.ttl)
     icon, word = _STATUS_WORDS.get(Status(s.status), ("", s.status))
     rows = []
     waiting = s.waiting if s.status == Status.PENDING and not s.awaiting_approval else None
@@ -342,12 +374,16 @@ def comment(s: Snapshot, ttl: float) -> str:
     if s.head_sha != s.deployed_sha:
         rows.append(("Head", f"`{short_sha(s.head_sha)}`"))
     rows.append(("Updated", when(s.updated_at)))
-    if s.desired == Desired.PRESENT and s.expires_at:
-        rows.append(("Expires", f"{when(s.expires_at)} ({ttl / 3600:g} h after the last push)"))
+    if s.desired == Desired.PRESENT and s.kept:
+        rows.append(("Expires", f"{KEPT} (`/preview keep off` to undo)"))
+    elif s.desired == Desired.PRESENT and s.expires_at:
+        rows.append(("Expires", f"{when(s.expires_at)} ({span(ttl)} after the last push)"))
     if s.details_url:
         rows.append(("Details", s.details_url))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     parts = [COMMENT_MARKER, f"### Preview environment {icon} {word}", "", "| | |\n|---|---|\n" + table]
+    if reminder := _reminder(s):
+        parts += ["", reminder]
     if s.awaiting_approval:
         parts += [
             "",
@@ -362,7 +398,7 @@ def comment(s: Snapshot, ttl: float) -> str:
     if s.desired == Desired.ABSENT and s.expired:
         parts += [
             "",
-            f"The environment expired after {ttl / 3600:g} h without a push and was destroyed. "
+            f"The environment expired after {span(ttl)} without a push and was destroyed. "
             "Push, or comment `/preview deploy`, to bring it back.",
         ]
     elif s.desired == Desired.ABSENT and s.status == Status.DESTROYED:

@@ -18,9 +18,9 @@ ON CONFLICT (repo_id, pr_number) DO NOTHING
 RETURNING id, pg_notify($16, id::text)
 """
 
-# $15: whether (desired, desired_sha) changed; $16, $17: the pull request's `updated_at` and closed state (kept
-# when the change has none). A burst of pushes settles into one run at the last SHA ($13 seconds);
-# a destroy is due at once.
+# $12: the operator's TTL (the environment's own `ttl` wins); $15: whether (desired, desired_sha) changed;
+# $16, $17: the pull request's `updated_at` and closed state (kept when the change has none). A burst of pushes
+# settles into one run at the last SHA ($13 seconds); a destroy is due at once.
 _UPDATE = """
 UPDATE environments AS e SET
     repository = $2, installation_id = coalesce($3, e.installation_id), head_ref = $4, author = $5, title = $6,
@@ -33,7 +33,10 @@ UPDATE environments AS e SET
     next_attempt_at = CASE WHEN NOT $15 THEN e.next_attempt_at
                            WHEN $9 = 'present' THEN now() + make_interval(secs => $13) ELSE now() END,
     last_activity_at = now(),
-    expires_at = CASE WHEN $9 = 'present' THEN now() + make_interval(secs => $12) ELSE e.expires_at END,
+    expires_at = CASE WHEN $9 = 'present' THEN preview_expiry(now(), coalesce(e.ttl, $12), e.keep)
+                      ELSE e.expires_at END,
+    expiry_warned_at = CASE WHEN $9 = 'present' THEN NULL ELSE e.expiry_warned_at END,
+    keep = e.keep AND $9 = 'present',  -- kept while the PR is open
     expired_at = CASE WHEN $9 = 'present' THEN NULL ELSE e.expired_at END,
     approved_sha = CASE WHEN $9 = 'absent' THEN NULL ELSE e.approved_sha END,  -- a closed PR's approval ends
     github_gone = false,
@@ -43,10 +46,10 @@ RETURNING id, pg_notify($14, id::text)
 """
 
 # Desired absent for the environments `$1` that are present: a new generation, due now. `$2` remembers that they
-# expired; `$3` that GitHub is gone for them (uninstalled). Every destroy ends a fork's approval: re-pushing the
-# once-approved commit needs a maintainer again.
+# expired; `$3` that GitHub is gone for them (uninstalled). Every destroy ends a fork's approval (re-pushing the
+# once-approved commit needs a maintainer again) and `/preview keep`.
 _ABSENT = """
-UPDATE environments SET desired = 'absent', updated_at = now(), approved_sha = NULL,
+UPDATE environments SET desired = 'absent', updated_at = now(), approved_sha = NULL, keep = false,
     generation = generation + (CASE WHEN desired = 'present' THEN 1 ELSE 0 END),
     next_attempt_at = CASE WHEN desired = 'present' THEN now() ELSE next_attempt_at END,
     attempts = CASE WHEN desired = 'present' THEN 0 ELSE attempts END,
@@ -166,7 +169,8 @@ async def deploy_head(
                approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END,
                generation = generation + 1, attempts = 0, next_attempt_at = now(), last_activity_at = now(),
                status = CASE WHEN status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE status END,
-               expires_at = now() + make_interval(secs => $4), expired_at = NULL, updated_at = now()
+               expires_at = preview_expiry(now(), coalesce(ttl, $4), keep), expiry_warned_at = NULL,
+               expired_at = NULL, updated_at = now()
            WHERE id = $1""",
         env_id,
         sha,
@@ -192,6 +196,45 @@ async def expire(conn: asyncpg.Connection) -> list[int]:
             "SELECT id FROM environments WHERE desired = 'present' AND expires_at < now() FOR UPDATE SKIP LOCKED"
         )
         return await mark_absent(conn, [r["id"] for r in due], expired=True)
+
+
+# policy.reminder_due, found through environments_expiry_reminder (migration 016).
+_REMINDER_DUE = """
+SELECT id, installation_id FROM environments
+WHERE desired = 'present' AND expiry_warned_at IS NULL
+  AND expires_at > now() AND expires_at <= now() + make_interval(secs => $1)
+ORDER BY expires_at FOR UPDATE SKIP LOCKED"""
+
+
+async def remind_expiry(conn: asyncpg.Connection, warning_seconds: float) -> list[asyncpg.Record]:
+    """Present environments that expire within `warning_seconds` and were not reminded yet (policy.reminder_due),
+    locked in the caller's transaction: `id` and `installation_id`."""
+    return await conn.fetch(_REMINDER_DUE, warning_seconds)
+
+
+async def mark_reminded(conn: asyncpg.Connection, env_ids: list[int]) -> None:
+    """The reminder is due for these environments: the new version makes the publisher show it, once."""
+    await conn.execute(
+        "UPDATE environments SET expiry_warned_at = now() WHERE id = ANY($1::bigint[]) AND expiry_warned_at IS NULL",
+        env_ids,
+    )
+
+
+async def set_keep(conn: asyncpg.Connection, env_id: int, keep: bool, ttl_seconds: float) -> None:
+    """`/preview keep`: no expiry while the PR is open. `/preview keep off`: it expires again, its TTL (the
+    environment's own, else `ttl_seconds`) counted from now, as after a push."""
+    await conn.execute(
+        """UPDATE environments SET keep = $2, expiry_warned_at = NULL, updated_at = now(),
+               last_activity_at = CASE WHEN $2 THEN last_activity_at ELSE now() END,
+               expires_at = CASE WHEN desired = 'present'
+                                 THEN preview_expiry(CASE WHEN $2 THEN last_activity_at ELSE now() END,
+                                                     coalesce(ttl, $3), $2)
+                                 ELSE expires_at END
+           WHERE id = $1""",
+        env_id,
+        keep,
+        ttl_seconds,
+    )
 
 
 async def request_destroy(conn: asyncpg.Connection, env_id: int) -> bool:

@@ -97,14 +97,25 @@ def _config_json(held_or_plan: Held | Plan) -> str | None:
 
 
 async def start_run(
-    conn: asyncpg.Connection, env: Environment, action: Action, owner: str, plan: Plan | None = None
+    conn: asyncpg.Connection,
+    env: Environment,
+    action: Action,
+    owner: str,
+    plan: Plan | None = None,
+    *,
+    ttl_seconds: float,
 ) -> int:
-    """A run starts; an apply records the configuration it was resolved with (and clears any hold)."""
+    """A run starts; an apply records the configuration it was resolved with (and clears any hold), and its expiry
+    follows the configuration's `ttl` (else the operator's `ttl_seconds`) from the last activity."""
     async with conn.transaction():
         if plan is not None:
             await conn.execute(
                 """UPDATE environments SET hold = NULL, hold_reason = NULL, config = $2, config_source = $3,
-                   config_blob_sha = $4, access = $5, sleep_after = $6, max_previews = $7
+                   config_blob_sha = $4, access = $5, sleep_after = $6, max_previews = $7, ttl = $8,
+                   expires_at = preview_expiry(last_activity_at, coalesce($8::float8, $9::float8), keep),
+                   expiry_warned_at = CASE WHEN expires_at IS NOT DISTINCT FROM
+                                                preview_expiry(last_activity_at, coalesce($8::float8, $9::float8), keep)
+                                           THEN expiry_warned_at END  -- a new expiry: a new reminder
                    WHERE id = $1""",
                 env.id,
                 _config_json(plan),
@@ -113,6 +124,8 @@ async def start_run(
                 None if plan.config.access is None else str(plan.config.access),
                 plan.config.sleep_after,
                 plan.config.max_previews,
+                plan.config.ttl,
+                ttl_seconds,
             )
         await conn.execute(
             """UPDATE runs SET state = 'abandoned', finished_at = now(), error = 'the worker running it stopped'

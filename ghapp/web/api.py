@@ -45,7 +45,9 @@ def environment_json(env: Environment) -> dict:
         "next_attempt_at": _time(env.next_attempt_at),
         "created_at": _time(env.created_at),
         "updated_at": _time(env.updated_at),
-        "expires_at": _time(env.expires_at),
+        "expires_at": _time(env.expires_at),  # null while kept
+        "keep": env.keep,  # `/preview keep`: no expiry while the PR is open
+        "ttl": env.ttl,  # seconds, from the repository's configuration; null: the operator's GHAPP_ENV_TTL
     }
 
 

@@ -158,7 +158,12 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         tasks.append(_when_ready(app, processor.process_forever()))
         tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).resync_forever()))
     every = min(60.0, max(1.0, settings.env_ttl / 20))
-    tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL], settings), poll=every)))
+    remaining = None if settings.offline else app[keys.GITHUB].budget.remaining
+
+    async def expiry() -> float | None:
+        return await expire_and_prune(app[keys.POOL], settings, remaining)
+
+    tasks.append(_when_ready(app, run_loop("expiry", expiry, poll=every)))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
     app[keys.DRAINS].append(publisher.drain)
     tasks.append(_when_ready(app, publisher.publish_forever()))

@@ -16,6 +16,7 @@ from gidgethub import BadRequest
 
 from ghapp.config import Settings
 from ghapp.core import render
+from ghapp.core.commands import KEEP_OFF
 from ghapp.core.contract import COMMANDS_CHANNEL, Desired, short_sha
 from ghapp.core.policy import AUTHOR_COMMANDS, backoff, fork_gated, may_run
 from ghapp.core.pulls import change_from_pull
@@ -40,6 +41,12 @@ def denial(author: str, command: str) -> str:
         + (" (or, for a pull request from this repository, being its author)." if command in AUTHOR_COMMANDS else ".")
         + " Ask a maintainer to run it for you."
     )
+
+
+NOTHING_TO_KEEP = (
+    "This pull request has no preview environment yet, so there is nothing to keep. "
+    "`/preview keep` once it is deployed."
+)
 
 
 def help_reply(unknown: str | None) -> str:
@@ -155,6 +162,12 @@ class CommandProcessor:
             if pr.get("state") != "open":
                 await self._reply(gh, repo, cmd, "This pull request is closed, so it gets no preview environment.")
                 return "closed PR"
+            if cmd["command"] in ("keep", KEEP_OFF):
+                if env is None:
+                    await self._reply(gh, repo, cmd, NOTHING_TO_KEEP)
+                    return "nothing to keep"
+                await desired.set_keep(conn, env.id, cmd["command"] == "keep", self.settings.env_ttl)
+                return await self._acted(conn, cmd, "kept" if cmd["command"] == "keep" else "expires again")
             if env is None:
                 await desired.apply_change(conn, change, self.settings.env_ttl, gated=True)
                 env = await reads.find_environment(conn, cmd["repository"], cmd["pr_number"])

@@ -1,4 +1,5 @@
-"""Periodic jobs: the TTL reaper, the resync of open pull requests (missed `closed` or pushes), pruning.
+"""Periodic jobs: the TTL reaper and its reminder, the resync of open pull requests (missed `closed` or pushes),
+pruning.
 
 The resync follows one rule above all: only a pull request GitHub positively reports as closed is marked
 absent. An API error, a timeout or a suspicious empty listing marks nothing (Argo CD's ApplicationSet deleted
@@ -12,6 +13,7 @@ later pass, so what people wait for (check runs, comments) never runs out."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import asyncpg
 from gidgethub import BadRequest
@@ -27,16 +29,43 @@ from ghapp.workers.loops import run_loop
 log = logging.getLogger(__name__)
 
 
-async def expire_and_prune(pool: asyncpg.Pool, settings: Settings) -> float | None:
-    """Destroy what outlived its TTL, and delete what is older than GHAPP_RETENTION (in batches)."""
+async def expire_and_prune(
+    pool: asyncpg.Pool, settings: Settings, remaining: Callable[[int], int | None] | None = None
+) -> float | None:
+    """Destroy what outlived its TTL, remind the pull requests of what expires soon, and delete what is older than
+    GHAPP_RETENTION (in batches). `remaining`: an installation's GitHub budget (None: offline, no budget)."""
     async with pool.acquire() as conn:
         expired = await desired.expire(conn)
+        reminded = await remind_expiring(conn, settings, remaining)
     for env_id in expired:
-        log.info("environment %d expired (no push for GHAPP_ENV_TTL): destroying it", env_id)
+        log.info("environment %d expired (no activity for its ttl): destroying it", env_id)
+    if reminded:
+        log.info("expiry reminder (GHAPP_EXPIRY_WARNING) due for environments %s", reminded)
     deleted = await retention.prune(pool, settings.retention)
     if any(deleted.values()):
         log.info("retention (GHAPP_RETENTION): deleted %s", deleted)
     return None
+
+
+async def remind_expiring(
+    conn: asyncpg.Connection, settings: Settings, remaining: Callable[[int], int | None] | None = None
+) -> list[int]:
+    """Mark the environments that expire within GHAPP_EXPIRY_WARNING as reminded; the publisher then updates the
+    sticky comment once ("expires in 2 h; `/preview keep` to keep it"). It is optional GitHub work: an installation
+    whose budget is at or below GHAPP_RATE_RESERVE is reminded on a later pass, if it still can be."""
+    if settings.expiry_warning <= 0:
+        return []
+    async with conn.transaction():
+        due = await desired.remind_expiry(conn, settings.expiry_warning)
+        chosen = [
+            r["id"]
+            for r in due
+            if remaining is None
+            or r["installation_id"] is None
+            or may_spend_optional(remaining(r["installation_id"]), settings.rate_reserve)
+        ]
+        await desired.mark_reminded(conn, chosen)
+    return chosen
 
 
 class Resync:

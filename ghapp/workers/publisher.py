@@ -67,6 +67,9 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         log_tail=tail,
         details_url=f"{settings.base_url}/environments/{env.id}",
         expired=env.expired_at is not None,
+        ttl=env.ttl,
+        kept=env.keep,
+        reminded_at=env.expiry_warned_at,
     )
 
 

@@ -167,7 +167,8 @@ class Reconciler:
                 await runs.mark_destroyed(conn, env, self.owner)
             return
         async with self.pool.acquire() as conn:
-            run_id = await runs.start_run(conn, env, action, self.owner, plan if action is Action.APPLY else None)
+            applying = plan if action is Action.APPLY else None
+            run_id = await runs.start_run(conn, env, action, self.owner, applying, ttl_seconds=self.settings.env_ttl)
         run = RunInfo(run_id, action, env.desired_sha if action is Action.APPLY else env.deployed_sha, plan, held)
         runlog = RunLog(self.pool, run_id, env.id)
         started = time.monotonic()

@@ -11,6 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ghapp.core.contract import Desired, Status, short_sha
+from ghapp.core.render import KEPT
 from ghapp.db import reads
 from ghapp.web import auth, keys
 from ghapp.web.dashboard import display
@@ -90,7 +91,7 @@ def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
         age=display.age(env["created_at"], now),
         created=display.utc(env["created_at"]),
         created_iso=display.iso(env["created_at"]),
-        expires=display.expiry(env["expires_at"], now) if present else "",
+        expires=(KEPT if env["keep"] else display.expiry(env["expires_at"], now)) if present else "",
         expires_at=display.utc(env["expires_at"]),
         can_destroy=not (desired == Desired.ABSENT and status == Status.DESTROYED),
         can_redeploy=present and bool(env["desired_sha"]),
