@@ -22,6 +22,7 @@ from ghapp.core.policy import fork_gated, may_spend_optional, next_slice
 from ghapp.core.pulls import change_from_pull
 from ghapp.db import desired, locks, reads, retention
 from ghapp.github.client import GitHubApp
+from ghapp.sources import Sources
 from ghapp.workers.loops import run_loop
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,15 @@ async def expire_and_prune(pool: asyncpg.Pool, settings: Settings) -> float | No
     deleted = await retention.prune(pool, settings.retention)
     if any(deleted.values()):
         log.info("retention (GHAPP_RETENTION): deleted %s", deleted)
+    return None
+
+
+async def prune_sources(pool: asyncpg.Pool, sources: Sources) -> float | None:
+    """Delete this replica's checkouts of commits that no environment wants or runs any more."""
+    async with pool.acquire() as conn:
+        in_use = await retention.commits_in_use(conn)
+    for tree in await sources.prune(in_use):
+        log.info("deleted the checkout %s: no environment uses that commit any more", tree)
     return None
 
 
