@@ -29,7 +29,7 @@ from typing import IO, cast
 from ghapp.config import Settings
 from ghapp.core.model import Environment
 from ghapp.core.repoconfig import RepositoryFiles
-from ghapp.isolation import RunUser
+from ghapp.isolation import RunUser, traverse_only
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,8 @@ class Sources:
         for directory in (self.root, parent):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(PASSABLE)
+        if self.run_user is not None:
+            traverse_only(self.root)  # the run user reaches the tree (Terraform and the preview read it)
         work = parent / f"{TEMPORARY}{sha}-{os.getpid()}-{id(target):x}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(mode=0o700)

@@ -40,11 +40,12 @@ async def expire_and_prune(pool: asyncpg.Pool, settings: Settings) -> float | No
     return None
 
 
-async def prune_sources(pool: asyncpg.Pool, sources: Sources) -> float | None:
-    """Delete this replica's checkouts of commits that no environment wants or runs any more."""
+async def prune_sources(pool: asyncpg.Pool, sources: Sources, grace: float = 3600.0) -> float | None:
+    """Delete this replica's checkouts of commits that no environment wants or runs any more (and that were not
+    handed to a run for `grace` seconds)."""
     async with pool.acquire() as conn:
         in_use = await retention.commits_in_use(conn)
-    for tree in await sources.prune(in_use):
+    for tree in await sources.prune(in_use, grace):
         log.info("deleted the checkout %s: no environment uses that commit any more", tree)
     return None
 
