@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import ROOT, free_port, processes_with, wait_for
+from tests.support import ROOT, free_port, processes_in_dir, processes_with, wait_for
 
 
 class Demo:
@@ -56,7 +56,8 @@ class Demo:
         return (await wait_for(announced, timeout=60, what="the demo's preview URL")).group(1)
 
     def leftovers(self) -> list[int]:
-        return processes_with(str(self.data_dir))
+        """The demo's processes: named after its data dir, or running in it (the sample repository's server)."""
+        return sorted({*processes_with(str(self.data_dir)), *processes_in_dir(self.data_dir)})
 
     def close(self):
         if self.proc.poll() is None:

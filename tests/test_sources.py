@@ -28,7 +28,7 @@ from ghapp.web import keys
 from ghapp.web.app import create_app
 from ghapp.workers.periodic import prune_sources
 from ghapp.workers.resolve import Planner, Resolver
-from tests.support import ROOT, environment, processes_with, wait_for
+from tests.support import ROOT, environment, processes_in_dir, processes_with, wait_for
 from tests.test_policy import environment as make_env
 
 REPO = "Codertocat/Hello-World"
@@ -344,8 +344,8 @@ async def source_app(settings, aiohttp_client, fake_github, tmp_path):
     client = await aiohttp_client(app)
     await wait_for(lambda: _ready(app), what="migrations")
     yield app, client
-    for pid in processes_with(str(settings.data_dir)):  # a preview a failed test left running
-        os.kill(pid, 9)
+    for pid in {*processes_with(str(settings.data_dir)), *processes_in_dir(settings.data_dir)}:
+        os.kill(pid, 9)  # a preview a failed test left running
 
 
 async def _ready(app):
