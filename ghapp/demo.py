@@ -25,12 +25,12 @@ from aiohttp import web
 
 from ghapp import deliveries, isolation
 from ghapp.config import Settings
-from ghapp.core.contract import Hold, Status, short_sha
+from ghapp.core.contract import Status, short_sha
 from ghapp.core.model import Environment
-from ghapp.core.repoconfig import ConfigOrigin, Held, Plan, RepoConfig
+from ghapp.core.repoconfig import ConfigOrigin, Plan, RepoConfig
 from ghapp.db import desired, reads
 from ghapp.demo_repository import LocalRepositoryFiles
-from ghapp.sources import SourceLimits, Sources, UnsafeArchive
+from ghapp.sources import SourceLimits, Sources
 from ghapp.web import keys
 from ghapp.web.app import create_app
 from ghapp.workers.resolve import Planner, Resolver
@@ -68,12 +68,9 @@ class SamplePlanner(Planner):
     def __init__(self, sources: Sources) -> None:
         self.sources = sources
 
-    async def plan(self, env: Environment, config: RepoConfig, origin: ConfigOrigin) -> Plan | Held:
+    async def plan(self, env: Environment, config: RepoConfig, origin: ConfigOrigin) -> Plan:
         assert env.desired_sha is not None  # an environment is applied at its desired commit
-        try:
-            source_dir = await self.sources.checkout(env, env.desired_sha)
-        except UnsafeArchive as e:
-            return Held(Hold.INVALID, f"the pull request's code cannot be used: {e}", origin, config)
+        source_dir = await self.sources.checkout(env, env.desired_sha)
         return Plan(config=config, origin=origin, source_dir=source_dir, tf_vars={"command": self.COMMAND})
 
 

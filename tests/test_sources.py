@@ -28,7 +28,7 @@ from ghapp.web import keys
 from ghapp.web.app import create_app
 from ghapp.workers.periodic import prune_sources
 from ghapp.workers.resolve import Planner, Resolver
-from tests.support import ROOT, environment, processes_in_dir, processes_with, wait_for
+from tests.support import ROOT, environment, processes_in_dir, processes_with, runs, wait_for
 from tests.test_policy import environment as make_env
 
 REPO = "Codertocat/Hello-World"
@@ -203,12 +203,11 @@ async def test_a_short_or_offline_sha_is_refused(tmp_path):
         await offline.checkout(env_of(), SHA1)
 
 
-async def test_the_tree_is_readable_but_not_writable_by_the_run_user(tmp_path):
+async def test_the_tree_is_readable_but_not_writable_by_the_run_user(pg_dir):
     run_user = isolation.run_user()
     assert run_user is not None, "these tests run as root, as CI does: the run user is what they check"
-    isolation.traverse_only(tmp_path / "sources")
     sources = Sources(
-        tmp_path / "sources", ArchiveFiles(archive(entry(f"{TOP}/app/index.html", b"page"))), run_user=run_user
+        pg_dir / "sources", ArchiveFiles(archive(entry(f"{TOP}/app/index.html", b"page"))), run_user=run_user
     )
     path = Path(await sources.checkout(env_of(), SHA1))
 
@@ -323,29 +322,51 @@ class CheckoutPlanner(Planner):
 
 
 @pytest.fixture
-async def source_app(settings, aiohttp_client, fake_github, tmp_path):
+def start_source_app(settings, aiohttp_client, fake_github, pg_dir):
+    """Start the whole app as the GitHub App on the fake GitHub and terraform/local, with the CheckoutPlanner;
+    keyword arguments change the settings. Its data dir is where the run user can reach it (not under pytest's
+    tmp_path, which another pytest session may close). Kills what a failed test left running."""
+    settings = settings.replace(data_dir=pg_dir / "data")
     fake_github.add_repo(REPO, REPO_ID)
     fake_github.add_installation(INSTALLATION, "Codertocat", [REPO])
     fake_github.add_pull(REPO, 2, head_sha=SHA1, head_ref="changes", user="Codertocat")
     fake_github.set_permission(REPO, "Codertocat", "admin")
-    planner = CheckoutPlanner(f"exec {sys.executable} -m http.server $PORT --bind 127.0.0.1")
-    app = create_app(
-        settings.replace(
-            app_id=str(fake_github.app_id),
-            private_key=fake_github.private_key_pem,
-            github_api_url=fake_github.base_url,
-            public_url="https://ghapp.example.com",
-            terraform_module=ROOT / "terraform" / "local",
-            terraform_env={"TF_VAR_port_base": str(33000 + os.getpid() % 3000), "TF_VAR_python": sys.executable},
-        ),
-        resolver=Resolver(planner=planner),
-    )
-    planner.app = app
-    client = await aiohttp_client(app)
-    await wait_for(lambda: _ready(app), what="migrations")
-    yield app, client
+
+    async def start(**changes):
+        planner = CheckoutPlanner(f"exec {sys.executable} -m http.server $PORT --bind 127.0.0.1")
+        app = create_app(
+            settings.replace(
+                app_id=str(fake_github.app_id),
+                private_key=fake_github.private_key_pem,
+                github_api_url=fake_github.base_url,
+                public_url="https://ghapp.example.com",
+                terraform_module=ROOT / "terraform" / "local",
+                terraform_env={"TF_VAR_port_base": str(33000 + os.getpid() % 3000), "TF_VAR_python": sys.executable},
+                **changes,
+            ),
+            resolver=Resolver(planner=planner),
+        )
+        planner.app = app
+        client = await aiohttp_client(app)
+        await wait_for(lambda: _ready(app), what="migrations")
+        return app, client
+
+    yield start
     for pid in {*processes_with(str(settings.data_dir)), *processes_in_dir(settings.data_dir)}:
         os.kill(pid, 9)  # a preview a failed test left running
+
+
+async def post(client, deliveries, action: str, sha: str) -> int:
+    body, headers = deliveries.signed("pull_request", deliveries.pull_request(action, sha=sha))
+    resp = await client.post("/webhooks", data=body, headers=headers)
+    assert resp.status == 202, await resp.text()
+    return (await resp.json())["environment_id"]
+
+
+async def deployed(db, env_id: int, sha: str):
+    env = await environment(db, env_id)
+    assert env["status"] != "failed", env["last_error"]
+    return env if env["status"] == "active" and env["deployed_sha"] == sha else None
 
 
 async def _ready(app):
@@ -358,29 +379,18 @@ def fetch(url: str) -> str:
 
 
 async def test_the_preview_serves_the_prs_own_files_at_its_commit_then_at_the_pushed_one(
-    source_app, deliveries, db, fake_github
+    start_source_app, deliveries, db, fake_github
 ):
-    app, client = source_app
+    app, client = await start_source_app()
     fake_github.add_commit(REPO, {"index.html": "<p>PR #2 at its first commit</p>\n"}, sha=SHA1)
     fake_github.add_commit(REPO, {"index.html": "<p>PR #2 after the push</p>\n"}, sha=SHA2)
 
-    async def post(action: str, sha: str) -> int:
-        body, headers = deliveries.signed("pull_request", deliveries.pull_request(action, sha=sha))
-        resp = await client.post("/webhooks", data=body, headers=headers)
-        assert resp.status == 202, await resp.text()
-        return (await resp.json())["environment_id"]
-
-    async def deployed(env_id: int, sha: str):
-        env = await environment(db, env_id)
-        assert env["status"] != "failed", env["last_error"]
-        return env if env["status"] == "active" and env["deployed_sha"] == sha else None
-
-    env_id = await post("opened", SHA1)
-    env = await wait_for(lambda: deployed(env_id, SHA1), timeout=90, what="the first commit deployed")
+    env_id = await post(client, deliveries, "opened", SHA1)
+    env = await wait_for(lambda: deployed(db, env_id, SHA1), timeout=90, what="the first commit deployed")
     assert fetch(env["preview_url"] + "index.html") == "<p>PR #2 at its first commit</p>\n"
 
-    await post("synchronize", SHA2)
-    env = await wait_for(lambda: deployed(env_id, SHA2), timeout=90, what="the pushed commit deployed")
+    await post(client, deliveries, "synchronize", SHA2)
+    env = await wait_for(lambda: deployed(db, env_id, SHA2), timeout=90, what="the pushed commit deployed")
     assert fetch(env["preview_url"] + "index.html") == "<p>PR #2 after the push</p>\n"
     assert fake_github.archive_downloads == 2 and not fake_github.violations
 
@@ -389,12 +399,41 @@ async def test_the_preview_serves_the_prs_own_files_at_its_commit_then_at_the_pu
     await prune_sources(app[keys.POOL], sources, grace=0)  # the first commit is no one's any more
     assert not sources.path(REPO_ID, SHA1).exists() and sources.path(REPO_ID, SHA2).is_dir()
 
-    await post("closed", SHA2)
+    await post(client, deliveries, "closed", SHA2)
     await wait_for(
         lambda: _status_is(db, env_id, "destroyed"), timeout=90, what="the preview destroyed when the PR closes"
     )
     with pytest.raises(OSError):
         fetch(env["preview_url"])
+
+
+async def test_a_refused_archive_fails_the_preview_with_its_reason_until_a_push_fixes_it(
+    start_source_app, deliveries, db, fake_github
+):
+    app, client = await start_source_app(source_max_file_bytes=1000)
+    fake_github.add_commit(REPO, {"index.html": "ok", "video.bin": bytes(5000)}, sha=SHA1)
+    fake_github.add_commit(REPO, {"index.html": "<p>fixed</p>"}, sha=SHA2)
+
+    env_id = await post(client, deliveries, "opened", SHA1)
+    env = await wait_for(lambda: _failed(db, env_id), timeout=60, what="the preview failed")
+    reason = (
+        "the pull request's code at ec26c3e cannot be used: the archive member "
+        "'Codertocat-Hello-World-ec26c3e/video.bin' has 5000 bytes, more than 1000 (GHAPP_SOURCE_MAX_FILE_BYTES)"
+    )
+    assert (env["hold"], env["hold_reason"], env["last_error"]) == ("invalid", reason, reason)
+    assert env["attempts"] == 0 and await runs(db, env_id) == []  # not retried, nothing applied
+    assert fake_github.archive_downloads == 1
+
+    await post(client, deliveries, "synchronize", SHA2)
+    env = await wait_for(lambda: deployed(db, env_id, SHA2), timeout=90, what="the fixed commit deployed")
+    assert fetch(env["preview_url"]) == "<p>fixed</p>"
+    await post(client, deliveries, "closed", SHA2)
+    await wait_for(lambda: _status_is(db, env_id, "destroyed"), timeout=90, what="the preview destroyed")
+
+
+async def _failed(db, env_id: int):
+    env = await environment(db, env_id)
+    return env if env["status"] == "failed" else None
 
 
 async def _status_is(db, env_id: int, status: str) -> bool:
