@@ -248,24 +248,32 @@ class Sources:
             await asyncio.to_thread(remove_tree, work)
 
     async def prune(self, needed: Iterable[tuple[int, str]], grace: float = 3600.0) -> list[Path]:
-        """Remove the trees of (repository id, sha) pairs not in `needed` and unused for `grace` seconds (a tree
-        being handed to a run right now counts as used), and temporary trees older than `grace`."""
+        """Remove the trees of (repository id, sha) pairs not in `needed` and not handed to a run for `grace`
+        seconds, and temporary trees older than `grace` whose download is over. A tree is removed under its
+        commit's lock, so a checkout of that commit waits and fetches it again."""
         keep = {(int(repo), sha) for repo, sha in needed}
         removed = []
         cutoff = time.time() - grace
         for repo_dir in _children(self.root):
+            if not repo_dir.name.isdigit():
+                continue
             for tree in _children(repo_dir):
-                repo_id, name = repo_dir.name, tree.name
-                if not repo_id.isdigit():
+                sha = tree.name.removeprefix(TEMPORARY).split("-", 1)[0]
+                key = (int(repo_dir.name), sha)
+                if key in keep and not tree.name.startswith(TEMPORARY):
                     continue
-                key = (int(repo_id), name)
                 lock = self._locks.get(key)
-                if (key in keep and not name.startswith(TEMPORARY)) or (lock is not None and lock.locked()):
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    if tree.stat().st_mtime > cutoff:
+                if lock is None:
+                    lock = self._locks[key] = asyncio.Lock()
+                if lock.locked():
+                    continue  # being fetched or handed out right now
+                async with lock:
+                    try:
+                        if tree.stat().st_mtime > cutoff:
+                            continue
+                    except FileNotFoundError:
                         continue
-                await asyncio.to_thread(remove_tree, tree)
+                    await asyncio.to_thread(remove_tree, tree)
                 removed.append(tree)
             with contextlib.suppress(OSError):
                 repo_dir.rmdir()  # only when empty
