@@ -228,15 +228,39 @@ async def test_the_tree_is_readable_but_not_writable_by_the_run_user(pg_dir):
 
 
 @pytest.fixture
-async def github_files(fake_github):
+def sent() -> list[tuple[str, dict]]:
+    """(URL, headers) of every request the GitHub client's session sends."""
+    return []
+
+
+@pytest.fixture
+async def github_files(fake_github, sent):
     fake_github.add_repo(REPO, REPO_ID)
     fake_github.add_installation(INSTALLATION, "Codertocat", [REPO])
     fake_github.add_commit(REPO, {"index.html": "one", "src/app.py": "print(1)\n"}, sha=SHA1)
     fake_github.add_commit(REPO, {"index.html": "two"}, sha=SHA2)
-    async with aiohttp.ClientSession() as session:
+
+    async def on_request_start(_session, _context, params: aiohttp.TraceRequestStartParams) -> None:
+        sent.append((str(params.url), dict(params.headers)))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         yield GitHubRepositoryFiles(
             GitHubApp(session, str(fake_github.app_id), fake_github.private_key_pem, fake_github.base_url)
         )
+
+
+async def test_the_archive_is_fetched_with_the_token_and_downloaded_without_it(
+    tmp_path, fake_github, github_files, sent
+):
+    await Sources(tmp_path / "sources", github_files).checkout(env_of(), SHA1)
+    tarball, download = [(url, headers) for url, headers in sent if "/access_tokens" not in url]
+    assert tarball[0] == f"{fake_github.base_url}/repos/{REPO}/tarball/{SHA1}"
+    assert tarball[1]["Authorization"] == f"token {fake_github.tokens[-1].token}"
+    assert fake_github.tokens[-1].repositories == {REPO}  # narrowed to the one repository
+    assert download[0].startswith(f"{fake_github.base_url}/_codeload/{REPO}/legacy.tar.gz/{SHA1}?token=")
+    assert "Authorization" not in download[1]
 
 
 async def test_a_commit_is_fetched_once_however_many_environments_ask_at_once(tmp_path, fake_github, github_files):
