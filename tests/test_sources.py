@@ -412,6 +412,9 @@ async def test_the_preview_serves_the_prs_own_files_at_its_commit_then_at_the_pu
     env_id = await post(client, deliveries, "opened", SHA1)
     env = await wait_for(lambda: deployed(db, env_id, SHA1), timeout=90, what="the first commit deployed")
     assert fetch(env["preview_url"] + "index.html") == "<p>PR #2 at its first commit</p>\n"
+    server = processes_in_dir(app[keys.SETTINGS].data_dir)  # the command, in its copy of the code
+    run_user = isolation.run_user()
+    assert server and run_user and {Path(f"/proc/{pid}").stat().st_uid for pid in server} == {run_user.uid}
 
     await post(client, deliveries, "synchronize", SHA2)
     env = await wait_for(lambda: deployed(db, env_id, SHA2), timeout=90, what="the pushed commit deployed")
