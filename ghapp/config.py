@@ -24,7 +24,7 @@ KNOWN_VARIABLES = frozenset(
     GHAPP_RETRY_BASE GHAPP_RETRY_CAP GHAPP_MAX_ATTEMPTS GHAPP_SHUTDOWN_GRACE GHAPP_BODY_TIMEOUT GHAPP_MODULES
     GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT GHAPP_MAX_PREVIEWS
     GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE
-    GHAPP_EXPIRY_WARNING""".split()
+    GHAPP_EXPIRY_WARNING GHAPP_SOURCE_MAX_BYTES GHAPP_SOURCE_MAX_FILES GHAPP_SOURCE_MAX_FILE_BYTES""".split()
 )
 MIN_ADMIN_TOKEN = 24
 
@@ -42,6 +42,18 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 72h)")
     return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """`1G`, `500MB`, `64KiB` or plain bytes → bytes (units are powers of 1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 500M, 1G or a number of bytes)")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "")[:1].lower()]
 
 
 def _reserve(raw: str | None, default: int) -> int:
@@ -150,6 +162,10 @@ class Settings:
     # remaining requests of an installation below which optional work (the resync) waits for the next window.
     resync_batch: int = 50
     rate_reserve: int = 1000
+    # The pull request's code (`source: true`): limits on its archive, checked while it is extracted.
+    source_max_bytes: int = 1024**3
+    source_max_files: int = 100_000
+    source_max_file_bytes: int = 100 * 1024**2
     # Extra environment that ghapp itself sets for every Terraform run (the demo, tests).
     terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -190,6 +206,18 @@ class Settings:
             except ValueError as e:
                 raise ConfigError(f"{name}: {e}") from None
             if value < 0 or (value == 0 and not allow_zero):
+                raise ConfigError(f"{name} must be positive, got {raw!r}")
+            return value
+
+        def size(name: str, default: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = parse_size(raw)
+            except ValueError as e:
+                raise ConfigError(f"{name}: {e}") from None
+            if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {raw!r}")
             return value
 
@@ -260,6 +288,9 @@ class Settings:
             intake_wait=duration("GHAPP_INTAKE_WAIT", defaults.intake_wait, allow_zero=True),
             resync_batch=number("GHAPP_RESYNC_BATCH", defaults.resync_batch),
             rate_reserve=_reserve(get("GHAPP_RATE_RESERVE"), defaults.rate_reserve),
+            source_max_bytes=size("GHAPP_SOURCE_MAX_BYTES", defaults.source_max_bytes),
+            source_max_files=number("GHAPP_SOURCE_MAX_FILES", defaults.source_max_files),
+            source_max_file_bytes=size("GHAPP_SOURCE_MAX_FILE_BYTES", defaults.source_max_file_bytes),
         )
 
     def check_serve(self) -> None:

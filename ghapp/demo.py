@@ -1,9 +1,10 @@
 """`ghapp demo`: the embedded default end to end on one machine.
 
-Embedded PostgreSQL, `terraform/local`, a replayed real `pull_request.opened` delivery; prints the preview URL
-and keeps serving until Ctrl-C, then destroys what it created and stops everything it started. The demo holds an
-exclusive lock on a file for its whole life and its previews stop when nobody holds it, so even a second Ctrl-C or
-a SIGKILL leaves no preview process behind (and PostgreSQL dies with its parent).
+Embedded PostgreSQL, `terraform/local`, a replayed real `pull_request.opened` delivery for a sample repository
+(`demo_data/sample-repo`, read from the package instead of GitHub), whose own code serves the preview; prints the
+preview URL and keeps serving until Ctrl-C, then destroys what it created and stops everything it started. The
+demo holds an exclusive lock on a file for its whole life and its previews stop when nobody holds it, so even a
+second Ctrl-C or a SIGKILL leaves no preview process behind (and PostgreSQL dies with its parent).
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ghapp import deliveries
+from ghapp import deliveries, isolation
 from ghapp.config import Settings
 from ghapp.core.contract import Status, short_sha
 from ghapp.core.model import Environment
+from ghapp.core.repoconfig import ConfigOrigin, Plan, RepoConfig
 from ghapp.db import desired, reads
+from ghapp.demo_repository import LocalRepositoryFiles
+from ghapp.sources import SourceLimits, Sources
 from ghapp.web import keys
 from ghapp.web.app import create_app
+from ghapp.workers.resolve import Planner, Resolver
 
 log = logging.getLogger("ghapp.demo")
 
@@ -47,6 +52,26 @@ def module_dir(configured: Path) -> Path:
 
 def sample_delivery() -> bytes:
     return resources.files("ghapp.demo_data").joinpath("pull_request.opened.json").read_bytes()
+
+
+def sample_repository() -> Path:
+    return Path(str(resources.files("ghapp.demo_data").joinpath("sample-repo")))
+
+
+class SamplePlanner(Planner):
+    """Plans the sample repository as its `.github/preview.yml` says: its code at the commit, and its command.
+    (Until the repository configuration reads that file itself; then the demo gives the configuration reader the
+    same LocalRepositoryFiles and the usual planner.)"""
+
+    COMMAND = "python3 serve.py"  # the `inputs.command` of demo_data/sample-repo/.github/preview.yml
+
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+
+    async def plan(self, env: Environment, config: RepoConfig, origin: ConfigOrigin) -> Plan:
+        assert env.desired_sha is not None  # an environment is applied at its desired commit
+        source_dir = await self.sources.checkout(env, env.desired_sha)
+        return Plan(config=config, origin=origin, source_dir=source_dir, tf_vars={"command": self.COMMAND})
 
 
 def run_demo(settings: Settings) -> int:
@@ -90,7 +115,13 @@ async def _demo(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
-    app = create_app(settings)
+    sources = Sources(
+        settings.data_dir / "sources",
+        LocalRepositoryFiles(sample_repository()),
+        SourceLimits.of(settings),
+        run_user=isolation.run_user(),
+    )
+    app = create_app(settings, sources=sources, resolver=Resolver(planner=SamplePlanner(sources)))
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     try:
@@ -157,6 +188,7 @@ def _announce(env: Environment, base: str) -> None:
   Preview environment for {env.repository}#{env.pr_number} ({short_sha(env.deployed_sha)}) is active:
 
     preview      {env.preview_url}
+                 served by the pull request's own code: {sample_repository()} at that commit
     dashboard    {base}/environments/{env.id}
     all          {base}/
     API          {base}/api/environments

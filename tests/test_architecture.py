@@ -18,7 +18,10 @@ LAYERS = [
     ("core", ["ghapp.core"]),
     ("base", ["ghapp.config", "ghapp.isolation", "ghapp.logsafe"]),
     ("db", ["ghapp.db"]),
-    ("outside", ["ghapp.github", "ghapp.terraform", "ghapp.bundled_terraform"]),
+    (
+        "outside",
+        ["ghapp.github", "ghapp.terraform", "ghapp.bundled_terraform", "ghapp.sources", "ghapp.demo_repository"],
+    ),
     ("workers", ["ghapp.workers"]),
     ("web", ["ghapp.web"]),
     ("entry", ["ghapp.cli", "ghapp.demo", "ghapp.deliveries", "ghapp.app_manifest", "ghapp.__main__", "ghapp"]),

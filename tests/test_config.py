@@ -207,6 +207,32 @@ def test_every_variable(tmp_path):
     assert (settings.host, settings.port, settings.push_settle) == ("0.0.0.0", 9000, 0)
 
 
+@pytest.mark.parametrize(
+    ("raw", "size"),
+    [
+        ("1024", 1024),
+        ("64K", 65536),
+        ("500M", 500 * 1024**2),
+        ("500MB", 500 * 1024**2),
+        ("2GiB", 2 * 1024**3),
+        ("1g", 1024**3),
+        ("3 T", 3 * 1024**4),
+    ],
+)
+def test_source_limits_take_sizes(raw, size):
+    settings = from_env(GHAPP_SOURCE_MAX_BYTES=raw, GHAPP_SOURCE_MAX_FILE_BYTES=raw, GHAPP_SOURCE_MAX_FILES="7")
+    assert (settings.source_max_bytes, settings.source_max_file_bytes, settings.source_max_files) == (size, size, 7)
+
+
+def test_source_limits_defaults():
+    settings = from_env()
+    assert (settings.source_max_bytes, settings.source_max_files, settings.source_max_file_bytes) == (
+        1024**3,
+        100_000,
+        100 * 1024**2,
+    )
+
+
 def test_secrets_stay_out_of_repr():
     settings = from_env(
         GITHUB_APP_ID="1",
@@ -312,6 +338,11 @@ def test_allow_forks_flag(raw, value):
         ("GHAPP_ALLOW_FORKS", "maybe"),
         ("GHAPP_ALLOW_FORKS", "on"),
         ("GHAPP_ALLOW_FORKS", "2"),
+        ("GHAPP_SOURCE_MAX_BYTES", "a lot"),
+        ("GHAPP_SOURCE_MAX_BYTES", "0"),
+        ("GHAPP_SOURCE_MAX_BYTES", "1.5G"),
+        ("GHAPP_SOURCE_MAX_FILE_BYTES", "-1M"),
+        ("GHAPP_SOURCE_MAX_FILES", "lots"),
     ],
 )
 def test_bad_values_name_the_variable(name, raw):

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import ROOT, free_port, processes_with, wait_for
+from tests.support import ROOT, free_port, processes_in_dir, processes_with, wait_for
 
 
 class Demo:
@@ -56,7 +56,8 @@ class Demo:
         return (await wait_for(announced, timeout=60, what="the demo's preview URL")).group(1)
 
     def leftovers(self) -> list[int]:
-        return processes_with(str(self.data_dir))
+        """The demo's processes: named after its data dir, or running in it (the sample repository's server)."""
+        return sorted({*processes_with(str(self.data_dir)), *processes_in_dir(self.data_dir)})
 
     def close(self):
         if self.proc.poll() is None:
@@ -99,7 +100,11 @@ async def test_demo_serves_a_preview_and_ctrl_c_cleans_up(demo):
     d = demo()
     url = await d.preview_url()
     page = fetch(url)
-    assert "Codertocat/Hello-World" in page and "ec26c3e57ca3a959ca5aad62de7213c562f8c821" in page
+    # served by the sample repository's serve.py, from its checkout at the pull request's commit
+    assert "<h1>Hello from PR #2 at ec26c3e57ca3a959ca5aad62de7213c562f8c821</h1>" in page
+    assert "Served by <code>serve.py</code> of Codertocat/Hello-World" in page
+    checkout = d.data_dir / "demo" / "state" / "sources" / "186853002" / "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+    assert (checkout / "serve.py").stat().st_mode & 0o777 == 0o444
     api = re.search(r"API\s+(http://\S+)", d.text()).group(1)
     assert '"status": "active"' in fetch(api)
 
@@ -130,4 +135,4 @@ async def test_demo_killed_with_sigkill_leaves_nothing_behind(demo):
         fetch(url)
     # and the next demo starts cleanly on the same data dir
     again = demo()
-    assert "Codertocat/Hello-World" in fetch(await again.preview_url())
+    assert "Hello from PR #2 at ec26c3e57ca3a959ca5aad62de7213c562f8c821" in fetch(await again.preview_url())

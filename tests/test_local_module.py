@@ -354,6 +354,63 @@ def test_git_url_checks_out_the_sha_and_runs_the_command_there(make_preview, tmp
     assert not preview.env_dir.exists()
 
 
+def _read_only_tree(root: Path, files: dict[str, str]) -> Path:
+    """A tree like ghapp's source checkouts: files 0444, directories 0555."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    for path in sorted(root.rglob("*"), reverse=True):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    root.chmod(0o555)
+    return root
+
+
+def test_source_dir_runs_the_command_in_a_writable_copy_replaced_when_it_changes(make_preview, tmp_path: Path) -> None:
+    one = _read_only_tree(tmp_path / "one", {"index.html": "commit one\n", "app/data.txt": "one"})
+    two = _read_only_tree(tmp_path / "two", {"index.html": "commit two\n"})
+    preview = make_preview(source_dir=one, command=f"echo hello > written.txt && {HTTP_SERVER}")
+    preview.apply_ok()
+    copy = preview.env_dir / "source"
+    assert http_get(preview.port, "/index.html") == (200, "commit one\n")
+    assert http_get(preview.port, "/written.txt") == (200, "hello\n")  # the app may write where it runs
+    assert (copy / "app" / "data.txt").read_text() == "one"
+    assert os.stat(one / "index.html").st_mode & 0o777 == 0o444  # the shared tree is left as it was
+
+    preview.apply_ok(source_dir=two, git_sha=SHA2)
+    assert http_get(preview.port, "/index.html") == (200, "commit two\n")
+    assert not (copy / "app").exists()  # a fresh copy of the new commit, nothing of the old one
+
+    preview.destroy_ok()
+    assert not preview.env_dir.exists()
+
+
+def test_source_dir_and_git_url_together_are_refused(make_preview, tmp_path: Path) -> None:
+    preview = make_preview(source_dir=tmp_path, git_url="https://example.com/x.git")
+    result = preview.apply()
+    assert result.returncode != 0 and "Set source_dir or git_url, not both" in result.stdout
+
+
+def test_sleeping_stops_the_processes_and_keeps_the_directory(make_preview, tmp_path: Path) -> None:
+    source = _read_only_tree(tmp_path / "src", {"index.html": "awake\n"})
+    preview = make_preview(source_dir=source, command=f"date >> starts.txt && {HTTP_SERVER}")
+    preview.apply_ok()
+    pid = preview.supervisor_pid()
+    assert http_get(preview.port, "/index.html") == (200, "awake\n")
+
+    preview.apply_ok(sleeping="true")
+    assert not _alive(pid)
+    preview.assert_nothing_left()
+    assert (preview.env_dir / "source" / "starts.txt").read_text().count("\n") == 1  # kept, as the app left it
+    assert preview.outputs()["preview_url"] == f"http://127.0.0.1:{preview.port}/"
+
+    preview.apply_ok(sleeping="false")
+    assert http_get(preview.port, "/index.html") == (200, "awake\n")
+    assert (preview.env_dir / "source" / "starts.txt").read_text().count("\n") == 2  # the same copy, woken
+
+    preview.destroy_ok()
+    preview.assert_nothing_left()
+
+
 @pytest.mark.parametrize(
     "command",
     [

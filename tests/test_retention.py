@@ -138,3 +138,29 @@ async def test_old_rows_are_deleted_in_batches_and_what_matters_is_kept(pool):
     await expire_and_prune(pool, Settings(retention=3 * DAY))
     assert await _ids(pool, "deliveries") == {"d-2"}
     assert await _ids(pool, "runs") == {live_latest, gone_recent, running}
+
+
+async def test_commits_in_use_are_those_wanted_or_running(pool):
+    """The source checkouts to keep: the desired commit of a present environment, the deployed commit of a
+    provisioned one; nothing of a destroyed one."""
+    rows = [
+        # repo, pr, desired, desired_sha, provisioned, deployed_sha
+        (1, 1, "present", "a" * 40, True, "b" * 40),  # deploying a, b still running: both
+        (1, 2, "present", "c" * 40, False, None),  # new preview: c
+        (2, 3, "absent", "d" * 40, True, "e" * 40),  # being destroyed: e still runs until then
+        (2, 4, "absent", "f" * 40, False, "0" * 40),  # destroyed: nothing
+    ]
+    for repo, pr, wanted, desired_sha, provisioned, deployed_sha in rows:
+        await pool.execute(
+            """INSERT INTO environments (repo_id, repository, pr_number, desired, desired_sha, provisioned,
+               deployed_sha, status) VALUES ($1, $7, $2, $3, $4, $5, $6, 'active')""",
+            repo,
+            pr,
+            wanted,
+            desired_sha,
+            provisioned,
+            deployed_sha,
+            f"o/r{repo}",
+        )
+    async with pool.acquire() as conn:
+        assert await retention.commits_in_use(conn) == {(1, "a" * 40), (1, "b" * 40), (1, "c" * 40), (2, "e" * 40)}

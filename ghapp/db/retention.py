@@ -82,3 +82,12 @@ async def _repeat(pool: asyncpg.Pool, sql: str, arg: object, batch: int, pause: 
 
 def _count(status: str) -> int:
     return int(status.split()[-1])
+
+
+async def commits_in_use(conn: asyncpg.Connection) -> set[tuple[int, str]]:
+    """(repository id, SHA) of every commit an environment wants or runs: the source checkouts to keep."""
+    rows = await conn.fetch(
+        """SELECT repo_id, desired_sha AS sha FROM environments WHERE desired_sha IS NOT NULL AND desired = 'present'
+        UNION SELECT repo_id, deployed_sha FROM environments WHERE deployed_sha IS NOT NULL AND provisioned"""
+    )
+    return {(row["repo_id"], row["sha"]) for row in rows}

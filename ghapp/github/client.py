@@ -25,6 +25,7 @@ USER_AGENT = "ghapp (preview environments)"
 # What the app needs, and nothing more (app.yml asks for the same).
 PERMISSIONS = {
     "checks": "write",
+    "contents": "read",
     "deployments": "write",
     "issues": "write",
     "pull_requests": "read",

@@ -15,15 +15,18 @@ from aiohttp import web
 from ghapp import db, isolation
 from ghapp.config import Settings
 from ghapp.github.client import USER_AGENT, GitHubApp
+from ghapp.github.repository import GitHubRepositoryFiles
 from ghapp.github.sink import GitHubSink
+from ghapp.sources import SourceLimits, Sources
 from ghapp.terraform import Terraform, allowed, find_binary
 from ghapp.web import api, auth, dashboard, keys, metrics, webhooks
 from ghapp.web.intake import GroupCommit
 from ghapp.workers.commands import CommandProcessor
 from ghapp.workers.loops import run_loop
-from ghapp.workers.periodic import Resync, expire_and_prune
+from ghapp.workers.periodic import Resync, expire_and_prune, prune_sources
 from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
+from ghapp.workers.resolve import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ async def database_errors(request: web.Request, handler) -> web.StreamResponse:
 
 MAX_OTHER_BODY = 64 * 1024  # every route but /webhooks takes small forms at most
 MAX_QUERY_VALUE = 1000
+SOURCES_PRUNE_INTERVAL = 600.0  # seconds between two passes over this replica's source checkouts
 
 
 @web.middleware
@@ -69,7 +73,11 @@ def _storable(text: str) -> bool:
     return "\x00" not in text
 
 
-def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
+def create_app(
+    settings: Settings, *, workers: bool = True, sources: Sources | None = None, resolver: Resolver | None = None
+) -> web.Application:
+    """The application; `sources` and `resolver` replace the ones the workers would make (the demo's read a local
+    sample repository)."""
     app = web.Application(
         client_max_size=MAX_OTHER_BODY,  # /webhooks reads its own body, up to webhooks.MAX_BODY
         middlewares=[database_errors, request_limits, auth.sessions_middleware],
@@ -78,6 +86,10 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
     app[keys.READY] = asyncio.Event()
     app[keys.THROTTLE] = auth.Throttle()
     app[keys.DRAINS] = []
+    if sources is not None:
+        app[keys.SOURCES] = sources
+    if resolver is not None:
+        app[keys.RESOLVER] = resolver
     app.on_shutdown.append(_drain)
     metrics.setup(app)
     app.router.add_post("/webhooks", metrics.counting_deliveries(webhooks.receive))
@@ -201,8 +213,19 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         run_as=isolation.run_user(),
         redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
     )
+    if keys.SOURCES not in app:
+        files = GitHubRepositoryFiles(app[keys.GITHUB], settings.source_max_bytes) if keys.GITHUB in app else None
+        app[keys.SOURCES] = Sources(
+            settings.data_dir / "sources", files, SourceLimits.of(settings), run_user=isolation.run_user()
+        )
+    sources = app[keys.SOURCES]
     reconciler = Reconciler(
-        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[keys.METRICS].run_finished
+        app[keys.POOL],
+        app[keys.DATABASE_URL],
+        terraform,
+        settings,
+        on_run_finished=app[keys.METRICS].run_finished,
+        resolver=app.get(keys.RESOLVER),
     )
     app[keys.RECONCILER] = reconciler
     app[keys.DRAINS].append(reconciler.drain)
@@ -219,7 +242,10 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             settings.terraform_module,
             terraform.binary,
         )
-        await reconciler.reconcile_forever()
+        await asyncio.gather(
+            reconciler.reconcile_forever(),
+            run_loop("sources", lambda: prune_sources(app[keys.POOL], sources), poll=SOURCES_PRUNE_INTERVAL),
+        )
 
     task = asyncio.create_task(start_when_ready())
     try:

@@ -12,7 +12,9 @@ from aiohttp import web
 from ghapp.config import Settings
 from ghapp.db.state_role import StateRole
 from ghapp.github.client import GitHubApp
+from ghapp.sources import Sources
 from ghapp.web.intake import GroupCommit
+from ghapp.workers.resolve import Resolver
 
 if TYPE_CHECKING:
     from ghapp.web.auth import Throttle
@@ -33,3 +35,6 @@ STREAMS_CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdow
 DRAINS: web.AppKey[list[Callable[[float], Awaitable[None]]]] = web.AppKey("drains")
 INTAKE = web.AppKey("intake", GroupCommit)  # the group commit of webhook deliveries
 GITHUB = web.AppKey("github", GitHubApp)  # the App client (online only): one token cache, ETag cache and budget
+# The pull request's code at a commit (`source: true`); given to create_app (the demo), else made by the workers.
+SOURCES = web.AppKey("sources", Sources)
+RESOLVER = web.AppKey("resolver", Resolver)  # given to create_app (the demo), else the default resolver

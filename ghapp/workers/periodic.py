@@ -24,6 +24,7 @@ from ghapp.core.policy import fork_gated, may_spend_optional, next_slice
 from ghapp.core.pulls import change_from_pull
 from ghapp.db import desired, locks, reads, retention
 from ghapp.github.client import GitHubApp
+from ghapp.sources import Sources
 from ghapp.workers.loops import run_loop
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,16 @@ async def remind_expiring(
         ]
         await desired.mark_reminded(conn, chosen)
     return chosen
+
+
+async def prune_sources(pool: asyncpg.Pool, sources: Sources, grace: float = 3600.0) -> float | None:
+    """Delete this replica's checkouts of commits that no environment wants or runs any more (and that were not
+    handed to a run for `grace` seconds)."""
+    async with pool.acquire() as conn:
+        in_use = await retention.commits_in_use(conn)
+    for tree in await sources.prune(in_use, grace):
+        log.info("deleted the checkout %s: no environment uses that commit any more", tree)
+    return None
 
 
 class Resync:

@@ -22,6 +22,7 @@ from ghapp.core.policy import backoff, next_action, retry_delay
 from ghapp.core.repoconfig import Held, Plan
 from ghapp.core.tfevents import Progress
 from ghapp.db import UNAVAILABLE, runs
+from ghapp.sources import UnsafeArchive
 from ghapp.terraform import ModuleInputs, Terraform
 from ghapp.workers.loops import Wake, run_loop
 from ghapp.workers.resolve import Resolver
@@ -195,6 +196,8 @@ class Reconciler:
         environment is retried with backoff."""
         try:
             return await self.resolver.resolve(env)
+        except UnsafeArchive as e:  # the commit's archive will always be refused: say so, retry only on a push
+            return Held(Hold.INVALID, f"the pull request's code at {short_sha(env.desired_sha)} cannot be used: {e}")
         except Exception as e:
             log.warning("%s: cannot resolve its configuration: %s", env.label, e, exc_info=True)
             delay = retry_delay(

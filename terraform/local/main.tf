@@ -49,12 +49,17 @@ resource "terraform_data" "process" {
   triggers_replace = [
     var.git_sha, var.command, var.git_url, local.port, local.env_dir,
     var.repository, var.pr_number, var.head_ref, var.lifetime_lock,
+    var.source_dir, var.sleeping,
   ]
 
   lifecycle {
     precondition {
       condition     = local.port <= 65535
       error_message = "The port (port_base + environment_id % 10000) must be at most 65535."
+    }
+    precondition {
+      condition     = var.source_dir == "" || var.git_url == ""
+      error_message = "Set source_dir or git_url, not both."
     }
   }
 
@@ -65,7 +70,7 @@ resource "terraform_data" "process" {
     env_dir = terraform_data.workdir.output.env_dir
   }
 
-  # Start (after stopping a leftover) and wait until http://127.0.0.1:<port>/ answers.
+  # Start (after stopping a leftover) and wait until http://127.0.0.1:<port>/ answers; when sleeping, only stop.
   provisioner "local-exec" {
     interpreter = [self.input.python, self.input.script]
     command     = "start"
@@ -75,6 +80,8 @@ resource "terraform_data" "process" {
       PREVIEW_PORT          = tostring(local.port)
       PREVIEW_COMMAND       = var.command
       PREVIEW_GIT_URL       = var.git_url
+      PREVIEW_SOURCE_DIR    = var.source_dir
+      PREVIEW_SLEEPING      = tostring(var.sleeping)
       PREVIEW_GIT_SHA       = var.git_sha
       PREVIEW_HEAD_REF      = var.head_ref
       PREVIEW_REPOSITORY    = var.repository

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -79,6 +80,10 @@ class Env:
     @property
     def checkout(self) -> Path:
         return self.env_dir / "checkout"
+
+    @property
+    def source(self) -> Path:
+        return self.env_dir / "source"
 
 
 # Processes, seen through /proc.
@@ -242,6 +247,34 @@ def checkout(git_url: str, sha: str, dest: Path, pr_number: str) -> None:
     _git(["clean", "-ffdxq"], dest)
 
 
+def copy_source(source_dir: str, dest: Path) -> None:
+    """A writable copy of the read-only `source_dir` at dest, made again only when source_dir changes (so what the
+    app writes there survives a restart or a sleep at the same commit). Links are copied as links, never followed."""
+    source = Path(source_dir)
+    if not source.is_absolute() or not source.is_dir():
+        raise Failure(f"source_dir {source_dir!r} is not an absolute path to a directory")
+    origin = dest.with_name(dest.name + ".from")
+    try:
+        if dest.is_dir() and origin.read_text() == source_dir:
+            return
+    except OSError:
+        pass
+    print(f"preview: copying {source_dir} into {dest}", flush=True)
+    fresh = dest.with_name(dest.name + ".new")
+    for path in (fresh, dest):
+        if path.exists():
+            shutil.rmtree(path)
+    shutil.copytree(source, fresh, symlinks=True)
+    for root, _dirs, files in os.walk(fresh):
+        os.chmod(root, 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) | stat.S_IWUSR)
+    os.replace(fresh, dest)
+    origin.write_text(source_dir)
+
+
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -301,10 +334,16 @@ def start(env: Env, environ: dict[str, str]) -> None:
     timeout = float(environ.get("PREVIEW_READY_TIMEOUT") or 60)
     env.env_dir.mkdir(parents=True, exist_ok=True)
     stop(env)
+    if environ.get("PREVIEW_SLEEPING") == "true":
+        print(f"preview: sleeping (nothing runs; {env.env_dir} is kept)", flush=True)
+        return
     if _port_in_use(port):
         raise Failure(f"port {port} on 127.0.0.1 is already in use by another process")
     cwd = env.env_dir
-    if environ.get("PREVIEW_GIT_URL"):
+    if environ.get("PREVIEW_SOURCE_DIR"):
+        copy_source(environ["PREVIEW_SOURCE_DIR"], env.source)
+        cwd = env.source
+    elif environ.get("PREVIEW_GIT_URL"):
         checkout(
             environ["PREVIEW_GIT_URL"],
             environ.get("PREVIEW_GIT_SHA", ""),

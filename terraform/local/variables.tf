@@ -57,10 +57,22 @@ variable "environment_name" {
 
 # Operator configuration.
 
+variable "source_dir" {
+  type        = string
+  default     = ""
+  description = "The pull request's code at git_sha, read-only (the app sets it for `source: true`). If set, it is copied into a writable source/ directory of the environment (again when source_dir changes) and command runs there."
+}
+
+variable "sleeping" {
+  type        = bool
+  default     = false
+  description = "If true, the preview's processes are stopped and its directory kept; false starts it again."
+}
+
 variable "command" {
   type        = string
   default     = ""
-  description = "Command run with /bin/sh -c instead of the built-in page server; PORT is set in its environment. Runs in the checkout when git_url is set, else in the environment's directory."
+  description = "Command run with /bin/sh -c instead of the built-in page server; PORT is set in its environment. Runs in the copy of source_dir when set, in the checkout when git_url is set, else in the environment's directory."
 }
 
 variable "git_url" {
