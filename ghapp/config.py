@@ -23,7 +23,8 @@ KNOWN_VARIABLES = frozenset(
     GHAPP_ALLOW_FORKS GHAPP_HOST GHAPP_PORT GHAPP_PUBLIC_URL GHAPP_PUSH_SETTLE GHAPP_LEASE_TTL GHAPP_POLL_INTERVAL
     GHAPP_RETRY_BASE GHAPP_RETRY_CAP GHAPP_MAX_ATTEMPTS GHAPP_SHUTDOWN_GRACE GHAPP_BODY_TIMEOUT GHAPP_MODULES
     GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT GHAPP_MAX_PREVIEWS
-    GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE""".split()
+    GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE
+    GHAPP_SLEEP_AFTER GHAPP_WAKE_TIMEOUT""".split()
 )
 MIN_ADMIN_TOKEN = 24
 
@@ -148,6 +149,11 @@ class Settings:
     # remaining requests of an installation below which optional work (the resync) waits for the next window.
     resync_batch: int = 50
     rate_reserve: int = 1000
+    # Sleep: a preview with no request through the gateway for this long is put to sleep, unless its configuration
+    # says otherwise (`sleep_after`); None (GHAPP_SLEEP_AFTER=never): only by hand. A request to a sleeping preview
+    # wakes it; a request that is not from a browser is held up to `wake_timeout`, then answered 503.
+    sleep_after: float | None = 3600.0
+    wake_timeout: float = 30.0
     # Extra environment that ghapp itself sets for every Terraform run (the demo, tests).
     terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -203,6 +209,12 @@ class Settings:
                 raise ConfigError(f"{name} must be true or false, got {raw!r}")
             return raw in {"true", "1", "yes"}
 
+        def sleep_after() -> float | None:
+            raw = get("GHAPP_SLEEP_AFTER")
+            if raw is not None and raw.lower() == "never":
+                return None
+            return duration("GHAPP_SLEEP_AFTER", defaults.sleep_after or 0)
+
         def port() -> int:
             value = number("GHAPP_PORT", defaults.port)
             if value > 65535:
@@ -257,6 +269,8 @@ class Settings:
             intake_wait=duration("GHAPP_INTAKE_WAIT", defaults.intake_wait, allow_zero=True),
             resync_batch=number("GHAPP_RESYNC_BATCH", defaults.resync_batch),
             rate_reserve=_reserve(get("GHAPP_RATE_RESERVE"), defaults.rate_reserve),
+            sleep_after=sleep_after(),
+            wake_timeout=duration("GHAPP_WAKE_TIMEOUT", defaults.wake_timeout),
         )
 
     def check_serve(self) -> None:

@@ -67,6 +67,7 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         log_tail=tail,
         details_url=f"{settings.base_url}/environments/{env.id}",
         expired=env.expired_at is not None,
+        sleeping=env.desired_sleeping,
     )
 
 
