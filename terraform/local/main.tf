@@ -45,7 +45,10 @@ resource "terraform_data" "workdir" {
   }
 }
 
+# Sleeping (the contract's `sleeping`): no process, everything else kept; waking starts it again.
 resource "terraform_data" "process" {
+  count = var.sleeping ? 0 : 1
+
   triggers_replace = [
     var.git_sha, var.command, var.git_url, local.port, local.env_dir,
     var.repository, var.pr_number, var.head_ref, var.lifetime_lock,

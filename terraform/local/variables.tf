@@ -55,6 +55,12 @@ variable "environment_name" {
   }
 }
 
+variable "sleeping" {
+  type        = bool
+  default     = false
+  description = "Asleep: the preview's process is stopped; its directory (and checkout) is kept for the wake."
+}
+
 # Operator configuration.
 
 variable "command" {
