@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-COMMANDS = ("deploy", "redeploy", "destroy", "help")
+COMMANDS = ("deploy", "redeploy", "destroy", "sleep", "wake", "help")
 MAX_BODY = 65_536  # GitHub's own limit for a comment; anything longer is not a comment we act on
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 # ASCII case-insensitive: no /prevıew. The word, then (for deploy) an optional argument on the same line.

@@ -151,6 +151,9 @@ def asleep(env: Environment) -> bool:
 
 def waking(env: Environment) -> bool:
     """A wake was asked for and the preview is not serving yet."""
-    return env.desired == Desired.PRESENT and not env.desired_sleeping and env.status != Status.ACTIVE and (
-        env.wake_requested_at is not None or env.status == Status.SLEEPING
+    return (
+        env.desired == Desired.PRESENT
+        and not env.desired_sleeping
+        and env.status != Status.ACTIVE
+        and (env.wake_requested_at is not None or env.status == Status.SLEEPING)
     )

@@ -163,9 +163,9 @@ async def deploy_head(
     pr_head: str | None = None,
 ) -> None:
     """A person asked for `sha` to be deployed (again): desired present there, awake (policy.stays_asleep), a new
-    generation even if nothing else changed (redeploy); `approve` records a maintainer's approval of a fork's commit. The PR's head is
-    `pr_head` when the caller just read it from GitHub, else stays what events said: a commit pushed after the
-    approved one keeps waiting for its own approval."""
+    generation even if nothing else changed (redeploy); `approve` records a maintainer's approval of a fork's
+    commit. The PR's head is `pr_head` when the caller just read it from GitHub, else stays what events said: a
+    commit pushed after the approved one keeps waiting for its own approval."""
     await conn.execute(
         """UPDATE environments SET desired = 'present', desired_sha = $2, head_sha = coalesce($5, head_sha, $2),
                approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END,

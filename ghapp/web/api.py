@@ -46,6 +46,9 @@ def environment_json(env: Environment) -> dict:
         "created_at": _time(env.created_at),
         "updated_at": _time(env.updated_at),
         "expires_at": _time(env.expires_at),
+        "sleeping": env.desired_sleeping,  # asleep or going to sleep (`status` says which)
+        "sleep_after": env.sleep_after,
+        "last_request_at": _time(env.last_request_at),
     }
 
 

@@ -3,3 +3,8 @@
 ALTER TABLE environments ADD COLUMN wake_requested_at timestamptz;
 
 CREATE INDEX environments_awake ON environments (id) WHERE status = 'active' AND NOT desired_sleeping;
+
+-- `/preview sleep` and `/preview wake`.
+ALTER TABLE commands DROP CONSTRAINT commands_command_check;
+ALTER TABLE commands ADD CONSTRAINT commands_command_check
+    CHECK (command IN ('deploy', 'redeploy', 'destroy', 'help', 'sleep', 'wake'));
