@@ -149,6 +149,11 @@ def asleep(env: Environment) -> bool:
     return env.desired == Desired.PRESENT and (env.desired_sleeping or env.status == Status.SLEEPING)
 
 
+def wants_page(accept: str) -> bool:
+    """A browser navigating (it accepts HTML) gets the "waking up" page; other clients are held until ready."""
+    return "text/html" in accept.lower()
+
+
 def waking(env: Environment) -> bool:
     """A wake was asked for and the preview is not serving yet."""
     return (

@@ -56,6 +56,7 @@ UPDATE environments SET desired = 'absent', updated_at = now(), approved_sha = N
     status = CASE WHEN desired = 'present' AND status IN ('active', 'sleeping', 'failed', 'pending') THEN 'pending'
                   ELSE status END,
     expired_at = CASE WHEN $2 AND desired = 'present' THEN now() ELSE expired_at END,
+    wake_requested_at = NULL,
     github_gone = github_gone OR $3
 WHERE id = ANY($1::bigint[])
 RETURNING id, pg_notify($4, id::text)

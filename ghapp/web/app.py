@@ -21,7 +21,7 @@ from ghapp.web import api, auth, dashboard, keys, metrics, webhooks
 from ghapp.web.intake import GroupCommit
 from ghapp.workers.commands import CommandProcessor
 from ghapp.workers.loops import run_loop
-from ghapp.workers.periodic import Resync, expire_and_prune
+from ghapp.workers.periodic import Resync, expire_and_prune, sleep_check_interval, sleep_idle
 from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
 
@@ -159,6 +159,8 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         tasks.append(_when_ready(app, Resync(app[keys.POOL], github, settings).resync_forever()))
     every = min(60.0, max(1.0, settings.env_ttl / 20))
     tasks.append(_when_ready(app, run_loop("expiry", lambda: expire_and_prune(app[keys.POOL], settings), poll=every)))
+    sleeper = run_loop("sleeper", lambda: sleep_idle(app[keys.POOL], settings), poll=sleep_check_interval(settings))
+    tasks.append(_when_ready(app, sleeper))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
     app[keys.DRAINS].append(publisher.drain)
     tasks.append(_when_ready(app, publisher.publish_forever()))
@@ -197,7 +199,12 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
     )
     reconciler = Reconciler(
-        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[keys.METRICS].run_finished
+        app[keys.POOL],
+        app[keys.DATABASE_URL],
+        terraform,
+        settings,
+        on_run_finished=app[keys.METRICS].run_finished,
+        on_woken=app[keys.METRICS].woken,
     )
     app[keys.RECONCILER] = reconciler
     app[keys.DRAINS].append(reconciler.drain)
