@@ -53,6 +53,7 @@ _STATUS_TEXT = {
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<link rel="icon" href="data:,">
 <noscript><meta http-equiv="refresh" content="{retry}"></noscript>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1f2328}}
 h1{{font-size:1.4rem}} small{{color:#59636e}}</style></head>
@@ -100,8 +101,8 @@ def waking_page(env: Environment) -> web.Response:
     )
     headers = {
         "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; connect-src 'self'; "
-            "frame-ancestors 'none'"
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+            f"script-src 'nonce-{nonce}'; connect-src 'self'; frame-ancestors 'none'"
         ),
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",
