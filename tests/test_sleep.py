@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from ghapp.config import ConfigError, Settings
 from ghapp.core.commands import parse_command
@@ -23,7 +25,7 @@ from ghapp.core.policy import (
     waking,
     wants_page,
 )
-from ghapp.db import sleep
+from ghapp.db import reads, sleep
 from ghapp.gateway import wake
 from tests.support import environment, fake_sha, runs, wait_for
 from tests.test_dashboard import TOKEN, seed, sign_in
@@ -312,3 +314,50 @@ def test_metrics_count_wakes_and_their_latency():
     assert samples["ghapp_wake_latency_seconds_count{}"] == 2
     assert samples["ghapp_wake_latency_seconds_bucket{'le': '2.0'}"] == 2
     assert samples["ghapp_wake_latency_seconds_bucket{'le': '1.0'}"] == 1
+
+
+# --- the wake guard's answers (no workers: the preview never finishes waking here) --------------------------------
+
+
+async def test_the_wake_guard_answers_by_client_and_lets_the_woken_preview_through(start_app, db):
+    await start_app(workers=False)
+    (env_id,) = await seed(db)
+    waker = wake.Waker(db, Settings(wake_timeout=0.05))
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+    async def current():
+        async with db.acquire() as conn:
+            return await reads.get_environment(conn, env_id)
+
+    try:
+        assert await waker(make_mocked_request("GET", "/", headers=browser), await current()) is None  # awake
+        async with db.acquire() as conn:
+            await sleep.request_sleep(conn, env_id)
+        await db.execute(
+            "UPDATE environments SET status = 'sleeping', observed_generation = generation WHERE id = $1", env_id
+        )
+        asleep_env = await current()
+        generation = asleep_env.generation
+
+        page = await waker(make_mocked_request("GET", "/", headers=browser), asleep_env)
+        assert page.status == 503 and page.headers[wake.MARKER] == "waking" and "Waking up PR #" in page.text
+        poll = await waker(make_mocked_request("GET", "/", headers={"Accept": wake.STATUS_TYPE}), asleep_env)
+        assert poll.status == 200 and json.loads(poll.text) == {
+            "status": "sleeping",
+            "text": wake.status_text(asleep_env),
+            "ready": False,
+        }
+        held = await waker(make_mocked_request("GET", "/x", headers={"Accept": "*/*"}), asleep_env)
+        assert held.status == 503 and held.headers["Retry-After"] == str(wake.RETRY_AFTER)
+        assert (await current()).generation == generation + 1, "three requests, one wake"
+
+        await db.execute(
+            "UPDATE environments SET status = 'active', observed_generation = generation WHERE id = $1", env_id
+        )
+        seen = []
+        waker.fresh = lambda _request, env: seen.append(env.status)
+        # the gateway's cache may still say sleeping: the poll goes on to the preview as it is now
+        assert await waker(make_mocked_request("GET", "/", headers={"Accept": wake.STATUS_TYPE}), asleep_env) is None
+        assert seen == ["active"]
+    finally:
+        await waker.close()

@@ -11,8 +11,15 @@ requests on many replicas wake it once. Then:
 While a woken preview is starting, its requests are answered the same way. The wake counts as the preview's last
 request, so it does not fall asleep again at once.
 
-After the guard lets a held request through (None), the gateway must proxy to the preview as it is now, not as its
-short cache last saw it (sleeping): see `fresh` below.
+Wiring into the gateway (ghapp/gateway/app.py), after the access guard (a request that may not see the preview
+must not wake it):
+
+    waker = Waker(pool, settings)
+    waker.fresh = lambda request, env: (request.__setitem__(ENVIRONMENT, env), gateway.forget(env.name))
+    gateway.guards.append(waker)            # and `await waker.close()` when the gateway stops
+
+and `Gateway._proxy` must proxy to `request[ENVIRONMENT]` as the guards leave it: the environment it looked up
+before the guards ran is the sleeping one, and a request held until the wake is done would get "asleep" instead.
 """
 
 from __future__ import annotations
@@ -148,11 +155,11 @@ class Waker:
         now = await self._wake(env) if asleep(env) else await self._read(env.id)
         if now is None:
             return None  # gone meanwhile: the gateway says so
-        if STATUS_TYPE in request.headers.get("Accept", ""):
-            return status_answer(now)
-        if ready(now):
+        if ready(now):  # a waking page's poll included: the preview answers it, and the page reloads
             self.fresh(request, now)
             return None
+        if STATUS_TYPE in request.headers.get("Accept", ""):
+            return status_answer(now)
         if wants_page(request.headers.get("Accept", "")):
             return waking_page(now)
         return await self._hold(request, now)
