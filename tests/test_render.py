@@ -72,7 +72,7 @@ STATES = {
         deployed_sha=HEAD,
         preview_url="https://pr-42-shop-7.preview.example.com/",
         sleeping=True,
-        progress={"done": 0, "total": 1, "current": "terraform_data.process"},
+        progress={"done": 0, "total": 1, "current": "terraform_data.process[0]"},
         run_action="apply",
         run_started_at=T0,
     ),
