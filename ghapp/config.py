@@ -24,7 +24,8 @@ KNOWN_VARIABLES = frozenset(
     GHAPP_RETRY_BASE GHAPP_RETRY_CAP GHAPP_MAX_ATTEMPTS GHAPP_SHUTDOWN_GRACE GHAPP_BODY_TIMEOUT GHAPP_MODULES
     GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT GHAPP_MAX_PREVIEWS
     GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE
-    GHAPP_EXPIRY_WARNING GHAPP_SOURCE_MAX_BYTES GHAPP_SOURCE_MAX_FILES GHAPP_SOURCE_MAX_FILE_BYTES""".split()
+    GHAPP_EXPIRY_WARNING GHAPP_SOURCE_MAX_BYTES GHAPP_SOURCE_MAX_FILES GHAPP_SOURCE_MAX_FILE_BYTES
+    GHAPP_SLEEP_AFTER GHAPP_WAKE_TIMEOUT""".split()
 )
 MIN_ADMIN_TOKEN = 24
 
@@ -166,6 +167,11 @@ class Settings:
     source_max_bytes: int = 1024**3
     source_max_files: int = 100_000
     source_max_file_bytes: int = 100 * 1024**2
+    # Sleep: a preview with no request through the gateway for this long is put to sleep, unless its configuration
+    # says otherwise (`sleep_after`); None (GHAPP_SLEEP_AFTER=never): only by hand. A request to a sleeping preview
+    # wakes it; a request that is not from a browser is held up to `wake_timeout`, then answered 503.
+    sleep_after: float | None = 3600.0
+    wake_timeout: float = 30.0
     # Extra environment that ghapp itself sets for every Terraform run (the demo, tests).
     terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -233,6 +239,12 @@ class Settings:
                 raise ConfigError(f"{name} must be true or false, got {raw!r}")
             return raw in {"true", "1", "yes"}
 
+        def sleep_after() -> float | None:
+            raw = get("GHAPP_SLEEP_AFTER")
+            if raw is not None and raw.lower() == "never":
+                return None
+            return duration("GHAPP_SLEEP_AFTER", defaults.sleep_after or 0)
+
         def port() -> int:
             value = number("GHAPP_PORT", defaults.port)
             if value > 65535:
@@ -291,6 +303,8 @@ class Settings:
             source_max_bytes=size("GHAPP_SOURCE_MAX_BYTES", defaults.source_max_bytes),
             source_max_files=number("GHAPP_SOURCE_MAX_FILES", defaults.source_max_files),
             source_max_file_bytes=size("GHAPP_SOURCE_MAX_FILE_BYTES", defaults.source_max_file_bytes),
+            sleep_after=sleep_after(),
+            wake_timeout=duration("GHAPP_WAKE_TIMEOUT", defaults.wake_timeout),
         )
 
     def check_serve(self) -> None:

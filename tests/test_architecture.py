@@ -23,7 +23,7 @@ LAYERS = [
         ["ghapp.github", "ghapp.terraform", "ghapp.bundled_terraform", "ghapp.sources", "ghapp.demo_repository"],
     ),
     ("workers", ["ghapp.workers"]),
-    ("web", ["ghapp.web"]),
+    ("web", ["ghapp.web", "ghapp.gateway"]),
     ("entry", ["ghapp.cli", "ghapp.demo", "ghapp.deliveries", "ghapp.app_manifest", "ghapp.__main__", "ghapp"]),
 ]
 # The pure core: standard library modules that do no I/O, nothing else.

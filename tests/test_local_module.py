@@ -303,6 +303,26 @@ def test_new_sha_replaces_the_process(make_preview) -> None:
     assert SHA2 in body and SHA1 not in body
 
 
+def test_sleeping_stops_the_process_keeps_the_directory_and_waking_starts_it(make_preview) -> None:
+    preview = make_preview()
+    preview.apply_ok()
+    awake = preview.supervisor_pid()
+    (preview.env_dir / "kept").write_text("still here")
+
+    preview.apply_ok(sleeping="true")
+    assert not _alive(awake) and not port_open(preview.port)
+    assert preview_pids(preview.env_dir) == set()
+    assert (preview.env_dir / "kept").read_text() == "still here"
+    assert preview.outputs()["preview_url"] == f"http://127.0.0.1:{preview.port}/"  # the address stays
+
+    preview.apply_ok(sleeping="false")
+    assert _alive(preview.supervisor_pid()) and http_get(preview.port)[0] == 200
+    assert (preview.env_dir / "kept").exists()
+    preview.apply_ok(sleeping="true")  # asleep, then destroyed: nothing is left
+    preview.destroy_ok()
+    preview.assert_nothing_left()
+
+
 def test_command_runs_with_port_in_env_dir_and_without_terraform_secrets(make_preview) -> None:
     preview = make_preview(command=f"env > seen-env.txt; echo started-by-command; {HTTP_SERVER}")
     result = preview.apply(extra_env={"GHAPP_SECRET_FOR_TEST": "s3cret", "PG_CONN_STR": "postgresql://x"})

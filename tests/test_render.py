@@ -66,6 +66,26 @@ STATES = {
         run_started_at=T0 - dt.timedelta(seconds=95),
         run_finished_at=T0,
     ),
+    "going-to-sleep": dataclasses.replace(
+        BASE,
+        status="creating",
+        deployed_sha=HEAD,
+        preview_url="https://pr-42-shop-7.preview.example.com/",
+        sleeping=True,
+        progress={"done": 0, "total": 1, "current": "terraform_data.process[0]"},
+        run_action="apply",
+        run_started_at=T0,
+    ),
+    "sleeping": dataclasses.replace(
+        BASE,
+        status="sleeping",
+        deployed_sha=HEAD,
+        preview_url="https://pr-42-shop-7.preview.example.com/",
+        sleeping=True,
+        run_action="apply",
+        run_started_at=T0 - dt.timedelta(seconds=3),
+        run_finished_at=T0,
+    ),
     "failed-retrying": dataclasses.replace(
         BASE,
         status="failed",
@@ -162,6 +182,8 @@ def test_deployment_views():
     assert render.deployment(STATES["failed"]).state == "failure"
     assert render.deployment(STATES["destroyed"]).state == "inactive"
     assert render.deployment(STATES["awaiting-approval"]) is None
+    asleep = render.deployment(STATES["sleeping"])  # the way to a sleeping preview stays: a request wakes it
+    assert asleep.state == "success" and asleep.environment_url == "https://pr-42-shop-7.preview.example.com/"
     assert all(len(render.deployment(s).description) <= 140 for s in STATES.values() if render.deployment(s))
 
 

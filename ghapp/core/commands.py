@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-COMMANDS = ("deploy", "redeploy", "destroy", "keep", "help")
+COMMANDS = ("deploy", "redeploy", "destroy", "sleep", "wake", "keep", "help")
 KEEP_OFF = "keep off"  # `/preview keep off`: the undo of `keep`, a command of its own
 MAX_BODY = 65_536  # GitHub's own limit for a comment; anything longer is not a comment we act on
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)

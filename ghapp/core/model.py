@@ -131,6 +131,7 @@ class Environment:
     sleep_after: float | None = None  # seconds without a request through the gateway; None: never sleeps
     desired_sleeping: bool = False
     last_request_at: dt.datetime | None = None
+    wake_requested_at: dt.datetime | None = None  # a request asked this sleeping preview to wake; None once active
 
     @property
     def label(self) -> str:

@@ -9,7 +9,7 @@ from ghapp.core.model import Environment
 
 WRITERS = ("admin", "maintain", "write")
 # What the author of a same-repository PR may do without write access.
-AUTHOR_COMMANDS = ("redeploy", "destroy", "keep", "keep off")
+AUTHOR_COMMANDS = ("redeploy", "destroy", "sleep", "wake", "keep", "keep off")
 
 
 def is_fork(head_repo_id: int | None, base_repo_id: int) -> bool:
@@ -113,3 +113,71 @@ def claim_key(
     the repository with the fewest runs in flight, then the author with the fewest, then the longest due. The
     claim's SQL (db/runs.py) orders by exactly this, counting leases held across every replica."""
     return (not destroy, repo_in_flight, author_in_flight, due_at, env_id)
+
+
+# --- sleep and wake ----------------------------------------------------------------------------------------------
+#
+# Sleeping is a desired state like any other: putting a preview to sleep or waking it bumps the generation, and the
+# reconciler applies the module with `sleeping` set accordingly. A new commit to deploy (a push, `/preview deploy`,
+# `/preview redeploy`) wakes a sleeping preview: someone is working on it, and the check run must say whether the
+# new commit really starts, not only that it was recorded while asleep. The idle sleeper puts it back to sleep
+# after `sleep_after` without a request.
+
+
+def sleep_after(operator_default: float | None, repository_value: float | None = None) -> float | None:
+    """Seconds without a request after which an active preview sleeps: its configuration's `sleep_after`, else
+    GHAPP_SLEEP_AFTER; None: never by itself. (The sleeper's SQL, db/sleep.py, applies the same rule as
+    `coalesce(sleep_after, $default)`.)"""
+    return repository_value if repository_value is not None else operator_default
+
+
+def idle_since(env: Environment) -> dt.datetime:
+    """Since when nobody asked for the preview: its last request through the gateway, or its last push or deploy
+    request (a preview nobody has requested yet is idle since it was asked for)."""
+    if env.last_request_at is None:
+        return env.last_activity_at
+    return max(env.last_request_at, env.last_activity_at)
+
+
+def should_sleep(env: Environment, operator_default: float | None, now: dt.datetime) -> bool:
+    """Whether the idle sleeper puts `env` to sleep now: an active, converged, awake preview idle for its
+    `sleep_after`."""
+    after = sleep_after(operator_default, env.sleep_after)
+    return (
+        after is not None
+        and env.status == Status.ACTIVE
+        and env.desired == Desired.PRESENT
+        and not env.desired_sleeping
+        and env.converged
+        and (now - idle_since(env)).total_seconds() >= after
+    )
+
+
+def stays_asleep(sleeping: bool, new_commit: bool) -> bool:
+    """The desired sleep after a pull request event: a new commit to deploy wakes the preview."""
+    return sleeping and not new_commit
+
+
+def status_after_apply(sleeping: bool) -> Status:
+    """A successful apply leaves the preview `sleeping` when it was applied with `sleeping = true`."""
+    return Status.SLEEPING if sleeping else Status.ACTIVE
+
+
+def asleep(env: Environment) -> bool:
+    """A request to this preview must wake it first: it sleeps, or is asked to (a sleep under way)."""
+    return env.desired == Desired.PRESENT and (env.desired_sleeping or env.status == Status.SLEEPING)
+
+
+def wants_page(accept: str) -> bool:
+    """A browser navigating (it accepts HTML) gets the "waking up" page; other clients are held until ready."""
+    return "text/html" in accept.lower()
+
+
+def waking(env: Environment) -> bool:
+    """A wake was asked for and the preview is not serving yet."""
+    return (
+        env.desired == Desired.PRESENT
+        and not env.desired_sleeping
+        and env.status != Status.ACTIVE
+        and (env.wake_requested_at is not None or env.status == Status.SLEEPING)
+    )

@@ -23,6 +23,8 @@ HELP = """\
 | `/preview deploy [sha]` | deploy the head commit you see, or the one named (for a fork: approves that commit) |
 | `/preview redeploy` | run Terraform again for the deployed commit |
 | `/preview destroy` | destroy the environment (push or `/preview deploy` to bring it back) |
+| `/preview sleep` | put the preview to sleep now: nothing runs, everything is kept |
+| `/preview wake` | wake a sleeping preview (its first request wakes it too) |
 | `/preview keep` | keep the environment: no expiry while the pull request is open |
 | `/preview keep off` | let it expire again, its time counted from now |
 | `/preview help` | show this help |"""
@@ -31,6 +33,7 @@ _STATUS_WORDS = {
     Status.PENDING: ("🟡", "pending"),
     Status.CREATING: ("🔵", "deploying"),
     Status.ACTIVE: ("🟢", "active"),
+    Status.SLEEPING: ("💤", "sleeping"),
     Status.DESTROYING: ("🟠", "destroying"),
     Status.DESTROYED: ("⚪", "destroyed"),
     Status.FAILED: ("🔴", "failed"),
@@ -67,6 +70,7 @@ class Snapshot:
     ttl: float | None = None  # the repository's `ttl`; None: the operator's
     kept: bool = False  # `/preview keep`
     reminded_at: dt.datetime | None = None  # when the expiry reminder became due (for the current expires_at)
+    sleeping: bool = False  # the desired sleep: asleep, or going to sleep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +232,7 @@ def _outputs_table(outputs: dict[str, Any]) -> str:
     return "| output | value |\n|---|---|\n" + "\n".join(rows) if rows else ""
 
 
+_ASLEEP = "is asleep: nothing runs, everything is kept. Its first request wakes it, or comment `/preview wake`."
 ACTIONS_ACTIVE = (("Redeploy", "Run Terraform again", "redeploy"), ("Destroy", "Destroy this preview", "destroy"))
 ACTIONS_DESTROYED = (("Redeploy", "Deploy this commit again", "redeploy"),)
 
@@ -274,6 +279,18 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             started_at=s.run_started_at,
             completed_at=s.run_finished_at,
         )
+    if s.status == Status.SLEEPING and s.deployed_sha == sha:
+        link = f"**{_preview_md(s.preview_url)}**\n\n" if s.preview_url else ""
+        return CheckRunView(
+            sha,
+            "completed",
+            "success",
+            "Asleep",
+            f"{link}`{short_sha(sha)}` {_ASLEEP}",
+            actions=ACTIONS_ACTIVE,
+            started_at=s.run_started_at,
+            completed_at=s.run_finished_at,
+        )
     if s.status == Status.FAILED and s.retrying_at is None:
         summary = f"Terraform failed for `{short_sha(sha)}` after {s.attempts} attempt(s):\n\n> {_first_line(s)}"
         return CheckRunView(
@@ -295,6 +312,15 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             f"Attempt {s.attempts} failed, retrying",
             f"Terraform failed for `{short_sha(sha)}`:\n\n> {_first_line(s)}\n\nRetrying at {when(s.retrying_at)}.",
             text=_log_block(s, MAX_TEXT) or None,
+            started_at=s.run_started_at,
+        )
+    if s.status == Status.CREATING and s.sleeping:
+        return CheckRunView(
+            sha,
+            "in_progress",
+            None,
+            f"Going to sleep: {_progress(s, code=False)}",
+            f"Terraform is putting the preview of `{short_sha(sha)}` to sleep: {_progress(s)}.",
             started_at=s.run_started_at,
         )
     if s.status == Status.CREATING:
@@ -333,12 +359,15 @@ def superseded(sha: str, by: str, at: dt.datetime) -> CheckRunView:
 def deployment(s: Snapshot) -> DeploymentView | None:
     if s.status in (Status.DESTROYING, Status.DESTROYED) and s.deployed_sha is None:
         return DeploymentView("", "inactive", None, "Preview destroyed")
-    sha = s.deployed_sha if s.status == Status.ACTIVE else (s.desired_sha if s.desired == Desired.PRESENT else None)
-    if not sha or (s.awaiting_approval and s.status != Status.ACTIVE):
+    serving = s.status in (Status.ACTIVE, Status.SLEEPING)
+    sha = s.deployed_sha if serving else (s.desired_sha if s.desired == Desired.PRESENT else None)
+    if not sha or (s.awaiting_approval and not serving):
         return None
     if s.status == Status.ACTIVE:
         url = safe_url(s.preview_url)
         return DeploymentView(sha, "success", url, f"Active at {url}"[:140] if url else "Active")
+    if s.status == Status.SLEEPING:  # still the way to it: its first request wakes it
+        return DeploymentView(sha, "success", safe_url(s.preview_url), "Asleep: the first request wakes it")
     if s.status == Status.FAILED:
         return DeploymentView(sha, "failure", None, ((s.last_error or "failed").splitlines() or ["failed"])[0][:140])
     if s.status == Status.CREATING:
@@ -368,8 +397,10 @@ def comment(s: Snapshot, ttl: float) -> str:
         icon, word = "⏳", f"waiting (position {waiting.position})"
     if s.preview_url and s.status == Status.ACTIVE:
         rows.append(("Preview", _preview_md(s.preview_url)))
+    if s.preview_url and s.status == Status.SLEEPING:
+        rows.append(("Preview", f"{_preview_md(s.preview_url)} (asleep: the first request wakes it)"))
     if s.status == Status.CREATING:
-        rows.append(("Progress", _progress(s)))
+        rows.append(("Progress", ("going to sleep: " if s.sleeping else "") + _progress(s)))
     rows.append(("Commit", f"`{short_sha(s.deployed_sha)}`" if s.deployed_sha else "-"))
     if s.head_sha != s.deployed_sha:
         rows.append(("Head", f"`{short_sha(s.head_sha)}`"))

@@ -7,6 +7,7 @@ import asyncpg
 
 from ghapp.core.contract import NOTIFY_CHANNEL, Desired, environment_name
 from ghapp.core.model import AppliedEvent, CurrentDesire, PullRequestChange, desired_state, outdated
+from ghapp.core.policy import stays_asleep
 
 _INSERT = """
 INSERT INTO environments (id, name, repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
@@ -19,8 +20,9 @@ RETURNING id, pg_notify($16, id::text)
 """
 
 # $12: the operator's TTL (the environment's own `ttl` wins); $15: whether (desired, desired_sha) changed;
-# $16, $17: the pull request's `updated_at` and closed state (kept when the change has none). A burst of pushes
-# settles into one run at the last SHA ($13 seconds); a destroy is due at once.
+# $16, $17: the pull request's `updated_at` and closed state (kept when the change has none); $18: the desired sleep
+# (a new commit wakes the preview). A burst of pushes settles into one run at the last SHA ($13 seconds); a destroy
+# is due at once.
 _UPDATE = """
 UPDATE environments AS e SET
     repository = $2, installation_id = coalesce($3, e.installation_id), head_ref = $4, author = $5, title = $6,
@@ -28,7 +30,9 @@ UPDATE environments AS e SET
     desired = $9, desired_sha = $10,
     pr_updated_at = coalesce($16, e.pr_updated_at), pr_closed = CASE WHEN $16 IS NULL THEN e.pr_closed ELSE $17 END,
     generation = e.generation + (CASE WHEN $15 THEN 1 ELSE 0 END),
-    status = CASE WHEN $15 AND e.status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE e.status END,
+    status = CASE WHEN $15 AND e.status IN ('active', 'sleeping', 'destroyed', 'failed') THEN 'pending'
+                  ELSE e.status END,
+    desired_sleeping = $18,
     attempts = CASE WHEN $15 THEN 0 ELSE e.attempts END,
     next_attempt_at = CASE WHEN NOT $15 THEN e.next_attempt_at
                            WHEN $9 = 'present' THEN now() + make_interval(secs => $13) ELSE now() END,
@@ -53,9 +57,10 @@ UPDATE environments SET desired = 'absent', updated_at = now(), approved_sha = N
     generation = generation + (CASE WHEN desired = 'present' THEN 1 ELSE 0 END),
     next_attempt_at = CASE WHEN desired = 'present' THEN now() ELSE next_attempt_at END,
     attempts = CASE WHEN desired = 'present' THEN 0 ELSE attempts END,
-    status = CASE WHEN desired = 'present' AND status IN ('active', 'failed', 'pending') THEN 'pending'
+    status = CASE WHEN desired = 'present' AND status IN ('active', 'sleeping', 'failed', 'pending') THEN 'pending'
                   ELSE status END,
     expired_at = CASE WHEN $2 AND desired = 'present' THEN now() ELSE expired_at END,
+    wake_requested_at = NULL,
     github_gone = github_gone OR $3
 WHERE id = ANY($1::bigint[])
 RETURNING id, pg_notify($4, id::text)
@@ -90,7 +95,7 @@ async def apply_change(
     `settle_seconds`, so a burst of pushes ends in one run at the last SHA. `gated`: the fork rule applies.
     Raises `Outdated` (changing nothing) for a change older than the pull request state already applied."""
     current = await conn.fetchrow(
-        """SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed FROM environments
+        """SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping FROM environments
            WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE""",
         change.repo_id,
         change.pr_number,
@@ -128,6 +133,7 @@ async def apply_change(
         if inserted is not None:
             return env_id
         return await apply_change(conn, change, ttl_seconds, settle_seconds, gated)  # inserted meanwhile
+    changed = (current["desired"], current["desired_sha"]) != (str(desired), sha)
     await conn.fetchrow(
         _UPDATE,
         current["id"],
@@ -144,9 +150,10 @@ async def apply_change(
         ttl_seconds,
         settle_seconds,
         NOTIFY_CHANNEL,
-        (current["desired"], current["desired_sha"]) != (str(desired), sha),
+        changed,
         change.updated_at,
         closed,
+        stays_asleep(current["desired_sleeping"], changed and desired is Desired.PRESENT),
     )
     return current["id"]
 
@@ -160,15 +167,17 @@ async def deploy_head(
     ttl_seconds: float,
     pr_head: str | None = None,
 ) -> None:
-    """A person asked for `sha` to be deployed (again): desired present there, a new generation even if nothing
-    else changed (redeploy); `approve` records a maintainer's approval of a fork's commit. The PR's head is
-    `pr_head` when the caller just read it from GitHub, else stays what events said: a commit pushed after the
-    approved one keeps waiting for its own approval."""
+    """A person asked for `sha` to be deployed (again): desired present there, awake (policy.stays_asleep), a new
+    generation even if nothing else changed (redeploy); `approve` records a maintainer's approval of a fork's
+    commit. The PR's head is `pr_head` when the caller just read it from GitHub, else stays what events said: a
+    commit pushed after the approved one keeps waiting for its own approval."""
     await conn.execute(
         """UPDATE environments SET desired = 'present', desired_sha = $2, head_sha = coalesce($5, head_sha, $2),
                approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END,
                generation = generation + 1, attempts = 0, next_attempt_at = now(), last_activity_at = now(),
-               status = CASE WHEN status IN ('active', 'destroyed', 'failed') THEN 'pending' ELSE status END,
+               status = CASE WHEN status IN ('active', 'sleeping', 'destroyed', 'failed') THEN 'pending'
+                             ELSE status END,
+               desired_sleeping = false, wake_requested_at = NULL,
                expires_at = preview_expiry(now(), coalesce(ttl, $4), keep), expiry_warned_at = NULL,
                expired_at = NULL, updated_at = now()
            WHERE id = $1""",

@@ -74,7 +74,7 @@ async def list_environments_newest(
     Records, not `Environment`s: a page of 1,000 costs no JSON decoding."""
     return await conn.fetch(
         """SELECT id, name, repository, pr_number, title, author, pr_url, status, desired, desired_sha,
-                  deployed_sha, preview_url, created_at, expires_at, keep
+                  deployed_sha, preview_url, created_at, expires_at, keep, desired_sleeping
            FROM environments
            WHERE ($1::bigint IS NULL OR id < $1) AND ($2::text IS NULL OR status = $2)
              AND ($3::text IS NULL OR repository = $3)

@@ -10,6 +10,7 @@ import asyncpg
 
 from ghapp.core.contract import NOTIFY_CHANNEL, Action, RunState, Status
 from ghapp.core.model import Environment
+from ghapp.core.policy import status_after_apply
 from ghapp.core.repoconfig import Held, Plan
 from ghapp.db import locks
 from ghapp.db.desired import notify
@@ -181,20 +182,33 @@ async def finish_run(
     )
 
 
-async def mark_active(conn: asyncpg.Connection, env: Environment, owner: str, url: str | None, outputs: dict) -> bool:
-    return await _finish(
-        conn,
-        """UPDATE environments SET status = 'active', deployed_sha = $3, preview_url = $4,
+async def mark_active(
+    conn: asyncpg.Connection, env: Environment, owner: str, url: str | None, outputs: dict
+) -> float | None:
+    """Applied: `active`, or `sleeping` when applied with `sleeping = true` (policy.status_after_apply). Returns
+    the wake latency (seconds since the wake was asked for) when this apply woke the preview, else None."""
+    woke = not env.desired_sleeping and env.wake_requested_at is not None
+    latency = await conn.fetchval(
+        """UPDATE environments SET status = $7, deployed_sha = $3, preview_url = $4,
         outputs = $5, observed_generation = greatest(observed_generation, $6), attempts = 0, last_error = NULL,
+        wake_requested_at = CASE WHEN $8 THEN NULL ELSE wake_requested_at END,
         lease_owner = NULL, lease_until = NULL, progress = NULL, updated_at = now()
-        WHERE id = $1 AND lease_owner = $2""",
+        WHERE id = $1 AND lease_owner = $2
+        RETURNING CASE WHEN $8 THEN extract(epoch FROM now() - $9::timestamptz)::float8 ELSE -1 END""",
         env.id,
         owner,
         env.desired_sha,
         url,
         json.dumps(outputs),
         env.generation,
+        str(status_after_apply(env.desired_sleeping)),
+        woke,
+        env.wake_requested_at,
     )
+    if latency is None:  # the lease was lost: whoever holds it now records the outcome
+        return None
+    await notify(conn, env.id)
+    return latency if latency >= 0 else None
 
 
 async def mark_destroyed(conn: asyncpg.Connection, env: Environment, owner: str, held: Held | None = None) -> bool:
@@ -225,7 +239,8 @@ async def mark_held(conn: asyncpg.Connection, env: Environment, owner: str, held
         conn,
         """UPDATE environments SET hold = $3, hold_reason = $4, config = coalesce($5, config),
         config_source = $6, config_blob_sha = $7,
-        status = CASE WHEN provisioned AND deployed_sha IS NOT NULL THEN 'active'
+        status = CASE WHEN provisioned AND deployed_sha IS NOT NULL AND status = 'sleeping' THEN 'sleeping'
+                      WHEN provisioned AND deployed_sha IS NOT NULL THEN 'active'
                       WHEN provisioned THEN status
                       WHEN $3 = 'invalid' THEN 'failed' ELSE 'pending' END,
         observed_generation = greatest(observed_generation, $8), attempts = 0,

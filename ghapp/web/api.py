@@ -48,6 +48,9 @@ def environment_json(env: Environment) -> dict:
         "expires_at": _time(env.expires_at),  # null while kept
         "keep": env.keep,  # `/preview keep`: no expiry while the PR is open
         "ttl": env.ttl,  # seconds, from the repository's configuration; null: the operator's GHAPP_ENV_TTL
+        "sleeping": env.desired_sleeping,  # asleep or going to sleep (`status` says which)
+        "sleep_after": env.sleep_after,
+        "last_request_at": _time(env.last_request_at),
     }
 
 

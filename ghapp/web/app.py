@@ -23,7 +23,7 @@ from ghapp.web import api, auth, dashboard, keys, metrics, webhooks
 from ghapp.web.intake import GroupCommit
 from ghapp.workers.commands import CommandProcessor
 from ghapp.workers.loops import run_loop
-from ghapp.workers.periodic import Resync, expire_and_prune, prune_sources
+from ghapp.workers.periodic import Resync, expire_and_prune, prune_sources, sleep_check_interval, sleep_idle
 from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
 from ghapp.workers.resolve import Resolver
@@ -176,6 +176,8 @@ async def _github(app: web.Application) -> AsyncIterator[None]:
         return await expire_and_prune(app[keys.POOL], settings, remaining)
 
     tasks.append(_when_ready(app, run_loop("expiry", expiry, poll=every)))
+    sleeper = run_loop("sleeper", lambda: sleep_idle(app[keys.POOL], settings), poll=sleep_check_interval(settings))
+    tasks.append(_when_ready(app, sleeper))
     publisher = Publisher(app[keys.POOL], app[keys.DATABASE_URL], sink, settings)
     app[keys.DRAINS].append(publisher.drain)
     tasks.append(_when_ready(app, publisher.publish_forever()))
@@ -226,6 +228,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         settings,
         on_run_finished=app[keys.METRICS].run_finished,
         resolver=app.get(keys.RESOLVER),
+        on_woken=app[keys.METRICS].woken,
     )
     app[keys.RECONCILER] = reconciler
     app[keys.DRAINS].append(reconciler.drain)

@@ -20,6 +20,7 @@ from ghapp.web import keys, webhooks
 log = logging.getLogger(__name__)
 
 RUN_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+WAKE_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 _EVENT_NAME = re.compile(r"[a-z_]{1,40}")
 # What `POST /webhooks` answered, by status (200 is told apart by the body: duplicate or ignored).
 _OUTCOMES = {
@@ -69,10 +70,22 @@ class Metrics:
             registry=r,
         )
         self.database_up = Gauge("ghapp_database_up", "1 if the last scrape could read the database", registry=r)
+        # Sleep and wake. The sleeping previews are `ghapp_environments{status="sleeping"}`.
+        self.wakeups = Counter("ghapp_wakeups", "Sleeping previews woken (by this replica)", registry=r)
+        self.wake_latency = Histogram(
+            "ghapp_wake_latency_seconds",
+            "From the request that woke a sleeping preview to the preview being active again",
+            buckets=WAKE_BUCKETS,
+            registry=r,
+        )
 
     def run_finished(self, action: str, result: str, seconds: float) -> None:
         self.runs.labels(action, result).inc()
         self.run_duration.labels(action).observe(seconds)
+
+    def woken(self, seconds: float) -> None:
+        self.wakeups.inc()
+        self.wake_latency.observe(seconds)
 
     def delivery_answered(self, event: str | None, status: int, body: bytes) -> None:
         self.deliveries.labels(*delivery_labels(event, status, body)).inc()

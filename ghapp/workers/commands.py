@@ -20,7 +20,7 @@ from ghapp.core.commands import KEEP_OFF
 from ghapp.core.contract import COMMANDS_CHANNEL, Desired, short_sha
 from ghapp.core.policy import AUTHOR_COMMANDS, backoff, fork_gated, may_run
 from ghapp.core.pulls import change_from_pull
-from ghapp.db import commands, desired, reads
+from ghapp.db import commands, desired, reads, sleep
 from ghapp.github.client import GitHubApp
 from ghapp.workers.loops import Drain, Wake, run_loop
 
@@ -152,6 +152,8 @@ class CommandProcessor:
         if not may_run(cmd["command"], permission, cmd["author"], change.author, change.is_fork):
             await self._reply(gh, repo, cmd, denial(cmd["author"], cmd["command"]))
             return f"denied ({permission})"
+        if cmd["command"] in ("sleep", "wake"):
+            return await self._sleep_or_wake(gh, repo, cmd)
         async with self.pool.acquire() as conn, conn.transaction():
             env = await reads.find_environment(conn, cmd["repository"], cmd["pr_number"])
             if cmd["command"] == "destroy":
@@ -189,6 +191,19 @@ class CommandProcessor:
         if sha != pr["head"]["sha"]:
             await self._note_newer_head(gh, repo, cmd, sha, pr["head"]["sha"], gated)
         return outcome
+
+    async def _sleep_or_wake(self, gh, repo: str, cmd: dict) -> str:
+        """`/preview sleep` or `/preview wake`: the desired sleep of the PR's preview; nothing to do is not an error."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            env = await reads.find_environment(conn, cmd["repository"], cmd["pr_number"])
+            if env is not None and cmd["command"] == "sleep":
+                changed = await sleep.request_sleep(conn, env.id)
+                return await self._acted(conn, cmd, "sleep requested" if changed else "already asleep or not wanted")
+            if env is not None:
+                woke, _env = await sleep.request_wake(conn, env.id)
+                return await self._acted(conn, cmd, "wake requested" if woke else "not asleep")
+        await self._reply(gh, repo, cmd, f"This pull request has no preview environment to {cmd['command']}.")
+        return "no preview"
 
     async def _record(self, cmd: dict, **steps) -> None:
         async with self.pool.acquire() as conn:

@@ -1,5 +1,5 @@
-"""Periodic jobs: the TTL reaper and its reminder, the resync of open pull requests (missed `closed` or pushes),
-pruning.
+"""Periodic jobs: the TTL reaper and its reminder, the idle sleeper, the resync of open pull requests (missed
+`closed` or pushes), pruning.
 
 The resync follows one rule above all: only a pull request GitHub positively reports as closed is marked
 absent. An API error, a timeout or a suspicious empty listing marks nothing (Argo CD's ApplicationSet deleted
@@ -22,7 +22,7 @@ from ghapp.config import Settings
 from ghapp.core.contract import Desired
 from ghapp.core.policy import fork_gated, may_spend_optional, next_slice
 from ghapp.core.pulls import change_from_pull
-from ghapp.db import desired, locks, reads, retention
+from ghapp.db import desired, locks, reads, retention, sleep
 from ghapp.github.client import GitHubApp
 from ghapp.sources import Sources
 from ghapp.workers.loops import run_loop
@@ -77,6 +77,21 @@ async def prune_sources(pool: asyncpg.Pool, sources: Sources, grace: float = 360
     for tree in await sources.prune(in_use, grace):
         log.info("deleted the checkout %s: no environment uses that commit any more", tree)
     return None
+
+
+async def sleep_idle(pool: asyncpg.Pool, settings: Settings) -> float | None:
+    """Put every preview that had no request for its `sleep_after` (else GHAPP_SLEEP_AFTER) to sleep, in one
+    statement whatever the number of previews."""
+    async with pool.acquire() as conn:
+        asleep = await sleep.sleep_idle(conn, settings.sleep_after)
+    for env_id in asleep:
+        log.info("environment %d had no request for its sleep_after: putting it to sleep", env_id)
+    return None
+
+
+def sleep_check_interval(settings: Settings) -> float:
+    """How often the sleeper looks: a twentieth of GHAPP_SLEEP_AFTER, between 1 s and a minute."""
+    return min(60.0, max(1.0, (settings.sleep_after or 3600.0) / 20))
 
 
 class Resync:

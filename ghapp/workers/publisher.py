@@ -70,6 +70,7 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         ttl=env.ttl,
         kept=env.keep,
         reminded_at=env.expiry_warned_at,
+        sleeping=env.desired_sleeping,
     )
 
 

@@ -66,6 +66,7 @@ class Reconciler:
         owner: str | None = None,
         on_run_finished: Callable[[str, str, float], None] | None = None,
         resolver: Resolver | None = None,
+        on_woken: Callable[[float], None] | None = None,
     ):
         self.pool = pool
         self.database_url = database_url
@@ -74,6 +75,7 @@ class Reconciler:
         self.owner = owner or worker_id()
         self.on_run_finished = on_run_finished or (lambda _action, _state, _seconds: None)
         self.resolver = resolver or Resolver()
+        self.on_woken = on_woken or (lambda _seconds: None)  # a sleeping preview is active again: the wake latency
         self.slots = asyncio.Semaphore(settings.max_parallel_runs)
         self.running: dict[int, asyncio.Event] = {}  # env id → "look again" (set on NOTIFY)
         self._tasks: set[asyncio.Task] = set()
@@ -313,7 +315,10 @@ class Reconciler:
 
     async def _record_env(self, conn: asyncpg.Connection, env: Environment, run: RunInfo, outcome: Outcome) -> None:
         if outcome.state is RunState.SUCCEEDED and run.action is Action.APPLY:
-            await runs.mark_active(conn, env, self.owner, outcome.preview_url, outcome.outputs)
+            woken_after = await runs.mark_active(conn, env, self.owner, outcome.preview_url, outcome.outputs)
+            if woken_after is not None:
+                log.info("%s: awake %.1fs after the wake was asked for", env.label, woken_after)
+                self.on_woken(woken_after)
         elif outcome.state is RunState.SUCCEEDED and run.held is not None:
             await runs.mark_destroyed(conn, env, self.owner, run.held)
         elif outcome.state is RunState.SUCCEEDED:

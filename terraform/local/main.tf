@@ -45,11 +45,14 @@ resource "terraform_data" "workdir" {
   }
 }
 
+# Sleeping (the contract's `sleeping`): no process, everything else kept; waking starts it again.
 resource "terraform_data" "process" {
+  count = var.sleeping ? 0 : 1
+
   triggers_replace = [
     var.git_sha, var.command, var.git_url, local.port, local.env_dir,
     var.repository, var.pr_number, var.head_ref, var.lifetime_lock,
-    var.source_dir, var.sleeping,
+    var.source_dir,
   ]
 
   lifecycle {
@@ -70,7 +73,7 @@ resource "terraform_data" "process" {
     env_dir = terraform_data.workdir.output.env_dir
   }
 
-  # Start (after stopping a leftover) and wait until http://127.0.0.1:<port>/ answers; when sleeping, only stop.
+  # Start (after stopping a leftover) and wait until http://127.0.0.1:<port>/ answers.
   provisioner "local-exec" {
     interpreter = [self.input.python, self.input.script]
     command     = "start"
@@ -81,7 +84,6 @@ resource "terraform_data" "process" {
       PREVIEW_COMMAND       = var.command
       PREVIEW_GIT_URL       = var.git_url
       PREVIEW_SOURCE_DIR    = var.source_dir
-      PREVIEW_SLEEPING      = tostring(var.sleeping)
       PREVIEW_GIT_SHA       = var.git_sha
       PREVIEW_HEAD_REF      = var.head_ref
       PREVIEW_REPOSITORY    = var.repository

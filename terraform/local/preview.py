@@ -334,9 +334,6 @@ def start(env: Env, environ: dict[str, str]) -> None:
     timeout = float(environ.get("PREVIEW_READY_TIMEOUT") or 60)
     env.env_dir.mkdir(parents=True, exist_ok=True)
     stop(env)
-    if environ.get("PREVIEW_SLEEPING") == "true":
-        print(f"preview: sleeping (nothing runs; {env.env_dir} is kept)", flush=True)
-        return
     if _port_in_use(port):
         raise Failure(f"port {port} on 127.0.0.1 is already in use by another process")
     cwd = env.env_dir

@@ -55,18 +55,18 @@ variable "environment_name" {
   }
 }
 
+variable "sleeping" {
+  type        = bool
+  default     = false
+  description = "Asleep: the preview's process is stopped; its directory (and checkout) is kept for the wake."
+}
+
 # Operator configuration.
 
 variable "source_dir" {
   type        = string
   default     = ""
   description = "The pull request's code at git_sha, read-only (the app sets it for `source: true`). If set, it is copied into a writable source/ directory of the environment (again when source_dir changes) and command runs there."
-}
-
-variable "sleeping" {
-  type        = bool
-  default     = false
-  description = "If true, the preview's processes are stopped and its directory kept; false starts it again."
 }
 
 variable "command" {

@@ -1,4 +1,4 @@
-"""Force destroy and redeploy, from the dashboard (session + CSRF token + confirmation) and from the API
+"""Force destroy, redeploy, sleep and wake, from the dashboard (session + CSRF token + confirmation) and from the API
 (`Authorization: Bearer`). Both only write desired state; the workers do the rest."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ghapp.core.contract import Desired, short_sha
 from ghapp.core.model import Environment
-from ghapp.db import desired, reads
+from ghapp.db import desired, reads, sleep
 from ghapp.web import api, auth, keys
 from ghapp.web.dashboard import display
 from ghapp.web.dashboard.views import message, render, see_other
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-ACTIONS = "destroy|redeploy"
+ACTIONS = "destroy|redeploy|sleep|wake"
 WORDING = {
     "destroy": (
         "Force destroy",
@@ -26,6 +26,8 @@ WORDING = {
         "still be open; a new push or `/preview deploy` brings it back.",
     ),
     "redeploy": ("Redeploy", "Redeploy {name} at {sha}? Terraform applies it again."),
+    "sleep": ("Sleep", "Put {name} to sleep? Nothing runs, everything is kept; its first request wakes it."),
+    "wake": ("Wake", "Wake {name}? Terraform starts it again at {sha}."),
 }
 
 
@@ -41,6 +43,12 @@ async def perform(request: web.Request, env_id: int, action: str, via: str) -> E
             return None
         if action == "destroy":
             await desired.request_destroy(conn, env_id)
+        elif action == "sleep":
+            if not await sleep.request_sleep(conn, env_id):
+                raise Conflict("the environment is already asleep, or is to be destroyed")
+        elif action == "wake":
+            if not (await sleep.request_wake(conn, env_id))[0]:
+                raise Conflict("the environment is not asleep")
         elif env.desired == Desired.PRESENT and env.desired_sha:
             await desired.deploy_head(
                 conn, env_id, env.desired_sha, approve=False, ttl_seconds=request.app[keys.SETTINGS].env_ttl
@@ -103,7 +111,7 @@ async def form_action(request: web.Request) -> web.Response:
     try:
         env = await perform(request, env_id, action, "dashboard")
     except Conflict as e:
-        return message(request, 409, "Cannot redeploy", str(e))
+        return message(request, 409, f"Cannot {action}", str(e))
     if env is None:
         return message(request, 404, "Not found", f"There is no environment {env_id}.")
     return see_other(target)

@@ -14,6 +14,7 @@ STATUS_SYMBOL: dict[str, str] = {
     Status.PENDING: "◷",
     Status.CREATING: "▶",
     Status.ACTIVE: "●",
+    Status.SLEEPING: "☾",
     Status.DESTROYING: "▼",
     Status.DESTROYED: "○",
     Status.FAILED: "✕",

@@ -69,6 +69,8 @@ class Row:
     expires_at: str
     can_destroy: bool
     can_redeploy: bool
+    can_sleep: bool
+    can_wake: bool
 
 
 def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
@@ -95,6 +97,8 @@ def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
         expires_at=display.utc(env["expires_at"]),
         can_destroy=not (desired == Desired.ABSENT and status == Status.DESTROYED),
         can_redeploy=present and bool(env["desired_sha"]),
+        can_sleep=present and status == Status.ACTIVE and not env["desired_sleeping"],
+        can_wake=present and (env["desired_sleeping"] or status == Status.SLEEPING),
     )
 
 
