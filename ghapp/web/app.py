@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ghapp import db, isolation
 from ghapp.config import Settings
+from ghapp.gateway import access
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.sink import GitHubSink
 from ghapp.terraform import Terraform, allowed, find_binary
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
     if workers:
         app.cleanup_ctx.append(_github)
         app.cleanup_ctx.append(_workers)
+    access.setup(app)  # last: it uses the pool and, online, the App client
     return app
 
 
