@@ -113,7 +113,7 @@ def preview_target(url: str, domain: str, *, https_only: bool = False) -> Previe
     if not path.startswith("/") or path.startswith("//"):
         return None
     if path.startswith(RESERVED_PREFIX):
-        path = "/"
+        return PreviewTarget(parts.scheme, parts.netloc.lower(), name, "/")
     return PreviewTarget(parts.scheme, parts.netloc.lower(), name, path + (f"?{parts.query}" if parts.query else ""))
 
 
