@@ -36,6 +36,7 @@ from gidgethub import BadRequest, GitHubException
 
 from ghapp.config import Settings, parse_duration
 from ghapp.core.access import (
+    DECISION_TTL,
     RESERVED_PREFIX,
     SESSION_COOKIE,
     SESSION_PATH,
@@ -93,9 +94,10 @@ class AccessControl:
         github: GitHubApp | None = None,
         metrics: Metrics | None = None,
         cache_ttl: float = SESSION_CACHE_TTL,
+        decision_ttl: float = DECISION_TTL,
     ) -> None:
         self.settings, self.pool, self.session, self.github, self.metrics = settings, pool, session, github, metrics
-        self.decisions = DecisionCache(time.monotonic)
+        self.decisions = DecisionCache(time.monotonic, decision_ttl)
         self._sessions: cachetools.TTLCache = cachetools.TTLCache(maxsize=50_000, ttl=cache_ttl)
         self._tokens: cachetools.TTLCache = cachetools.TTLCache(maxsize=10_000, ttl=cache_ttl)
 
@@ -206,7 +208,7 @@ async def check_access(request: web.Request, env: Environment) -> web.StreamResp
     target = f"{_scheme(request)}://{request.host}{request.path_qs}"
     if decided is Verdict.SIGN_IN:
         if wants_page(request.method, request.headers.get("Accept", "")):
-            raise web.HTTPFound(control.sign_in_url(target))
+            return _redirect(control.sign_in_url(target))
         return web.json_response(
             {"error": reason, "sign_in": control.sign_in_url(target), "token_header": TOKEN_HEADER},
             status=401,
@@ -256,7 +258,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         "state": state,
         "allow_signup": "false",
     }
-    response = web.HTTPFound(f"{settings.github_web_url}/login/oauth/authorize?{urllib.parse.urlencode(query)}")
+    response = _redirect(f"{settings.github_web_url}/login/oauth/authorize?{urllib.parse.urlencode(query)}")
     packed = base64.urlsafe_b64encode(json.dumps([state, target.url]).encode()).decode()
     response.set_cookie(
         SIGN_IN_COOKIE,
@@ -268,7 +270,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         secure=control.https,
     )
     control.count_sign_in("started")
-    raise response
+    return response
 
 
 def _unpack(cookie: str) -> tuple[str, str] | None:
@@ -323,7 +325,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         async with control.pool.acquire() as conn:
             await store.create_ticket(conn, ticket, person, TICKET_TTL)
         control.count_sign_in("allowed")
-        response = web.HTTPFound(target.at(f"{SESSION_PATH}?{urllib.parse.urlencode({'ticket': ticket})}"))
+        response = _redirect(target.at(f"{SESSION_PATH}?{urllib.parse.urlencode({'ticket': ticket})}"))
     response.del_cookie(SIGN_IN_COOKIE, path="/gateway/", httponly=True, samesite="Lax", secure=control.https)
     return response
 
@@ -408,7 +410,7 @@ async def start_session(request: web.Request) -> web.StreamResponse:
         return _page(
             400, "Sign-in expired", "This sign-in link was already used, is too old, or is for another preview."
         )
-    response = web.HTTPSeeOther(person.path if person.path.startswith("/") else "/")
+    response = _redirect(person.path if person.path.startswith("/") else "/", 303)
     response.set_cookie(
         SESSION_COOKIE,
         session_id,
@@ -443,7 +445,7 @@ async def external_auth(request: web.Request) -> web.StreamResponse:
         target = f"{scheme}://{host}{path}"
         browser = wants_page(request.headers.get("X-Forwarded-Method", "GET"), request.headers.get("Accept", ""))
         if browser and "X-Original-URL" not in request.headers:
-            raise web.HTTPFound(control.sign_in_url(target))
+            return _redirect(control.sign_in_url(target))
         return web.json_response({"error": reason, "sign_in": control.sign_in_url(target)}, status=401)
     return web.json_response({"error": reason}, status=403 if decided is Verdict.DENY else 503)
 
@@ -528,6 +530,10 @@ async def api_revoke_token(request: web.Request) -> web.Response:
 
 
 # pages and wiring
+
+
+def _redirect(location: str, status: int = 302) -> web.Response:
+    return web.Response(status=status, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 def _page(status: int, title: str, text: str) -> web.Response:
