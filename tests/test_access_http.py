@@ -372,3 +372,30 @@ async def test_metrics_count_decisions_and_sign_ins(stack):
     assert 'ghapp_preview_sign_ins_total{outcome="allowed"} 1.0' in text
     assert 'ghapp_preview_sign_ins_total{outcome="denied"} 1.0' in text
     assert 'ghapp_preview_sign_ins_total{outcome="started"} 2.0' in text
+
+
+async def test_cli_creates_lists_and_revokes_tokens_that_the_guard_honours(stack, database_url, db):
+    from tests.test_cli import _run_in_thread
+
+    env = {"DATABASE_URL": database_url}
+    made = await _run_in_thread("access-token", "create", REPO, "--description", "e2e in CI", env=env)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("ghpa_") and "X-Ghapp-Access-Token" in made.stderr
+    assert (await stack.preview("/", X_Ghapp_Access_Token=token)).status == 200
+    listing = await _run_in_thread("access-token", "list", env=env)
+    assert REPO in listing.stdout and "active" in listing.stdout and "e2e in CI" in listing.stdout
+    assert token not in listing.stdout
+    token_id = await db.fetchval("SELECT id FROM access_tokens")
+    revoked = await _run_in_thread("access-token", "revoke", str(token_id), env=env)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    assert "revoked" in (await _run_in_thread("access-token", "list", env=env)).stdout
+
+    async def refused():
+        return (await stack.preview("/", X_Ghapp_Access_Token=token)).status == 403
+
+    await wait_for(refused, what="the revoked token to be refused")
+    bad = await _run_in_thread("access-token", "create", "not-a-repo", env=env)
+    assert bad.returncode == 2 and "OWNER/REPO" in bad.stderr
+    missing = await _run_in_thread("access-token", "revoke", "424242", env=env)
+    assert missing.returncode == 1
