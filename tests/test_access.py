@@ -17,6 +17,7 @@ from ghapp.core.access import (
     presented_token,
     preview_name,
     preview_target,
+    session_cookie,
     verdict,
     wants_page,
     without_cookie,
@@ -163,12 +164,16 @@ def test_cookies():
     assert cookie_value(header, "ghapp_prev") is None
     assert without_cookie(header, "ghapp_preview") == "theme=dark; cart=1"
     assert without_cookie("ghapp_preview=abc", "ghapp_preview") == ""
+    assert (
+        without_cookie("a=1; __Host-ghapp_preview=x; ghapp_preview=y", "ghapp_preview", "__Host-ghapp_preview") == "a=1"
+    )
+    assert session_cookie(https=True) == "__Host-ghapp_preview" and session_cookie(https=False) == "ghapp_preview"
 
 
 def test_the_preview_never_sees_ghapps_cookie_or_token():
     headers = [
         ("Host", "pr-1-x-2.localhost:8081"),
-        ("Cookie", "ghapp_preview=secret-session; theme=dark"),
+        ("Cookie", "ghapp_preview=secret-session; theme=dark; __Host-ghapp_preview=secret-too"),
         ("X-Ghapp-Access-Token", "ghpa_secret"),
         ("Accept", "text/html"),
     ]

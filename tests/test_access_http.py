@@ -399,3 +399,22 @@ async def test_cli_creates_lists_and_revokes_tokens_that_the_guard_honours(stack
     assert bad.returncode == 2 and "OWNER/REPO" in bad.stderr
     missing = await _run_in_thread("access-token", "revoke", "424242", env=env)
     assert missing.returncode == 1
+
+
+async def test_on_https_the_session_cookie_is_secure_and_host_only(stack):
+    stack.control.settings = stack.control.settings.replace(public_url="https://ghapp.example.com")
+    ticket = "t" * 43
+    async with stack.pool.acquire() as conn:
+        await store.create_ticket(conn, ticket, store.Person(stack.host, REPO_ID, 4242, "alice", "/"), 60)
+    resp = await stack.preview(f"/_ghapp/session?ticket={ticket}")
+    assert resp.status == 303
+    cookie = set_cookie(resp, "__Host-ghapp_preview")
+    assert cookie is not None and set_cookie(resp, SESSION_COOKIE) is None
+    attributes = [a.strip().lower() for a in cookie.split(";")[1:]]
+    assert "secure" in attributes and "path=/" in attributes and not any(a.startswith("domain") for a in attributes)
+    session_id = cookie_pair(cookie).split("=", 1)[1]
+    allowed = await stack.preview("/", Cookie=f"__Host-ghapp_preview={session_id}")
+    assert allowed.status == 200
+    # the name without the prefix (which any host of the domain could set) is not looked at on https
+    planted = await stack.preview("/", Cookie=f"ghapp_preview={session_id}", Accept="application/json")
+    assert planted.status == 401

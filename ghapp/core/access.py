@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping
 from ghapp.core.contract import Access
 
 SESSION_COOKIE = "ghapp_preview"  # on each preview's own host: HttpOnly, SameSite=Lax, Secure on https
+# On https the `__Host-` prefix makes browsers refuse the cookie from anywhere but that host over https, with no
+# Domain: another preview (another pull request's code) cannot plant one for it on the shared parent domain.
+SECURE_SESSION_COOKIE = f"__Host-{SESSION_COOKIE}"
 TOKEN_HEADER = "X-Ghapp-Access-Token"  # automation; `Authorization: Bearer ghpa_...` works too
 TOKEN_PREFIX = "ghpa_"
 RESERVED_PREFIX = "/_ghapp/"  # ghapp's own pages on every preview host
@@ -134,6 +137,10 @@ def wants_page(method: str, accept: str) -> bool:
     return method in ("GET", "HEAD") and "text/html" in accept
 
 
+def session_cookie(https: bool) -> str:
+    return SECURE_SESSION_COOKIE if https else SESSION_COOKIE
+
+
 def cookie_value(cookie_header: str, name: str) -> str | None:
     """One cookie's value from a Cookie header."""
     for part in cookie_header.split(";"):
@@ -143,9 +150,9 @@ def cookie_value(cookie_header: str, name: str) -> str | None:
     return None
 
 
-def without_cookie(cookie_header: str, name: str) -> str:
-    """The Cookie header without ghapp's own cookie: the preview's code must never see a person's session."""
-    kept = [p.strip() for p in cookie_header.split(";") if p.strip() and p.strip().partition("=")[0] != name]
+def without_cookie(cookie_header: str, *names: str) -> str:
+    """The Cookie header without ghapp's own cookies: the preview's code must never see a person's session."""
+    kept = [p.strip() for p in cookie_header.split(";") if p.strip() and p.strip().partition("=")[0] not in names]
     return "; ".join(kept)
 
 

@@ -38,6 +38,7 @@ from ghapp.config import Settings, parse_duration
 from ghapp.core.access import (
     DECISION_TTL,
     RESERVED_PREFIX,
+    SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
     SESSION_PATH,
     SESSION_TTL,
@@ -52,6 +53,7 @@ from ghapp.core.access import (
     presented_token,
     preview_name,
     preview_target,
+    session_cookie,
     verdict,
     wants_page,
     without_cookie,
@@ -107,13 +109,15 @@ class AccessControl:
 
     # the decision
 
-    async def decide(self, env: Environment, host: str, headers, cookie_header: str) -> tuple[Verdict, str]:
+    async def decide(self, env: Environment, host: str, https: bool, headers) -> tuple[Verdict, str]:
+        """The verdict on one request to `env`'s preview at `host`, from its token header or session cookie."""
+        cookie_header = headers.get("Cookie", "")
         access = effective_access(env.access, self.settings.default_access)
         facts = Facts(access, self.settings.sign_in_configured)
         if access is Access.REPOSITORY:
             if (token := presented_token(headers)) is not None:
                 facts = Facts(access, facts.sign_in_configured, token_valid=await self._token_opens(token, env))
-            elif (session_id := cookie_value(cookie_header, SESSION_COOKIE)) and 20 <= len(session_id) <= 100:
+            elif (session_id := cookie_value(cookie_header, session_cookie(https))) and 20 <= len(session_id) <= 100:
                 person = await self._person(session_id, host.lower())
                 if person is not None and person.repo_id == env.repo_id:
                     readable = await self._readable(person, env)
@@ -202,7 +206,7 @@ async def check_access(request: web.Request, env: Environment) -> web.StreamResp
     control = request.app[ACCESS]
     if request.path == SESSION_PATH:
         return await start_session(request)
-    decided, reason = await control.decide(env, request.host, request.headers, request.headers.get("Cookie", ""))
+    decided, reason = await control.decide(env, request.host, _scheme(request) == "https", request.headers)
     if decided is Verdict.ALLOW:
         return None
     target = f"{_scheme(request)}://{request.host}{request.path_qs}"
@@ -230,7 +234,7 @@ def forwarded_headers(headers) -> list[tuple[str, str]]:
         if lower == "authorization" and presented_token({"Authorization": value}) is not None:
             continue
         if lower == "cookie":
-            value = without_cookie(value, SESSION_COOKIE)
+            value = without_cookie(value, SESSION_COOKIE, SECURE_SESSION_COOKIE)
             if not value:
                 continue
         kept.append((name, value))
@@ -411,14 +415,15 @@ async def start_session(request: web.Request) -> web.StreamResponse:
             400, "Sign-in expired", "This sign-in link was already used, is too old, or is for another preview."
         )
     response = _redirect(person.path if person.path.startswith("/") else "/", 303)
+    https = _scheme(request) == "https"
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie(https),
         session_id,
         max_age=SESSION_TTL,
         path="/",  # no Domain: the cookie stays on this preview's host, never its parent domain
         httponly=True,
         samesite="Lax",
-        secure=request.secure or control.https,
+        secure=https,
     )
     return response
 
@@ -438,7 +443,7 @@ async def external_auth(request: web.Request) -> web.StreamResponse:
             env = await store.environment_by_name(conn, name)
     if env is None:
         return web.json_response({"error": f"{host[:100]!r} is not a preview host"}, status=403)
-    decided, reason = await control.decide(env, host, request.headers, request.headers.get("Cookie", ""))
+    decided, reason = await control.decide(env, host, scheme == "https", request.headers)
     if decided is Verdict.ALLOW:
         return web.Response(status=200, text="ok")
     if decided is Verdict.SIGN_IN:
