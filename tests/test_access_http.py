@@ -418,3 +418,13 @@ async def test_on_https_the_session_cookie_is_secure_and_host_only(stack):
     # the name without the prefix (which any host of the domain could set) is not looked at on https
     planted = await stack.preview("/", Cookie=f"ghapp_preview={session_id}", Accept="application/json")
     assert planted.status == 401
+
+
+async def test_a_malformed_revocation_is_refused_and_changes_nothing(stack, deliveries, db):
+    await signed_in(stack, "alice")
+    payload = Deliveries.payload("github_app_authorization.revoked")
+    payload["sender"]["id"] = "alice"
+    body, headers = deliveries.signed("github_app_authorization", payload)
+    resp = await stack.main.post("/webhooks", data=body, headers=headers)
+    assert resp.status == 400 and "sender.id" in (await resp.json())["error"]
+    assert await db.fetchval("SELECT count(*) FROM access_sessions") == 1
