@@ -428,3 +428,20 @@ async def test_a_malformed_revocation_is_refused_and_changes_nothing(stack, deli
     resp = await stack.main.post("/webhooks", data=body, headers=headers)
     assert resp.status == 400 and "sender.id" in (await resp.json())["error"]
     assert await db.fetchval("SELECT count(*) FROM access_sessions") == 1
+
+
+async def test_an_entry_expiring_between_lookup_and_use_is_no_error(stack, db):
+    """The caches hold entries for moments; one that expires right after it was filled must still answer (it raised
+    KeyError, a 500, when the cache was read twice)."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    token = (await (await stack.main.post("/api/access-tokens", json={"repository": REPO}, headers=admin)).json())[
+        "token"
+    ]
+    cookie = await signed_in(stack, "alice")
+    async with stack.pool.acquire() as conn:
+        env = await store.environment_by_name(conn, stack.env_name)
+    control = AccessControl(stack.control.settings, stack.control.pool, stack.control.session, cache_ttl=1e-9)
+    control.decisions.put(stack.github.users["alice"].id, REPO_ID, True)
+    for _ in range(20):
+        assert (await control.decide(env, stack.host, False, {"X-Ghapp-Access-Token": token}))[0] == "allow"
+        assert (await control.decide(env, stack.host, False, {"Cookie": cookie}))[0] == "allow"

@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 import urllib.parse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import cachetools
@@ -80,6 +80,7 @@ TICKET_TTL = 60
 SESSION_CACHE_TTL = 10.0  # a revoked session or token still works this long on other replicas
 READ_PERMISSIONS = frozenset({"admin", "maintain", "write", "triage", "read"})
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
+_UNKNOWN: Any = object()  # not in a cache (None is a cached "no such session or token")
 GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 
@@ -128,18 +129,19 @@ class AccessControl:
         return decided
 
     async def _token_opens(self, token: str, env: Environment) -> bool:
-        if token not in self._tokens:
+        repository = self._tokens.get(token, _UNKNOWN)
+        if repository is _UNKNOWN:
             async with self.pool.acquire() as conn:
-                self._tokens[token] = await store.token_repository(conn, token)
-        repository = self._tokens[token]
+                repository = self._tokens[token] = await store.token_repository(conn, token)
         return repository is not None and repository.lower() == env.repository.lower()
 
     async def _person(self, session_id: str, host: str) -> store.Person | None:
         key = (session_id, host)
-        if key not in self._sessions:
+        person = self._sessions.get(key, _UNKNOWN)
+        if person is _UNKNOWN:
             async with self.pool.acquire() as conn:
-                self._sessions[key] = await store.find_session(conn, session_id, host)
-        return self._sessions[key]
+                person = self._sessions[key] = await store.find_session(conn, session_id, host)
+        return person
 
     async def _readable(self, person: store.Person, env: Environment) -> bool | None:
         """Whether the person can read the repository: the cached decision, else the installation's word on their
@@ -448,7 +450,8 @@ async def external_auth(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200, text="ok")
     if decided is Verdict.SIGN_IN:
         target = f"{scheme}://{host}{path}"
-        browser = wants_page(request.headers.get("X-Forwarded-Method", "GET"), request.headers.get("Accept", ""))
+        method = request.headers.get("X-Forwarded-Method", request.method)  # Envoy keeps the method; NGF tells it
+        browser = wants_page(method.upper(), request.headers.get("Accept", ""))
         if browser and "X-Original-URL" not in request.headers:
             return _redirect(control.sign_in_url(target))
         return web.json_response({"error": reason, "sign_in": control.sign_in_url(target)}, status=401)
