@@ -193,7 +193,3 @@ class DecisionCache:
         self._entries[(user_id, repo_id)] = (readable, self.clock() + self.ttl)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
-
-    def forget(self, user_id: int) -> None:
-        for key in [k for k in self._entries if k[0] == user_id]:
-            del self._entries[key]

@@ -175,11 +175,6 @@ class AccessControl:
             await store.end_sessions(conn, user_id, repo_id)
         self._sessions.clear()
 
-    def forget_person(self, user_id: int) -> None:
-        """After a revocation handled in this process: no cached session or decision of theirs is used again."""
-        self.decisions.forget(user_id)
-        self._sessions.clear()
-
     def forget_tokens(self) -> None:
         self._tokens.clear()
 
