@@ -445,3 +445,16 @@ async def test_an_entry_expiring_between_lookup_and_use_is_no_error(stack, db):
     for _ in range(20):
         assert (await control.decide(env, stack.host, False, {"X-Ghapp-Access-Token": token}))[0] == "allow"
         assert (await control.decide(env, stack.host, False, {"Cookie": cookie}))[0] == "allow"
+
+
+async def test_on_kubernetes_ghapp_itself_starts_the_session_for_a_preview_host(stack):
+    """The Gateway routes `<preview>/_ghapp/` to ghapp's main port, keeping the Host."""
+    ticket = "k" * 43
+    async with stack.pool.acquire() as conn:
+        await store.create_ticket(conn, ticket, store.Person(stack.host, REPO_ID, 4242, "alice", "/docs"), 60)
+    resp = await stack.main.get(f"/_ghapp/session?ticket={ticket}", headers={"Host": stack.host}, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/docs"
+    session = cookie_pair(set_cookie(resp, SESSION_COOKIE))
+    stack.main.app[ACCESS].decisions.put(4242, REPO_ID, True)  # as the callback leaves it
+    allowed = await stack.main.get("/gateway/auth", headers={"X-Forwarded-Host": stack.host, "Cookie": session})
+    assert allowed.status == 200
