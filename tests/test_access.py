@@ -187,19 +187,14 @@ def test_the_preview_never_sees_ghapps_cookie_or_token():
 
 
 def test_original_request_as_each_controller_sends_it():
-    nginx = {"X-Original-URL": "https://pr-1-x-2.p.example.com/a?b=1", "Host": "ghapp.internal"}
-    assert original_request(nginx, "ghapp.internal", "/gateway/auth", "http") == (
-        "https",
-        "pr-1-x-2.p.example.com",
-        "/a?b=1",
-    )
-    envoy = {"X-Forwarded-Host": "pr-1-x-2.p.example.com", "X-Forwarded-Proto": "https"}
-    assert original_request(envoy, "ghapp.internal", "/gateway/auth/x", "http") == (
-        "https",
-        "pr-1-x-2.p.example.com",
-        "/gateway/auth/x",
-    )
-    assert original_request({}, "pr-1-x-2.p.example.com", "/", "http") == ("http", "pr-1-x-2.p.example.com", "/")
+    domain = "p.example.com"
+    nginx = {"X-Original-URL": "https://pr-1-x-2.p.example.com/a?b=1"}
+    assert original_request(nginx, "ghapp.ghapp.svc", domain, "http") == ("https", "pr-1-x-2.p.example.com")
+    # Gateway API: the visitor's Host is kept, and a visitor's own X-Original-URL is ignored then
+    gateway = {"X-Original-URL": "https://pr-9-mine-9.p.example.com/"}
+    assert original_request(gateway, "pr-1-x-2.p.example.com", domain, "https") == ("https", "pr-1-x-2.p.example.com")
+    assert original_request({}, "ghapp.ghapp.svc", domain, "http") is None
+    assert original_request({"X-Original-URL": "http://u@pr-1-x-2.p.example.com/"}, "ghapp", domain, "http") is None
 
 
 def test_decision_cache_forgets_after_its_ttl_and_beyond_its_size():

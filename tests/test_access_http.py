@@ -5,6 +5,7 @@ and a small preview gateway that mounts the guard in front of a trivial handler,
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import urllib.parse
 
@@ -337,32 +338,57 @@ async def test_automation_token_opens_one_repository_until_revoked(stack, db):
     await wait_for(refused, what="the revoked token to be refused")
 
 
-async def test_external_auth_for_a_kubernetes_gateway_or_ingress_nginx(stack, db):
+async def test_external_auth_for_a_kubernetes_gateway_or_ingress_nginx(stack, db, deliveries):
     host = stack.host
-    # Gateway API ExternalAuth (Envoy Gateway, NGINX Gateway Fabric): the original Host, the path appended
+    # Gateway API ExternalAuth (NGINX Gateway Fabric, Envoy Gateway): the visitor's Host, their path appended.
+    # Never a redirect (NGINX turns one into a 500): a browser gets a 401 page that goes on to the sign-in.
     browser = await stack.main.get(
-        "/gateway/auth/cart", headers={"Host": host, "Accept": "text/html"}, allow_redirects=False
+        "/gateway/auth/cart?item=2", headers={"Host": host, "Accept": "text/html"}, allow_redirects=False
     )
-    assert browser.status == 302
-    assert browser.headers["Location"].startswith(str(stack.main.make_url("/gateway/sign-in")))
-    script = await stack.main.get("/gateway/auth", headers={"X-Forwarded-Host": host}, allow_redirects=False)
-    assert script.status == 401
-    # ingress-nginx: X-Original-URL; it wants 401 (then its auth-signin redirects), never a 302
-    nginx = await stack.main.get(
-        "/gateway/auth",
-        headers={"X-Original-URL": f"http://{host}/cart", "Accept": "text/html"},
-        allow_redirects=False,
-    )
+    assert browser.status == 401
+    page = await browser.text()
+    sign_in_url = f"{stack.main.make_url('/gateway/sign-in')}?to=" + urllib.parse.quote(stack.url("/cart?item=2"), "")
+    assert f'http-equiv="refresh" content="0; url={html.escape(sign_in_url)}"' in page
+    script = await stack.main.get("/gateway/auth", headers={"Host": host})
+    assert script.status == 401 and (await script.json())["sign_in"].startswith(str(stack.main.make_url("/")))
+    # ingress-nginx: the subrequest is addressed to ghapp and carries X-Original-URL
+    nginx = await stack.main.get("/gateway/auth", headers={"X-Original-URL": f"http://{host}/cart"})
     assert nginx.status == 401
     cookie = await signed_in(stack, "alice")
     allowed = await stack.main.get("/gateway/auth", headers={"X-Original-URL": f"http://{host}/", "Cookie": cookie})
-    assert allowed.status == 200
+    assert allowed.status == 200 and allowed.headers["X-Ghapp-User"] == "alice"
+    kept = await stack.main.get("/gateway/auth/x", headers={"Host": host, "Cookie": cookie})
+    assert kept.status == 200 and kept.headers["X-Ghapp-User"] == "alice"
     elsewhere = await stack.main.get(
         "/gateway/auth", headers={"X-Original-URL": "http://pr-1-x-5.localhost.evil/", "Cookie": cookie}
     )
     assert elsewhere.status == 403
+
+    # a visitor's own X-Original-URL cannot move the decision to a preview they may see
+    body, headers = deliveries.signed("pull_request", deliveries.pull_request("opened", number=7))
+    other_id = (await (await stack.main.post("/webhooks", data=body, headers=headers)).json())["environment_id"]
+    other_host = f"{await db.fetchval('SELECT name FROM environments WHERE id = $1', other_id)}.{stack.domain}"
+    smuggled = await stack.main.get(
+        "/gateway/auth", headers={"Host": other_host, "X-Original-URL": f"http://{host}/", "Cookie": cookie}
+    )
+    assert smuggled.status == 401
+
     await db.execute("UPDATE environments SET access = 'public' WHERE id = $1", stack.env_id)
-    assert (await stack.main.get("/gateway/auth", headers={"X-Forwarded-Host": host})).status == 200
+    public = await stack.main.get("/gateway/auth", headers={"Host": host})
+    assert public.status == 200 and public.headers["X-Ghapp-User"] == ""
+
+
+async def test_sign_in_can_start_on_the_preview_host(stack):
+    """ingress-nginx's auth-signin: `<preview host>/_ghapp/signin?rd=<the URL asked for>`."""
+    deep = await stack.preview("/_ghapp/signin?" + urllib.parse.urlencode({"rd": stack.url("/deep?x=1")}))
+    assert deep.status == 302
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(deep.headers["Location"]).query) == {
+        "to": [stack.url("/deep?x=1")]
+    }
+    elsewhere = await stack.preview("/_ghapp/signin?" + urllib.parse.urlencode({"rd": "https://evil.example/"}))
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(elsewhere.headers["Location"]).query) == {"to": [stack.url("/")]}
+    on_main = await stack.main.get("/_ghapp/signin", headers={"Host": stack.host}, allow_redirects=False)
+    assert on_main.status == 302 and "/gateway/sign-in?to=" in on_main.headers["Location"]
 
 
 async def test_metrics_count_decisions_and_sign_ins(stack):
@@ -443,8 +469,8 @@ async def test_an_entry_expiring_between_lookup_and_use_is_no_error(stack, db):
     control = AccessControl(stack.control.settings, stack.control.pool, stack.control.session, cache_ttl=1e-9)
     control.decisions.put(stack.github.users["alice"].id, REPO_ID, True)
     for _ in range(20):
-        assert (await control.decide(env, stack.host, False, {"X-Ghapp-Access-Token": token}))[0] == "allow"
-        assert (await control.decide(env, stack.host, False, {"Cookie": cookie}))[0] == "allow"
+        assert (await control.decide(env, stack.host, False, {"X-Ghapp-Access-Token": token})).verdict == "allow"
+        assert (await control.decide(env, stack.host, False, {"Cookie": cookie})).login == "alice"
 
 
 async def test_on_kubernetes_ghapp_itself_starts_the_session_for_a_preview_host(stack):
@@ -456,5 +482,5 @@ async def test_on_kubernetes_ghapp_itself_starts_the_session_for_a_preview_host(
     assert resp.status == 303 and resp.headers["Location"] == "/docs"
     session = cookie_pair(set_cookie(resp, SESSION_COOKIE))
     stack.main.app[ACCESS].decisions.put(4242, REPO_ID, True)  # as the callback leaves it
-    allowed = await stack.main.get("/gateway/auth", headers={"X-Forwarded-Host": stack.host, "Cookie": session})
+    allowed = await stack.main.get("/gateway/auth", headers={"Host": stack.host, "Cookie": session})
     assert allowed.status == 200

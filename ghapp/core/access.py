@@ -20,6 +20,7 @@ TOKEN_HEADER = "X-Ghapp-Access-Token"  # automation; `Authorization: Bearer ghpa
 TOKEN_PREFIX = "ghpa_"
 RESERVED_PREFIX = "/_ghapp/"  # ghapp's own pages on every preview host
 SESSION_PATH = "/_ghapp/session"  # where a sign-in's ticket is turned into the preview host's cookie
+SIGN_IN_HANDOFF = "/_ghapp/signin"  # on a preview host: on to ghapp's sign-in (ingress-nginx's auth-signin)
 SESSION_TTL = 12 * 3600
 DECISION_TTL = 5 * 60  # a person's read access to a repository is asked again after this
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # an environment name: one DNS label
@@ -156,22 +157,21 @@ def without_cookie(cookie_header: str, *names: str) -> str:
     return "; ".join(kept)
 
 
-def original_request(headers: Mapping[str, str], host: str, path: str, scheme: str) -> tuple[str, str, str]:
-    """(scheme, host, path with query) of the request a proxy asks about: ingress-nginx sends `X-Original-URL`;
-    Gateway API implementations (Envoy Gateway, NGINX Gateway Fabric) keep the original Host, or send
-    `X-Forwarded-Host`/`X-Forwarded-Proto` (and `X-Forwarded-Uri`)."""
-    if original := headers.get("X-Original-URL"):
+def original_request(headers: Mapping[str, str], host: str, domain: str, scheme: str) -> tuple[str, str] | None:
+    """(scheme, host) of the request a proxy asks ghapp about, or None. Gateway API implementations (NGINX Gateway
+    Fabric, Envoy Gateway) keep the visitor's Host: it is the preview host, and then nothing else is looked at, so a
+    visitor's own `X-Original-URL` cannot move the decision to another preview. ingress-nginx's auth-url
+    subrequest is addressed to ghapp and carries `X-Original-URL`, which nginx sets itself."""
+    if preview_name(host, domain, scheme) is not None:
+        return scheme, host
+    original = headers.get("X-Original-URL", "")
+    try:
         parts = urllib.parse.urlsplit(original)
-        if parts.scheme in ("http", "https") and parts.netloc:
-            return parts.scheme, parts.netloc, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    forwarded_host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-    forwarded_proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    uri = headers.get("X-Forwarded-Uri", "") or path
-    return (
-        forwarded_proto if forwarded_proto in ("http", "https") else scheme,
-        forwarded_host or host,
-        uri if uri.startswith("/") else "/",
-    )
+    except ValueError:
+        return None
+    if parts.scheme in ("http", "https") and parts.netloc and "@" not in parts.netloc:
+        return parts.scheme, parts.netloc
+    return None
 
 
 class DecisionCache:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import html
 import json
 import logging
@@ -42,6 +43,7 @@ from ghapp.core.access import (
     SESSION_COOKIE,
     SESSION_PATH,
     SESSION_TTL,
+    SIGN_IN_HANDOFF,
     TOKEN_HEADER,
     DecisionCache,
     Facts,
@@ -84,6 +86,13 @@ _UNKNOWN: Any = object()  # not in a cache (None is a cached "no such session or
 GITHUB_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str
+    login: str = ""  # the signed-in person let through; empty for a token or a public preview
+
+
 class AccessControl:
     """Everything the guard needs, one per process: settings, the pool, an HTTP session for GitHub's OAuth and REST
     calls, the App (to ask again whether a person can still read a repository; None offline: they sign in again),
@@ -110,11 +119,12 @@ class AccessControl:
 
     # the decision
 
-    async def decide(self, env: Environment, host: str, https: bool, headers) -> tuple[Verdict, str]:
+    async def decide(self, env: Environment, host: str, https: bool, headers) -> Decision:
         """The verdict on one request to `env`'s preview at `host`, from its token header or session cookie."""
         cookie_header = headers.get("Cookie", "")
         access = effective_access(env.access, self.settings.default_access)
         facts = Facts(access, self.settings.sign_in_configured)
+        login = ""
         if access is Access.REPOSITORY:
             if (token := presented_token(headers)) is not None:
                 facts = Facts(access, facts.sign_in_configured, token_valid=await self._token_opens(token, env))
@@ -123,10 +133,11 @@ class AccessControl:
                 if person is not None and person.repo_id == env.repo_id:
                     readable = await self._readable(person, env)
                     facts = Facts(access, facts.sign_in_configured, session_readable=readable)
-        decided = verdict(facts)
+                    login = person.login
+        decided, reason = verdict(facts)
         if self.metrics is not None:
-            self.metrics.preview_access.labels(decided[0].value).inc()
-        return decided
+            self.metrics.preview_access.labels(decided.value).inc()
+        return Decision(decided, reason, login if decided is Verdict.ALLOW else "")
 
     async def _token_opens(self, token: str, env: Environment) -> bool:
         repository = self._tokens.get(token, _UNKNOWN)
@@ -203,7 +214,10 @@ async def check_access(request: web.Request, env: Environment) -> web.StreamResp
     control = request.app[ACCESS]
     if request.path == SESSION_PATH:
         return await start_session(request)
-    decided, reason = await control.decide(env, request.host, _scheme(request) == "https", request.headers)
+    if request.path == SIGN_IN_HANDOFF:
+        return await preview_sign_in(request)
+    decision = await control.decide(env, request.host, _scheme(request) == "https", request.headers)
+    decided, reason = decision.verdict, decision.reason
     if decided is Verdict.ALLOW:
         return None
     target = f"{_scheme(request)}://{request.host}{request.path_qs}"
@@ -429,28 +443,44 @@ async def start_session(request: web.Request) -> web.StreamResponse:
 
 
 async def external_auth(request: web.Request) -> web.StreamResponse:
-    """`GET /gateway/auth[/<original path>]`: 200 allow; 401 no credentials (ingress-nginx, which sends
-    X-Original-URL, then redirects to its auth-signin; others: a browser gets 302 to sign in); 403; 503."""
+    """`GET /gateway/auth[/<original path>]`: 200 allow (with `X-Ghapp-User`, the signed-in login or empty); 401 no
+    credentials; 403 no read access, a wrong token, or not a preview host; 503 sign-in not configured. Never a
+    redirect: NGINX's auth_request (ingress-nginx, NGINX Gateway Fabric) turns one into a 500. ingress-nginx sends
+    the browser to its auth-signin (`/_ghapp/signin` on the preview host); a proxy that shows ghapp's answer
+    (Envoy) shows a browser a 401 page that goes on to the sign-in."""
     control = request.app[ACCESS]
-    scheme, host, path = original_request(request.headers, request.host, request.path_qs, request.scheme)
-    name = preview_name(host, control.settings.gateway_domain, scheme)
+    scheme = "https" if control.https else request.headers.get("X-Forwarded-Proto", request.scheme).lower()
+    original = original_request(request.headers, request.host, control.settings.gateway_domain, scheme)
     env = None
-    if name is not None:
+    if original is not None and (name := preview_name(original[1], control.settings.gateway_domain, original[0])):
         async with control.pool.acquire() as conn:
             env = await store.environment_by_name(conn, name)
-    if env is None:
-        return web.json_response({"error": f"{host[:100]!r} is not a preview host"}, status=403)
-    decided, reason = await control.decide(env, host, scheme == "https", request.headers)
-    if decided is Verdict.ALLOW:
-        return web.Response(status=200, text="ok")
-    if decided is Verdict.SIGN_IN:
-        target = f"{scheme}://{host}{path}"
-        method = request.headers.get("X-Forwarded-Method", request.method)  # Envoy keeps the method; NGF tells it
-        browser = wants_page(method.upper(), request.headers.get("Accept", ""))
-        if browser and "X-Original-URL" not in request.headers:
-            return _redirect(control.sign_in_url(target))
-        return web.json_response({"error": reason, "sign_in": control.sign_in_url(target)}, status=401)
-    return web.json_response({"error": reason}, status=403 if decided is Verdict.DENY else 503)
+    if original is None or env is None:
+        return web.json_response({"error": "not a preview host"}, status=403)
+    scheme, host = original
+    decision = await control.decide(env, host, scheme == "https", request.headers)
+    if decision.verdict is Verdict.ALLOW:
+        return web.Response(status=200, text="ok", headers={"X-Ghapp-User": decision.login})
+    if decision.verdict is Verdict.SIGN_IN:
+        path = request.path_qs.removeprefix(AUTH_PATH)  # Gateway API appends the visitor's path
+        target = control.sign_in_url(f"{scheme}://{host}{path if path.startswith('/') else '/'}")
+        method = request.headers.get("X-Forwarded-Method", request.method).upper()
+        if wants_page(method, request.headers.get("Accept", "")):
+            return _page(401, "Sign in to see this preview", decision.reason, link=target, refresh=True)
+        return web.json_response({"error": decision.reason, "sign_in": target}, status=401)
+    status = 403 if decision.verdict is Verdict.DENY else 503
+    return web.json_response({"error": decision.reason}, status=status)
+
+
+async def preview_sign_in(request: web.Request) -> web.StreamResponse:
+    """`<preview host>/_ghapp/signin[?rd=<URL on this host>]`: on to ghapp's sign-in, returning to that URL (or the
+    preview's front page). ingress-nginx's auth-signin points here."""
+    control = request.app[ACCESS]
+    scheme = _scheme(request)
+    target = preview_target(request.query.get("rd", ""), control.settings.gateway_domain, https_only=control.https)
+    if target is None or target.host != request.host.lower():
+        return _redirect(control.sign_in_url(f"{scheme}://{request.host}/"))
+    return _redirect(control.sign_in_url(target.url))
 
 
 # automation tokens
@@ -539,12 +569,14 @@ def _redirect(location: str, status: int = 302) -> web.Response:
     return web.Response(status=status, headers={"Location": location, "Cache-Control": "no-store"})
 
 
-def _page(status: int, title: str, text: str) -> web.Response:
+def _page(status: int, title: str, text: str, *, link: str | None = None, refresh: bool = False) -> web.Response:
+    go = f'<meta http-equiv="refresh" content="0; url={html.escape(link)}">' if link and refresh else ""
+    more = f'<p><a href="{html.escape(link)}">Sign in with GitHub</a></p>' if link else ""
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">'
-        f"<title>{html.escape(title)}</title></head>"
+        f"{go}<title>{html.escape(title)}</title></head>"
         '<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto">'
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{more}</body></html>"
     )
     return web.Response(
         status=status,
@@ -564,6 +596,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get(SIGN_IN_PATH, sign_in)
     app.router.add_get(CALLBACK_PATH, callback)
     app.router.add_get(SESSION_PATH, start_session)
+    app.router.add_get(SIGN_IN_HANDOFF, preview_sign_in)
     app.router.add_route("GET", AUTH_PATH, external_auth)
     app.router.add_route("GET", AUTH_PATH + "/{tail:.*}", external_auth)
     app.router.add_post("/api/access-tokens", api_create_token)
