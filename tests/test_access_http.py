@@ -374,8 +374,12 @@ async def test_external_auth_for_a_kubernetes_gateway_or_ingress_nginx(stack, db
     assert smuggled.status == 401
 
     await db.execute("UPDATE environments SET access = 'public' WHERE id = $1", stack.env_id)
-    public = await stack.main.get("/gateway/auth", headers={"Host": host})
-    assert public.status == 200 and public.headers["X-Ghapp-User"] == ""
+
+    async def public():  # the preview's row is cached for up to 10 s
+        resp = await stack.main.get("/gateway/auth", headers={"Host": host})
+        return resp if resp.status == 200 else None
+
+    assert (await wait_for(public, what="the preview to be public")).headers["X-Ghapp-User"] == ""
 
 
 async def test_sign_in_can_start_on_the_preview_host(stack):

@@ -112,6 +112,7 @@ class AccessControl:
         self.decisions = DecisionCache(time.monotonic, decision_ttl)
         self._sessions: cachetools.TTLCache = cachetools.TTLCache(maxsize=50_000, ttl=cache_ttl)
         self._tokens: cachetools.TTLCache = cachetools.TTLCache(maxsize=10_000, ttl=cache_ttl)
+        self._environments: cachetools.TTLCache = cachetools.TTLCache(maxsize=10_000, ttl=cache_ttl)
 
     @property
     def https(self) -> bool:
@@ -138,6 +139,14 @@ class AccessControl:
         if self.metrics is not None:
             self.metrics.preview_access.labels(decided.value).inc()
         return Decision(decided, reason, login if decided is Verdict.ALLOW else "")
+
+    async def environment(self, name: str) -> Environment | None:
+        """The preview named `name` (cached like sessions: `/gateway/auth` asks for every request)."""
+        env = self._environments.get(name, _UNKNOWN)
+        if env is _UNKNOWN:
+            async with self.pool.acquire() as conn:
+                env = self._environments[name] = await store.environment_by_name(conn, name)
+        return env
 
     async def _token_opens(self, token: str, env: Environment) -> bool:
         repository = self._tokens.get(token, _UNKNOWN)
@@ -453,8 +462,7 @@ async def external_auth(request: web.Request) -> web.StreamResponse:
     original = original_request(request.headers, request.host, control.settings.gateway_domain, scheme)
     env = None
     if original is not None and (name := preview_name(original[1], control.settings.gateway_domain, original[0])):
-        async with control.pool.acquire() as conn:
-            env = await store.environment_by_name(conn, name)
+        env = await control.environment(name)
     if original is None or env is None:
         return web.json_response({"error": "not a preview host"}, status=403)
     scheme, host = original
