@@ -19,9 +19,12 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from ghapp.config import web_url
+
 log = logging.getLogger(__name__)
 
 STATE = web.AppKey("state", dict)
+SIGN_IN_CALLBACK = "/gateway/callback"  # ghapp/gateway/access.py serves it
 
 
 def load_manifest(path: Path, public_url: str, callback_url: str) -> dict:
@@ -29,15 +32,10 @@ def load_manifest(path: Path, public_url: str, callback_url: str) -> dict:
     manifest = yaml.safe_load(path.read_text())
     manifest["hook_attributes"] = {**manifest.get("hook_attributes", {}), "url": f"{public_url}/webhooks"}
     manifest["redirect_url"] = callback_url
+    # "Sign in with GitHub" on previews comes back to this one URL (docs/operations.md, "Preview access").
+    manifest["callback_urls"] = [f"{public_url}{SIGN_IN_CALLBACK}"]
     manifest["url"] = manifest.get("url") or public_url
     return manifest
-
-
-def web_url(api_url: str) -> str:
-    """Where people use GitHub: github.com for api.github.com, the host itself for Enterprise Server."""
-    if api_url.rstrip("/") == "https://api.github.com":
-        return "https://github.com"
-    return api_url.rstrip("/").removesuffix("/api/v3")
 
 
 def write_secret_file(path: Path, text: str) -> None:
@@ -70,7 +68,8 @@ PAGE = """<!doctype html>
 
 DONE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>ghapp App created</title></head>
 <body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto">
-<h1>The App {name} was created</h1><p>Its id, key and webhook secret are in <code>{env}</code>.
+<h1>The App {name} was created</h1><p>Its id, key and webhook secret are in <code>{env}</code>,
+with its OAuth client id and secret (for "Sign in with GitHub" on previews).
 Install it on your repositories: <a href="{install}">{install}</a>. You can close this page.</p></body></html>"""
 
 
@@ -111,6 +110,8 @@ async def callback(request: web.Request) -> web.Response:
             "GITHUB_APP_ID": str(app["id"]),
             "GITHUB_PRIVATE_KEY_PATH": str(key_path),
             "GITHUB_WEBHOOK_SECRET": app["webhook_secret"],
+            "GITHUB_CLIENT_ID": app["client_id"],
+            "GITHUB_CLIENT_SECRET": app["client_secret"],
         },
     )
     state["created"] = {"id": app["id"], "slug": app["slug"], "key": str(key_path)}

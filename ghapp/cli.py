@@ -1,4 +1,4 @@
-"""`ghapp` command line: serve, demo, receive, migrate, envs, destroy."""
+"""`ghapp` command line: serve, demo, receive, migrate, envs, destroy, setup, access-token."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def serve(settings: Settings) -> int:
         log.warning("GITHUB_WEBHOOK_SECRET is unset: webhook signatures are NOT checked (offline mode only)")
     if settings.offline:
         log.info("offline mode (no GITHUB_APP_ID): what would be shown on pull requests goes to this log")
+    if settings.access is None and not settings.sign_in_configured:
+        log.warning(
+            "previews are public by default: GitHub sign-in is not configured (GITHUB_CLIENT_ID/SECRET). A "
+            "repository asking for `access: repository` gets 503 until it is; set GHAPP_ACCESS=public to silence this"
+        )
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -143,8 +148,67 @@ def setup(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(
         f"Created the App {created['slug']} (id {created['id']}); its key is in {created['key']} and .env has "
-        "GITHUB_APP_ID, GITHUB_PRIVATE_KEY_PATH and GITHUB_WEBHOOK_SECRET (both files mode 0600)."
+        "GITHUB_APP_ID, GITHUB_PRIVATE_KEY_PATH, GITHUB_WEBHOOK_SECRET, GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET "
+        "(both files mode 0600)."
     )
+    return 0
+
+
+def access_token(settings: Settings, args: argparse.Namespace) -> int:
+    """`ghapp access-token create OWNER/REPO | list [OWNER/REPO] | revoke ID`: tokens for automation."""
+    from ghapp import db
+    from ghapp.config import parse_duration
+    from ghapp.db import access as store
+    from ghapp.gateway.access import create_access_token, valid_repository
+
+    if args.action in ("create", "list") and args.target is not None and not valid_repository(args.target):
+        print(f"expected OWNER/REPO, got {args.target!r}", file=sys.stderr)
+        return 2
+    if args.action == "create" and args.target is None:
+        print("ghapp access-token create OWNER/REPO: the repository whose previews it opens", file=sys.stderr)
+        return 2
+    if args.action == "revoke" and (args.target is None or not args.target.isdigit()):
+        print("ghapp access-token revoke ID: the id `ghapp access-token list` shows", file=sys.stderr)
+        return 2
+    try:
+        ttl = parse_duration(args.expires) if args.expires else None
+    except ValueError as e:
+        print(f"--expires: {e}", file=sys.stderr)
+        return 2
+
+    async def work(pool):
+        await db.migrate(pool)
+        async with pool.acquire() as conn:
+            if args.action == "create":
+                return await create_access_token(conn, args.target, args.description, ttl)
+            if args.action == "revoke":
+                return await store.revoke_token(conn, int(args.target))
+            return await store.list_tokens(conn, args.target)
+
+    result = asyncio.run(_with_pool(settings, work))
+    if args.action == "create":
+        token, made = result
+        print(token)
+        print(
+            f"token {made.id} opens the previews of {made.repository}"
+            f"{f' until {made.expires_at:%Y-%m-%d %H:%M} UTC' if made.expires_at else ''}; send it as the "
+            "X-Ghapp-Access-Token header (shown once: ghapp keeps only its hash)",
+            file=sys.stderr,
+        )
+        return 0
+    if args.action == "revoke":
+        if result is None:
+            print(f"no token {args.target}", file=sys.stderr)
+            return 1
+        print(f"token {result.id} ({result.repository}) revoked")
+        return 0
+    if not result:
+        print("no access tokens")
+        return 0
+    print(f"{'ID':>5}  {'REPOSITORY':<32} {'STATE':<8} {'CREATED':<17} DESCRIPTION")
+    for t in result:
+        state = "revoked" if t.revoked_at else "active"
+        print(f"{t.id:>5}  {t.repository:<32} {state:<8} {t.created_at:%Y-%m-%d %H:%M} {t.description}")
     return 0
 
 
@@ -178,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--org", help="create the App under this organization (default: your account)")
     setup.add_argument("--public-url", help="where GitHub reaches this app (default GHAPP_PUBLIC_URL)")
     setup.add_argument("--port", type=int, default=None, help="local port for the setup page (default GHAPP_PORT)")
+    tokens = sub.add_parser("access-token", help="tokens that let automation (CI) through to one repository's previews")
+    tokens.add_argument("action", choices=["create", "list", "revoke"])
+    tokens.add_argument("target", nargs="?", help="OWNER/REPO (create, list) or the token's ID (revoke)")
+    tokens.add_argument("--description", default="", help="what the token is for (create)")
+    tokens.add_argument("--expires", help="a lifetime such as 30d (create; default: until revoked)")
     return parser
 
 
@@ -204,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             return envs(settings, args.json)
         if args.command == "setup":
             return setup(settings, args)
+        if args.command == "access-token":
+            return access_token(settings, args)
         return destroy(settings, args.target)
     except ConfigError as e:
         print(f"ghapp: configuration error: {e}", file=sys.stderr)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ghapp.core.contract import Access
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -25,7 +27,7 @@ KNOWN_VARIABLES = frozenset(
     GHAPP_REPO_MODULES GHAPP_TERRAFORM_ENV GHAPP_PREVIEW_DOMAIN GHAPP_GATEWAY_PORT GHAPP_MAX_PREVIEWS
     GHAPP_RETENTION GHAPP_INTAKE_BATCH GHAPP_INTAKE_WAIT GHAPP_RESYNC_BATCH GHAPP_RATE_RESERVE
     GHAPP_EXPIRY_WARNING GHAPP_SOURCE_MAX_BYTES GHAPP_SOURCE_MAX_FILES GHAPP_SOURCE_MAX_FILE_BYTES
-    GHAPP_SLEEP_AFTER GHAPP_WAKE_TIMEOUT""".split()
+    GHAPP_SLEEP_AFTER GHAPP_WAKE_TIMEOUT GHAPP_ACCESS""".split()
 )
 MIN_ADMIN_TOKEN = 24
 
@@ -64,6 +66,22 @@ def _reserve(raw: str | None, default: int) -> int:
     if not raw.isascii() or not raw.isdigit():
         raise ConfigError(f"GHAPP_RATE_RESERVE={raw!r} is not a number of requests (0 or more)")
     return int(raw)
+
+
+def web_url(api_url: str) -> str:
+    """Where people use GitHub: github.com for api.github.com, the host itself for Enterprise Server."""
+    if api_url.rstrip("/") == "https://api.github.com":
+        return "https://github.com"
+    return api_url.rstrip("/").removesuffix("/api/v3")
+
+
+def _access(raw: str | None) -> Access | None:
+    if raw is None:
+        return None
+    try:
+        return Access(raw.lower())
+    except ValueError:
+        raise ConfigError(f"GHAPP_ACCESS must be public or repository, got {raw!r}") from None
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -172,6 +190,14 @@ class Settings:
     # wakes it; a request that is not from a browser is held up to `wake_timeout`, then answered 503.
     sleep_after: float | None = 3600.0
     wake_timeout: float = 30.0
+    # "Sign in with GitHub" on previews: the App's OAuth client (GITHUB_CLIENT_ID / GITHUB_CLIENT_SECRET).
+    client_id: str | None = None
+    client_secret: str | None = dataclasses.field(default=None, repr=False)
+    # GHAPP_ACCESS: who may see a preview whose repository does not say; None: `repository` when sign-in is
+    # configured, else `public` (`ghapp serve` warns).
+    access: Access | None = None
+    preview_domain: str | None = None  # GHAPP_PREVIEW_DOMAIN; None: localhost:<gateway port>
+    gateway_port: int = 8081
     # Extra environment that ghapp itself sets for every Terraform run (the demo, tests).
     terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -182,6 +208,25 @@ class Settings:
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def sign_in_configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+    @property
+    def default_access(self) -> Access:
+        if self.access is not None:
+            return self.access
+        return Access.REPOSITORY if self.sign_in_configured else Access.PUBLIC
+
+    @property
+    def gateway_domain(self) -> str:
+        """Previews are `<environment_name>.<this>` (a port included when there is one)."""
+        return (self.preview_domain or f"localhost:{self.gateway_port}").lower()
+
+    @property
+    def github_web_url(self) -> str:
+        return web_url(self.github_api_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
@@ -305,6 +350,11 @@ class Settings:
             source_max_file_bytes=size("GHAPP_SOURCE_MAX_FILE_BYTES", defaults.source_max_file_bytes),
             sleep_after=sleep_after(),
             wake_timeout=duration("GHAPP_WAKE_TIMEOUT", defaults.wake_timeout),
+            client_id=get("GITHUB_CLIENT_ID"),
+            client_secret=get("GITHUB_CLIENT_SECRET"),
+            access=_access(get("GHAPP_ACCESS")),
+            preview_domain=get("GHAPP_PREVIEW_DOMAIN"),
+            gateway_port=number("GHAPP_GATEWAY_PORT", defaults.gateway_port),
         )
 
     def check_serve(self) -> None:
@@ -318,6 +368,13 @@ class Settings:
                     "who can reach it could send unsigned deliveries. Set GITHUB_WEBHOOK_SECRET, or listen on "
                     "127.0.0.1 (GHAPP_HOST) for offline development."
                 )
+        if bool(self.client_id) != bool(self.client_secret):
+            raise ConfigError("GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET go together: set both (or neither)")
+        if self.access is Access.REPOSITORY and not self.sign_in_configured:
+            raise ConfigError(
+                "GHAPP_ACCESS=repository needs GitHub sign-in: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET "
+                "(the App's OAuth credentials; `ghapp setup` saves them)"
+            )
         if self.admin_token is not None and (problem := admin_token_problem(self.admin_token)):
             raise ConfigError(
                 f"GHAPP_ADMIN_TOKEN is too weak: {problem}. Generate one with "

@@ -51,12 +51,16 @@ async def test_manifest_flow_writes_credentials_with_mode_0600(aiohttp_client, f
     values = read_dotenv(env_file)
     assert values["GITHUB_APP_ID"] == str(fake_github.app_id) and values["GHAPP_ENV_TTL"] == "24h"
     assert values["GITHUB_WEBHOOK_SECRET"] == fake_github.webhook_secret
+    # the App's OAuth client, for "Sign in with GitHub" on previews
+    assert values["GITHUB_CLIENT_ID"] == fake_github.client_id
+    assert values["GITHUB_CLIENT_SECRET"] == fake_github.client_secret
     key = tmp_path / f"{fake_github.slug}.private-key.pem"
     assert key.read_text() == fake_github.private_key_pem
     for path in (env_file, key):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     settings = Settings.from_env(environ={}, dotenv=env_file)
     assert settings.app_id == str(fake_github.app_id) and settings.private_key == fake_github.private_key_pem
+    assert settings.sign_in_configured and settings.client_secret == fake_github.client_secret
 
     # the one-time code cannot be used twice
     assert (await client.get("/setup/callback", params={"code": "abc123", "state": state})).status == 502

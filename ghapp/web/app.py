@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ghapp import db, isolation
 from ghapp.config import Settings
+from ghapp.gateway import access
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.repository import GitHubRepositoryFiles
 from ghapp.github.sink import GitHubSink
@@ -99,6 +100,7 @@ def create_app(
     if workers:
         app.cleanup_ctx.append(_github)
         app.cleanup_ctx.append(_workers)
+    access.setup(app)  # last: it uses the pool and, online, the App client
     return app
 
 

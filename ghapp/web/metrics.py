@@ -69,6 +69,19 @@ class Metrics:
             "the desired state yet (from the database at scrape time)",
             registry=r,
         )
+        self.preview_access = Counter(
+            "ghapp_preview_access_decisions",
+            "Access decisions on requests to previews (allow, sign_in, deny, unavailable)",
+            ["verdict"],
+            registry=r,
+        )
+        self.preview_sign_ins = Counter(
+            "ghapp_preview_sign_ins",
+            "Sign-ins with GitHub for previews, by outcome (started, allowed, denied, cancelled, bad_state, "
+            "github_error)",
+            ["outcome"],
+            registry=r,
+        )
         self.database_up = Gauge("ghapp_database_up", "1 if the last scrape could read the database", registry=r)
         # Sleep and wake. The sleeping previews are `ghapp_environments{status="sleeping"}`.
         self.wakeups = Counter("ghapp_wakeups", "Sleeping previews woken (by this replica)", registry=r)

@@ -71,6 +71,14 @@ class UsersMixin:
         self.user_tokens.append(token)
         return token.token
 
+    def revoke_authorization(self, login: str) -> int:
+        """The person revoked the App's authorization (GitHub settings → Applications): their user tokens stop
+        working. Returns their user id, the `sender.id` of the `github_app_authorization` revoked event."""
+        for token in self.user_tokens:
+            if token.login.lower() == login.lower():
+                token.expires_at, token.refresh_token = 0, ""
+        return self._user_id(login)
+
     def sign_in_as(self, login: str | None) -> None:
         """Who the browser is signed in to GitHub as, for the OAuth authorize page (None: nobody, a login page)."""
         if login is not None and login.lower() not in self.users:
