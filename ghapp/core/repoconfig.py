@@ -131,8 +131,27 @@ class Held:
 
 @dataclasses.dataclass(frozen=True)
 class RepositoryFile:
+    """A file's content, decoded as UTF-8 with `surrogateescape` (`raw` gives the bytes back exactly), and the SHA of
+    its blob."""
+
     text: str
     blob_sha: str
+
+    @property
+    def raw(self) -> bytes:
+        return self.text.encode("utf-8", "surrogateescape")
+
+    @classmethod
+    def of(cls, data: bytes, blob_sha: str) -> RepositoryFile:
+        return cls(data.decode("utf-8", "surrogateescape"), blob_sha)
+
+
+class FileTooLarge(ValueError):
+    """`RepositoryFiles.read`: the file is larger than can be read (GitHub's contents API: 1 MB)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the file is {size} bytes, too large to read")
+        self.size = size
 
 
 class RepositoryFiles(Protocol):
@@ -140,7 +159,8 @@ class RepositoryFiles(Protocol):
     demo's sample repository)."""
 
     async def read(self, env: Environment, repository: str, path: str, ref: str | None) -> RepositoryFile | None:
-        """The file at `ref` (None: the default branch); None if there is no such file."""
+        """The file at `ref` (None: the default branch); None if there is no such file (or the repository is not
+        readable by this installation); `FileTooLarge` if it cannot be read whole."""
         ...
 
     async def tarball(self, env: Environment, sha: str, destination: str) -> None:

@@ -104,7 +104,7 @@ async def start_run(
         if plan is not None:
             await conn.execute(
                 """UPDATE environments SET hold = NULL, hold_reason = NULL, config = $2, config_source = $3,
-                   config_blob_sha = $4, access = $5, sleep_after = $6, max_previews = $7
+                   config_blob_sha = $4, access = $5, sleep_after = $6, max_previews = $7, module = $8
                    WHERE id = $1""",
                 env.id,
                 _config_json(plan),
@@ -113,6 +113,7 @@ async def start_run(
                 None if plan.config.access is None else str(plan.config.access),
                 plan.config.sleep_after,
                 plan.config.max_previews,
+                plan.module,
             )
         await conn.execute(
             """UPDATE runs SET state = 'abandoned', finished_at = now(), error = 'the worker running it stopped'

@@ -25,6 +25,7 @@ USER_AGENT = "ghapp (preview environments)"
 # What the app needs, and nothing more (app.yml asks for the same).
 PERMISSIONS = {
     "checks": "write",
+    "contents": "read",
     "deployments": "write",
     "issues": "write",
     "pull_requests": "read",
@@ -150,7 +151,9 @@ class GitHubApp:
     def jwt(self) -> str:
         return gh_apps.get_jwt(app_id=self.app_id, private_key=self.private_key)
 
-    async def token(self, installation_id: int, repository_id: int | None = None) -> str:
+    async def token(self, installation_id: int, repository_id: int | str | None = None) -> str:
+        """An installation token narrowed to one repository, given by id or (when only its name is known, like an
+        organisation's `.github`) by name."""
         key = (installation_id, repository_id)
         cached = self._tokens.get(key)
         if cached and cached[1] - time.time() > TOKEN_REFRESH_MARGIN:
@@ -161,7 +164,9 @@ class GitHubApp:
             if cached and cached[1] - time.time() > TOKEN_REFRESH_MARGIN:
                 return cached[0]
             body: dict = {"permissions": PERMISSIONS}
-            if repository_id is not None:
+            if isinstance(repository_id, str):
+                body["repositories"] = [repository_id]
+            elif repository_id is not None:
                 body["repository_ids"] = [repository_id]
             data = await self._app_api.post(
                 f"/app/installations/{installation_id}/access_tokens", data=body, jwt=self.jwt()
@@ -170,8 +175,8 @@ class GitHubApp:
             self._tokens[key] = (data["token"], expires)
             return data["token"]
 
-    async def installation(self, installation_id: int, repository_id: int | None = None) -> GitHubAPI:
-        """A client acting as the installation, narrowed to one repository when given."""
+    async def installation(self, installation_id: int, repository_id: int | str | None = None) -> GitHubAPI:
+        """A client acting as the installation, narrowed to one repository (id, or name) when given."""
         token = await self.token(installation_id, repository_id)
         return RetryingGitHubAPI(
             self.session,

@@ -15,15 +15,18 @@ from aiohttp import web
 from ghapp import db, isolation
 from ghapp.config import Settings
 from ghapp.github.client import USER_AGENT, GitHubApp
+from ghapp.github.repository import GitHubRepositoryFiles
 from ghapp.github.sink import GitHubSink
 from ghapp.terraform import Terraform, allowed, find_binary
 from ghapp.web import api, auth, dashboard, keys, metrics, webhooks
 from ghapp.web.intake import GroupCommit
 from ghapp.workers.commands import CommandProcessor
+from ghapp.workers.configuration import ModulePlanner, RepositoryConfiguration
 from ghapp.workers.loops import run_loop
 from ghapp.workers.periodic import Resync, expire_and_prune
 from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
+from ghapp.workers.resolve import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +198,20 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         allow_env=settings.terraform_env_allow,
         run_as=isolation.run_user(),
         redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
+        catalog=settings.modules_dir,
+    )
+    files = app.get(keys.REPOSITORY_FILES) or (GitHubRepositoryFiles(app[keys.GITHUB]) if keys.GITHUB in app else None)
+    resolver = Resolver(
+        configuration=RepositoryConfiguration(settings, files),
+        planner=ModulePlanner(settings, sources=None),  # the source checkout (ghapp/sources.py) plugs in here
     )
     reconciler = Reconciler(
-        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[keys.METRICS].run_finished
+        app[keys.POOL],
+        app[keys.DATABASE_URL],
+        terraform,
+        settings,
+        on_run_finished=app[keys.METRICS].run_finished,
+        resolver=resolver,
     )
     app[keys.RECONCILER] = reconciler
     app[keys.DRAINS].append(reconciler.drain)

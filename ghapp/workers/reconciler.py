@@ -178,7 +178,7 @@ class Reconciler:
         self.on_run_finished(str(action), str(outcome.state), outcome.duration)
         await self._record(env, run, outcome)
         if action is Action.DESTROY and outcome.state is RunState.SUCCEEDED:
-            await self.terraform.delete_workspace(env.name)
+            await self.terraform.delete_workspace(env.name, self._module(env, run))
         log.log(
             logging.WARNING if outcome.state is RunState.FAILED else logging.INFO,
             "%s: %s %s in %.1fs%s",
@@ -226,8 +226,7 @@ class Reconciler:
                 runlog.set_progress(progress.as_dict())
 
         look_again = self.running.setdefault(env.id, asyncio.Event())
-        module = Path(run.plan.module) if run.plan.module else None
-        task = asyncio.create_task(self.terraform.run(run.action, inputs, on_line, module=module))
+        task = asyncio.create_task(self.terraform.run(run.action, inputs, on_line, module=self._module(env, run)))
         try:
             interrupted = await self._supervise(env, task, look_again)
         finally:
@@ -255,6 +254,12 @@ class Reconciler:
             preview_url=outputs.get("preview_url"),
             outputs=outputs,
         )
+
+    @staticmethod
+    def _module(env: Environment, run: RunInfo) -> Path | None:
+        """An apply runs the module its plan names; a destroy the one the environment was applied with."""
+        module = run.plan.module if run.action is Action.APPLY else env.module
+        return Path(module) if module else None
 
     async def _supervise(self, env: Environment, task: asyncio.Task, look_again: asyncio.Event) -> Outcome | None:
         """Wait for the run; return the outcome of interrupting it instead when it is superseded, times out, loses
