@@ -67,6 +67,9 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         log_tail=tail,
         details_url=f"{settings.base_url}/environments/{env.id}",
         expired=env.expired_at is not None,
+        hold=env.hold,
+        hold_reason=env.hold_reason,
+        config_source=env.config_source,
     )
 
 
