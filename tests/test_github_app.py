@@ -126,6 +126,7 @@ async def test_opened_pr_gets_check_run_comment_and_deployment(start_app, delive
     assert github.tokens[0].repositories == {REPO}
     assert github.tokens[0].permissions == {
         "checks": "write",
+        "contents": "read",
         "deployments": "write",
         "issues": "write",
         "pull_requests": "read",
