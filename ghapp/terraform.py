@@ -237,15 +237,24 @@ class Terraform:
         env.update(self.extra_env)
         return env
 
-    def workdir_for(self, module: Path | None, environment_name: str) -> WorkDir:
-        """The work dir of `module` (None: the operator's) for one environment (see the module docstring)."""
+    def _workdir_path(self, module: Path | None, environment_name: str) -> tuple[Path, bool]:
+        """Where `module` (None: the operator's) runs for one environment, and whether that is the environment's
+        alone (see the module docstring)."""
         module = module or self.module
         if module == self.module:
-            path, per_environment = self.workdir, False
-        elif self.catalog is not None and module.parent == self.catalog:
-            path, per_environment = self.root / "catalog" / module.name, False
-        else:
-            path, per_environment = self.root / "repository" / environment_name, True
+            return self.workdir, False
+        if self.catalog is not None and module.parent == self.catalog:
+            return self.root / "catalog" / module.name, False
+        return self.root / "repository" / environment_name, True
+
+    def same_workdir(self, a: Path | None, b: Path | None, environment_name: str) -> bool:
+        """Whether two modules run in one work dir for this environment (so a local state follows the change)."""
+        return self._workdir_path(a, environment_name) == self._workdir_path(b, environment_name)
+
+    def workdir_for(self, module: Path | None, environment_name: str) -> WorkDir:
+        """The prepared-copy record of `module` (None: the operator's) for one environment."""
+        path, per_environment = self._workdir_path(module, environment_name)
+        module = module or self.module
         found = self._workdirs.get(path)
         if found is None or found.module != module:
             found = self._workdirs[path] = WorkDir(module, path, per_environment)

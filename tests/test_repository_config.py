@@ -207,3 +207,26 @@ async def test_bytes_come_back_exactly_and_a_huge_file_is_refused(files, github)
     with pytest.raises(FileTooLarge) as caught:
         await files.read(ENV, REPO, PATH, huge)
     assert caught.value.size == 1024 * 1024 + 1
+
+
+async def test_a_new_module_first_destroys_what_the_old_one_made(start_app, deliveries, db, github, tmp_path):
+    client = await start_app()
+    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
+    env = await wait_for(lambda: settled(db, env_id, "active"), what="deployed with the operator's module")
+    assert env["module"] is None
+    old_state = tmp_path / "data" / "terraform" / "scripted" / "terraform.tfstate.d" / env["name"]
+    assert (old_state / "terraform.tfstate").is_file()
+
+    pushed = fake_sha("module")
+    github.add_commit(REPO, {PATH: CONFIG}, sha=pushed)
+    github.add_pull(REPO, 2, head_sha=pushed, head_ref="changes", user="Codertocat")
+    await post(client, deliveries, "pull_request", deliveries.pull_request("synchronize", sha=pushed))
+    env = await wait_for(lambda: settled(db, env_id, "active", pushed), what="deployed with the catalog module")
+    assert env["module"] == str(MODULES / "inputs") and env["deployed_sha"] == pushed
+    runs = await db.fetch("SELECT action, sha, state, error FROM runs WHERE environment_id = $1 ORDER BY id", env_id)
+    assert [(r["action"], r["sha"], r["state"]) for r in runs] == [
+        ("apply", SHA, "succeeded"),
+        ("destroy", SHA, "succeeded"),
+        ("apply", pushed, "succeeded"),
+    ]
+    assert not old_state.exists()  # the operator's module's resources and workspace are gone

@@ -33,6 +33,7 @@ async def test_manifest_flow_writes_credentials_with_mode_0600(aiohttp_client, f
     assert sorted(manifest["default_events"]) == ["check_run", "issue_comment", "pull_request"]
     assert manifest["default_permissions"] == {
         "checks": "write",
+        "contents": "read",
         "deployments": "write",
         "issues": "write",
         "pull_requests": "read",

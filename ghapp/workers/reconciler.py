@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +19,7 @@ from ghapp.config import Settings
 from ghapp.core.contract import NOTIFY_CHANNEL, Action, Hold, RunState, short_sha
 from ghapp.core.model import Environment
 from ghapp.core.policy import backoff, next_action, retry_delay
-from ghapp.core.repoconfig import Held, Plan
+from ghapp.core.repoconfig import Held, Plan, encode_inputs
 from ghapp.core.tfevents import Progress
 from ghapp.db import UNAVAILABLE, runs
 from ghapp.terraform import ModuleInputs, Terraform
@@ -49,6 +49,15 @@ class Outcome:
     outputs: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
     duration: float = 0.0
+
+
+def applied_module(env: Environment) -> Path | None:
+    """The module the preview was last applied with (None: the operator's)."""
+    return _path(env.module)
+
+
+def _path(module: str | None) -> Path | None:
+    return Path(module) if module else None
 
 
 def worker_id() -> str:
@@ -166,6 +175,14 @@ class Reconciler:
             async with self.pool.acquire() as conn:
                 await runs.mark_destroyed(conn, env, self.owner)
             return
+        # `module:` changed to one that keeps its state elsewhere: what the applied one made goes first
+        replaced = (
+            action is Action.APPLY
+            and env.provisioned
+            and not self.terraform.same_workdir(applied_module(env), _path(plan.module), env.name)
+        )
+        if replaced and not await self._destroy_with_applied_module(env):
+            return
         async with self.pool.acquire() as conn:
             run_id = await runs.start_run(conn, env, action, self.owner, plan if action is Action.APPLY else None)
         run = RunInfo(run_id, action, env.desired_sha if action is Action.APPLY else env.deployed_sha, plan, held)
@@ -179,6 +196,8 @@ class Reconciler:
         await self._record(env, run, outcome)
         if action is Action.DESTROY and outcome.state is RunState.SUCCEEDED:
             await self.terraform.delete_workspace(env.name, self._module(env, run))
+        if replaced:  # destroyed before this apply; its workspace goes now
+            await self.terraform.delete_workspace(env.name, applied_module(env))
         log.log(
             logging.WARNING if outcome.state is RunState.FAILED else logging.INFO,
             "%s: %s %s in %.1fs%s",
@@ -188,6 +207,23 @@ class Reconciler:
             outcome.duration,
             f" at {outcome.preview_url}" if outcome.preview_url else f": {outcome.error}" if outcome.error else "",
         )
+
+    async def _destroy_with_applied_module(self, env: Environment) -> bool:
+        """Destroy what the module the preview was applied with made, before another module applies; False if
+        that did not succeed (recorded as a failure and retried like one)."""
+        async with self.pool.acquire() as conn:
+            run_id = await runs.start_run(conn, env, Action.DESTROY, self.owner)
+        run = RunInfo(run_id, Action.DESTROY, env.deployed_sha)
+        log.info("%s: its module changed: destroying with %s first (run %d)", env.label, env.module, run_id)
+        runlog = RunLog(self.pool, run_id, env.id)
+        outcome = await self._execute(env, run, runlog)
+        await runlog.close()
+        if outcome.state is not RunState.SUCCEEDED:
+            await self._record(env, run, outcome)
+            return False
+        async with self.pool.acquire() as conn:
+            await runs.finish_run(conn, run_id, RunState.SUCCEEDED)
+        return True
 
     async def _resolve(self, env: Environment) -> Plan | Held | None:
         """The plan to apply `env` with, or why not now; None: resolving failed (GitHub unreachable, ...) and the
@@ -213,7 +249,7 @@ class Reconciler:
             head_ref=env.head_ref,
             source_dir=run.plan.source_dir,
             sleeping=env.desired_sleeping,
-            extra=run.plan.tf_vars,
+            extra=self._tf_vars(env, run),
         )
         last_report = 0.0
 
@@ -256,10 +292,17 @@ class Reconciler:
         )
 
     @staticmethod
+    def _tf_vars(env: Environment, run: RunInfo) -> Mapping[str, str]:
+        """An apply gets its plan's inputs; a destroy those it was applied with (a module's variables without a
+        default must be set for a destroy too)."""
+        if run.action is Action.APPLY:
+            return run.plan.tf_vars
+        return encode_inputs((env.config or {}).get("inputs") or {})
+
+    @staticmethod
     def _module(env: Environment, run: RunInfo) -> Path | None:
         """An apply runs the module its plan names; a destroy the one the environment was applied with."""
-        module = run.plan.module if run.action is Action.APPLY else env.module
-        return Path(module) if module else None
+        return _path(run.plan.module) if run.action is Action.APPLY else applied_module(env)
 
     async def _supervise(self, env: Environment, task: asyncio.Task, look_again: asyncio.Event) -> Outcome | None:
         """Wait for the run; return the outcome of interrupting it instead when it is superseded, times out, loses

@@ -7,10 +7,7 @@ variable "repository" { type = string }
 variable "environment_id" { type = number }
 variable "environment_name" { type = string }
 
-variable "greeting" {
-  type    = string
-  default = "unset"
-}
+variable "greeting" { type = string } # no default: a destroy needs it too
 variable "replicas" {
   type    = number
   default = 0
