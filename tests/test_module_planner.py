@@ -150,6 +150,15 @@ async def test_the_organisations_defaults_alone(catalog):
     assert (origin.kind, origin.ref) == ("organization", "the default branch")
 
 
+async def test_the_module_is_checked_where_it_is_decided(catalog):
+    files = Files({("acme/.github", None): "module: {path: infra}\n", ("acme/web", SHA): "module: local\n"})
+    config, _origin = await reader(files, catalog).read(ENV)
+    assert config.module == "local" and config.module_path is None
+    alone = Files({("acme/.github", None): "\nmodule: {path: infra}\n"})
+    held = await reader(alone, catalog).read(ENV)
+    assert isinstance(held, Held) and held.reason.startswith("acme/.github: line 2: module: {path: ...} is not allowed")
+
+
 async def test_a_fork_reads_its_base_branch(catalog):
     fork = dataclasses.replace(ENV, is_fork=True, base_ref="release")
     files = Files({("acme/web", "release"): "module: kubernetes\n"})

@@ -99,15 +99,18 @@ class RepositoryConfiguration(ConfigurationReader):
         if not files:
             return RepoConfig(), ConfigOrigin()
         parsed: list[ParsedFile] = []
-        rules = module_rules(self.settings, env)
         for where, file, origin in files:
             try:
-                one = parse(file.raw, preview_v1())
-                if "module" in one.document:
-                    check_module(one, rules)
+                parsed.append(parse(file.raw, preview_v1()))
             except ConfigProblem as e:
                 return Held(Hold.INVALID, f"{where}{e}", origin)
-            parsed.append(one)
+        # the module is checked in the file that decides it: the repository's, else the organisation's
+        deciding = next((i for i in reversed(range(len(parsed))) if "module" in parsed[i].document), None)
+        if deciding is not None:
+            try:
+                check_module(parsed[deciding], module_rules(self.settings, env))
+            except ConfigProblem as e:
+                return Held(Hold.INVALID, f"{files[deciding][0]}{e}", files[deciding][2])
         document = merge(parsed[0].document, parsed[1].document) if len(parsed) == 2 else parsed[0].document
         return to_config(document), files[-1][2]
 
