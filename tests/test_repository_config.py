@@ -95,13 +95,20 @@ async def test_a_catalog_module_gets_the_files_inputs_over_the_organisations(
 
     summary = check_run(github, SHA)["output"]["summary"]
     assert "| `api` | http://api-" in summary and "| `web` | http://" in summary
+    assert "| `<b>docs</b>` | `javascript:alert(1)` (not an http(s) URL, so not linked) |" in summary
     assert "Configuration: `.github/preview.yml from the repository" in summary
-    assert "| `api` | http://api-" in github.comments(REPO, 2)[0]["body"]
+    body = github.comments(REPO, 2)[0]["body"]
+    assert "| `api` | http://api-" in body and "| `<b>docs</b>` | `javascript:alert(1)` (not" in body
     api = await (await client.get(f"/api/environments/{env_id}")).json()
     assert api["preview_urls"] == {
+        "<b>docs</b>": "javascript:alert(1)",
         "api": f"http://api-{env['name']}.preview.test/",
         "web": f"http://{env['name']}.preview.test/",
     }
+    page = await (await client.get(f"/environments/{env_id}")).text()
+    assert f'<a href="http://api-{env["name"]}.preview.test/">' in page
+    assert "<code>&lt;b&gt;docs&lt;/b&gt;</code>" in page and 'href="javascript' not in page
+    assert "from the repository at" in page
 
     # closed: destroyed with the module it was applied with (the catalog's work dir), whose workspace goes
     state = tmp_path / "data" / "terraform" / "catalog" / "inputs" / "terraform.tfstate.d" / env["name"]

@@ -33,6 +33,7 @@ output "preview_urls" {
   value = {
     web = "http://${var.environment_name}.preview.test/"
     api = "http://api-${var.environment_name}.preview.test/"
+    "<b>docs</b>" = "javascript:alert(1)" # never a link, never markup
   }
 }
 
