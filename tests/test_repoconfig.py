@@ -11,6 +11,7 @@ import pytest
 from ghapp.core.contract import Access
 from ghapp.core.repoconfig import (
     MAX_BYTES,
+    MAX_NODES,
     ConfigProblem,
     ModuleRules,
     RepoConfig,
@@ -156,6 +157,8 @@ def test_anchors_and_aliases_are_refused_before_anything_is_built():
 
 def test_deep_nesting_size_and_encoding_are_limited():
     assert "nested deeper than" in problem("inputs:\n  x: " + "[" * 100 + "]" * 100 + "\n").reason
+    many = problem("inputs:\n" + "".join(f"  k{i}: v\n" for i in range(600)))
+    assert many.line == 500 and f"more than {MAX_NODES} keys and values" in many.reason
     big = problem(b"# " + b"x" * MAX_BYTES + b"\n")
     assert big.line is None and f"at most {MAX_BYTES} bytes" in big.reason
     latin1 = problem("version: 1\ninputs: {name: caf\u00e9}\n".encode("latin-1"))

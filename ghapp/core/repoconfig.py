@@ -27,6 +27,7 @@ from ghapp.core.model import Environment
 PATH = ".github/preview.yml"
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 16
+MAX_NODES = 1000  # keys and values in all: a real file has tens; validation costs time per node
 # The module contract's own inputs: ghapp sets them, a configuration never does.
 CONTRACT_INPUTS = frozenset(
     {"pr_number", "git_sha", "head_ref", "repository", "environment_id", "environment_name", "source_dir", "sleeping"}
@@ -48,6 +49,8 @@ SECRET_WORDS = (
     "signing_key",
     "ssh_key",
 )
+# libyaml's loader when PyYAML was built with it (marks and errors alike; many times faster), else PyYAML's own.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TYPES = {
@@ -189,7 +192,7 @@ def parse(data: bytes, schema: Mapping[str, Any]) -> ParsedFile:
         raise ConfigProblem("the file is not UTF-8 text", data[: e.start].count(b"\n") + 1) from None
     _check_events(text)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _LOADER(text)
         try:
             node = loader.get_single_node()
             document = loader.construct_document(node) if node is not None else {}
@@ -223,13 +226,17 @@ def parse(data: bytes, schema: Mapping[str, Any]) -> ParsedFile:
 
 
 def _check_events(text: str) -> None:
-    """Refuse anchors and aliases (a few lines can expand to billions of nodes: the "billion laughs") and nesting
-    deeper than MAX_DEPTH, before anything is built."""
-    depth = 0
+    """Refuse anchors and aliases (a few lines can expand to billions of nodes: the "billion laughs"), nesting
+    deeper than MAX_DEPTH and more than MAX_NODES nodes, before anything is built."""
+    depth = nodes = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_LOADER):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
                 raise ConfigProblem("anchors and aliases (& and *) are not allowed", _line(event))
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise ConfigProblem(f"more than {MAX_NODES} keys and values", _line(event))
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:

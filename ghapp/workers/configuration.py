@@ -5,6 +5,7 @@ applied with."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from pathlib import Path
@@ -101,7 +102,8 @@ class RepositoryConfiguration(ConfigurationReader):
         parsed: list[ParsedFile] = []
         for where, file, origin in files:
             try:
-                parsed.append(parse(file.raw, preview_v1()))
+                # bounded (size, nodes, depth), yet milliseconds of CPU: off the event loop
+                parsed.append(await asyncio.to_thread(parse, file.raw, preview_v1()))
             except ConfigProblem as e:
                 return Held(Hold.INVALID, f"{where}{e}", origin)
         # the module is checked in the file that decides it: the repository's, else the organisation's
