@@ -89,9 +89,11 @@ async def test_a_catalog_module_gets_the_files_inputs_over_the_organisations(
     (run_row,) = await db.fetch("SELECT config_source, config_blob_sha FROM runs WHERE environment_id = $1", env_id)
     assert run_row["config_blob_sha"] == env["config_blob_sha"] is not None
 
-    # the organisation's file was read with a token narrowed to its repository, by name
-    assert {frozenset(t.repositories or ()) for t in github.tokens} == {frozenset({REPO}), frozenset({ORG_REPO})}
-    assert all(t.permissions.get("contents") == "read" for t in github.tokens)
+    # the organisation's file was read with a token narrowed to its repository, by name; content is read with
+    # tokens of their own
+    readers = [t for t in github.tokens if t.permissions == {"contents": "read", "metadata": "read"}]
+    assert sorted(sorted(t.repositories or ()) for t in readers) == [[ORG_REPO], [REPO]]
+    assert all("contents" not in t.permissions for t in github.tokens if t not in readers)
 
     summary = check_run(github, SHA)["output"]["summary"]
     assert "| `api` | http://api-" in summary and "| `web` | http://" in summary
@@ -203,6 +205,16 @@ async def test_reading_a_file_by_ref_with_conditional_requests(files, github):
     assert await files.read(ENV, ORG_REPO, PATH, None) is None
     # an environment without an installation (offline): no file
     assert await files.read(dataclasses.replace(ENV, installation_id=None), REPO, PATH, head) is None
+
+
+async def test_an_installation_that_has_not_granted_contents_reads_no_file(files, github, caplog):
+    """Installed before ghapp read content: its owner has not accepted `contents: read` yet. Previews go on with
+    the operator's defaults (and reporting, with its own token, is unaffected)."""
+    github.installations[INSTALLATION].permissions.pop("contents")
+    head = github.add_commit(REPO, {PATH: "version: 1\n"}, sha=fake_sha("granted"))
+    assert await files.read(ENV, REPO, PATH, head) is None
+    assert "has not granted `contents: read`" in caplog.text
+    assert await files.app.token(INSTALLATION, REPO_ID)  # the reporting token is still given
 
 
 async def test_bytes_come_back_exactly_and_a_huge_file_is_refused(files, github):

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from urllib.parse import quote
 
 from gidgethub import BadRequest
 
 from ghapp.core.model import Environment
 from ghapp.core.repoconfig import FileTooLarge, RepositoryFile
-from ghapp.github.client import GitHubApp
+from ghapp.github.client import CONTENT_PERMISSIONS, GitHubApp
+
+log = logging.getLogger(__name__)
 
 
 class GitHubRepositoryFiles:
@@ -26,9 +29,21 @@ class GitHubRepositoryFiles:
             return None
         same = repository.lower() == env.repository.lower()
         try:
-            gh = await self.app.installation(env.installation_id, env.repo_id if same else repository.split("/")[-1])
+            gh = await self.app.installation(
+                env.installation_id, env.repo_id if same else repository.split("/")[-1], CONTENT_PERMISSIONS
+            )
         except BadRequest as e:
-            if e.status_code == 422 and not same:  # the installation cannot read that repository (or it is absent)
+            if e.status_code != 422:
+                raise
+            if "permission" in str(e).lower():  # installed before ghapp read content; its owner has not accepted
+                log.warning(
+                    "installation %s has not granted `contents: read`: %s is deployed with the operator's defaults "
+                    "until an owner accepts the App's new permission",
+                    env.installation_id,
+                    env.label,
+                )
+                return None
+            if not same:  # the installation cannot read that repository (or there is none)
                 return None
             raise
         url = f"/repos/{repository}/contents/{quote(path)}"

@@ -232,9 +232,9 @@ class Reconciler:
             return await self.resolver.resolve(env)
         except Exception as e:
             log.warning("%s: cannot resolve its configuration: %s", env.label, e, exc_info=True)
-            delay = retry_delay(
-                env.attempts + 1, self.settings.retry_base, self.settings.retry_cap, self.settings.max_attempts
-            )
+            # GitHub unreachable is not the pull request's fault: retried with backoff, never parked like a
+            # failing module (GHAPP_MAX_ATTEMPTS), so the preview deploys once GitHub answers again
+            delay = backoff(env.attempts + 1, self.settings.retry_base, self.settings.retry_cap)
             async with self.pool.acquire() as conn:
                 await runs.mark_failed(conn, env, self.owner, f"cannot read the repository's configuration: {e}", delay)
             return None
