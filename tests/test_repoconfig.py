@@ -7,6 +7,8 @@ import json
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ghapp.core.contract import Access
 from ghapp.core.repoconfig import (
@@ -130,9 +132,18 @@ def test_a_repository_module_path():
         ("module: kubernetes\n  deploy: manual\n", 2, "not valid YAML"),
         ("paths: [a\n", 2, "not valid YAML"),
         ("version: 1\n---\ndeploy: manual\n", 2, "expected a single document"),
-        ("a: !!python/object/apply:os.system [echo]\n", 1, "could not determine a constructor"),
-        ("x: !!binary aGk=\n", 1, "unknown key 'x'"),
+        (
+            "a: !!python/object/apply:os.system [echo]\n",
+            1,
+            "tags (tag:yaml.org,2002:python/object/apply:os.system) are not allowed",
+        ),
+        ("x: !!binary aGk=\n", 1, "tags (tag:yaml.org,2002:binary) are not allowed"),
+        ("ttl: !!timestamp\n", 1, "tags (tag:yaml.org,2002:timestamp) are not allowed"),
+        ("version: 1\ninputs: !!map {a: 1}\n", 2, "tags (tag:yaml.org,2002:map) are not allowed"),
         ("drafts: 2024-01-01\n", 1, "drafts must be true or false, not date"),
+        ("version: 1\ndeploy: \x07\n", 2, "not valid YAML: the character U+0007 is not allowed"),
+        ("inputs:\n  ok: 1\n  ratio: .nan\n", 3, "input 'ratio': .nan and .inf are not numbers Terraform reads"),
+        ("inputs:\n  limits: {cpu: [1, -.inf]}\n", 2, "input 'limits': .nan and .inf"),
     ],
 )
 def test_every_problem_names_its_line_and_reason(text, line, reason):
@@ -228,3 +239,20 @@ def test_repository_patterns():
     assert repository_matches("Acme/Web", ["acme/web"])
     assert repository_matches("acme/web", ["other/x", "acme/*"])
     assert not repository_matches("acme/web", ["acme/we", "acme/web/*", "*/web"])
+
+
+_YAMLISH = st.lists(
+    st.sampled_from([*"ab:-[]{}&*!|>'\"#\n .,0123456789\t\x07\\", "inputs", "ttl", "module", "version"])
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), _YAMLISH.map(str.encode)))
+def test_any_bytes_end_in_a_configuration_or_a_problem(data):
+    """Whatever a repository commits, reading it ends in a valid file or a `ConfigProblem`, never a crash."""
+    try:
+        parsed = parse(data, preview_v1())
+    except ConfigProblem as e:
+        assert e.line is None or e.line >= 1
+    else:
+        encode_inputs(to_config(parsed.document).inputs)

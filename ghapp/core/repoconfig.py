@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
@@ -195,18 +196,20 @@ def parse(data: bytes, schema: Mapping[str, Any]) -> ParsedFile:
         loader = _LOADER(text)
         try:
             node = loader.get_single_node()
-            document = loader.construct_document(node) if node is not None else {}
+            document = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as e:
         raise _yaml_problem(e) from None
     except yaml.YAMLError as e:
         raise ConfigProblem(f"not valid YAML: {e}") from None
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
+    except (ValueError, IndexError, TypeError, OverflowError, AttributeError) as e:  # PyYAML's own failures
+        raise ConfigProblem(f"not valid YAML: a value cannot be read ({type(e).__name__})") from None
+    if document is None or node is None:  # empty, comments only, or `~`
+        return ParsedFile({}, {})
+    if not isinstance(document, dict) or not isinstance(node, yaml.MappingNode):
         raise ConfigProblem("the file must be a mapping of keys (like `module: kubernetes`)", _line(node))
-    for key_node, _value in node.value if node is not None else ():
+    for key_node, _value in node.value:
         if not isinstance(key_node.value, str) or key_node.tag != "tag:yaml.org,2002:str":
             raise ConfigProblem(f"key {key_node.value!r} is not a name (quote it if it is one)", _line(key_node))
     problems = sorted(
@@ -215,24 +218,30 @@ def parse(data: bytes, schema: Mapping[str, Any]) -> ParsedFile:
     )
     if problems:
         raise problems[0]
-    lines = {str(k.value): _line(k) for k, _v in node.value} if node is not None else {}
-    inputs_node = _child(node, "inputs") if node is not None else None
+    lines = {str(k.value): _line(k) for k, _v in node.value}
+    inputs_node = _child(node, "inputs")
     for key_node, _value in inputs_node.value if isinstance(inputs_node, yaml.MappingNode) else ():
         if key_node.tag != "tag:yaml.org,2002:str":
             raise ConfigProblem(f"input name {key_node.value!r} is not a name (quote it if it is one)", _line(key_node))
         _check_input_name(str(key_node.value), _line(key_node))
         lines[f"inputs.{key_node.value}"] = _line(key_node)
+        if not _finite(document["inputs"][key_node.value]):
+            raise ConfigProblem(
+                f"input {key_node.value!r}: .nan and .inf are not numbers Terraform reads", _line(key_node)
+            )
     return ParsedFile(document, lines)
 
 
 def _check_events(text: str) -> None:
-    """Refuse anchors and aliases (a few lines can expand to billions of nodes: the "billion laughs"), nesting
-    deeper than MAX_DEPTH and more than MAX_NODES nodes, before anything is built."""
+    """Refuse anchors and aliases (a few lines can expand to billions of nodes: the "billion laughs"), explicit
+    tags, nesting deeper than MAX_DEPTH and more than MAX_NODES nodes, before anything is built."""
     depth = nodes = 0
     try:
         for event in yaml.parse(text, Loader=_LOADER):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
                 raise ConfigProblem("anchors and aliases (& and *) are not allowed", _line(event))
+            if (tag := getattr(event, "tag", None)) is not None:  # the safe loader's constructors of tags are fragile
+                raise ConfigProblem(f"tags ({tag}) are not allowed: quote a value to make it text", _line(event))
             if isinstance(event, yaml.NodeEvent):
                 nodes += 1
                 if nodes > MAX_NODES:
@@ -245,6 +254,10 @@ def _check_events(text: str) -> None:
                 depth -= 1
     except yaml.MarkedYAMLError as e:
         raise _yaml_problem(e) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (control characters)
+        line = text[: e.position].count("\n") + 1
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        raise ConfigProblem(f"not valid YAML: the character U+{code:04X} is not allowed", line) from None
 
 
 def _yaml_problem(e: yaml.MarkedYAMLError) -> ConfigProblem:
@@ -344,6 +357,16 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return f"{type(value).__name__}"
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 def _check_input_name(name: str, line: int | None) -> None:
