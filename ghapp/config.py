@@ -148,6 +148,8 @@ class Settings:
     database_url: str | None = dataclasses.field(default=None, repr=False)
     data_dir: Path = Path(".ghapp")
     terraform_module: Path = Path("terraform/local")
+    modules_dir: Path = Path("terraform")  # the catalog (GHAPP_MODULES): `module: <name>` is a directory in it
+    repo_modules: tuple[str, ...] = ()  # repositories (`owner/name`, `owner/*`) whose own module may run
     terraform_bin: str | None = None
     max_parallel_runs: int = 4
     max_previews: int | None = None  # live previews per repository (GHAPP_MAX_PREVIEWS); None: unlimited
@@ -296,6 +298,20 @@ class Settings:
                 raise ConfigError(f"GHAPP_PORT must be a TCP port (1-65535), got {value}")
             return value
 
+        def modules_dir() -> Path:
+            raw = get("GHAPP_MODULES")
+            path = Path(raw or defaults.modules_dir).absolute()
+            if raw is not None and not path.is_dir():
+                raise ConfigError(f"GHAPP_MODULES={raw!r} is not a directory (the catalog of Terraform modules)")
+            return path
+
+        def repo_modules() -> tuple[str, ...]:
+            patterns = tuple(p.strip() for p in (get("GHAPP_REPO_MODULES") or "").split(",") if p.strip())
+            for pattern in patterns:
+                if not re.fullmatch(r"[A-Za-z0-9_.-]+/(\*|[A-Za-z0-9_.-]+)", pattern):
+                    raise ConfigError(f"GHAPP_REPO_MODULES: {pattern!r} is not `owner/name` or `owner/*`")
+            return patterns
+
         private_key = get("GITHUB_PRIVATE_KEY")
         key_path = get("GITHUB_PRIVATE_KEY_PATH")
         if private_key is None and key_path is not None:
@@ -321,6 +337,8 @@ class Settings:
             data_dir=Path(get("GHAPP_DATA_DIR") or defaults.data_dir).absolute(),
             terraform_module=Path(get("GHAPP_TERRAFORM_MODULE") or defaults.terraform_module).absolute(),
             terraform_bin=get("GHAPP_TERRAFORM_BIN"),
+            modules_dir=modules_dir(),
+            repo_modules=repo_modules(),
             max_parallel_runs=number("GHAPP_MAX_PARALLEL_RUNS", defaults.max_parallel_runs),
             max_previews=cap("GHAPP_MAX_PREVIEWS"),
             retention=duration("GHAPP_RETENTION", defaults.retention),

@@ -27,13 +27,11 @@ from ghapp import deliveries, isolation
 from ghapp.config import Settings
 from ghapp.core.contract import Status, short_sha
 from ghapp.core.model import Environment
-from ghapp.core.repoconfig import ConfigOrigin, Plan, RepoConfig
 from ghapp.db import desired, reads
 from ghapp.demo_repository import LocalRepositoryFiles
 from ghapp.sources import SourceLimits, Sources
 from ghapp.web import keys
 from ghapp.web.app import create_app
-from ghapp.workers.resolve import Planner, Resolver
 
 log = logging.getLogger("ghapp.demo")
 
@@ -56,22 +54,6 @@ def sample_delivery() -> bytes:
 
 def sample_repository() -> Path:
     return Path(str(resources.files("ghapp.demo_data").joinpath("sample-repo")))
-
-
-class SamplePlanner(Planner):
-    """Plans the sample repository as its `.github/preview.yml` says: its code at the commit, and its command.
-    (Until the repository configuration reads that file itself; then the demo gives the configuration reader the
-    same LocalRepositoryFiles and the usual planner.)"""
-
-    COMMAND = "python3 serve.py"  # the `inputs.command` of demo_data/sample-repo/.github/preview.yml
-
-    def __init__(self, sources: Sources) -> None:
-        self.sources = sources
-
-    async def plan(self, env: Environment, config: RepoConfig, origin: ConfigOrigin) -> Plan:
-        assert env.desired_sha is not None  # an environment is applied at its desired commit
-        source_dir = await self.sources.checkout(env, env.desired_sha)
-        return Plan(config=config, origin=origin, source_dir=source_dir, tf_vars={"command": self.COMMAND})
 
 
 def run_demo(settings: Settings) -> int:
@@ -115,13 +97,10 @@ async def _demo(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
-    sources = Sources(
-        settings.data_dir / "sources",
-        LocalRepositoryFiles(sample_repository()),
-        SourceLimits.of(settings),
-        run_user=isolation.run_user(),
-    )
-    app = create_app(settings, sources=sources, resolver=Resolver(planner=SamplePlanner(sources)))
+    files = LocalRepositoryFiles(sample_repository())  # its .github/preview.yml and its code, as GitHub would
+    sources = Sources(settings.data_dir / "sources", files, SourceLimits.of(settings), run_user=isolation.run_user())
+    app = create_app(settings, sources=sources)
+    app[keys.REPOSITORY_FILES] = files
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     try:

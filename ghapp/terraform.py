@@ -1,8 +1,11 @@
 """Running Terraform: argv only, a clean environment, `init` once per module content, a workspace per environment.
 
-The module is copied to `<data>/terraform/<module name>/` and initialised once for each distinct content; every
-run then only sets `TF_WORKSPACE`. Cancelling a run (the task awaiting `run`) interrupts Terraform's whole process
-group: SIGINT (Terraform saves state), then SIGKILL after a grace period.
+A module is copied to a work dir and initialised once for each distinct content; every run then only sets
+`TF_WORKSPACE`. The operator's module (GHAPP_TERRAFORM_MODULE) works in `<data>/terraform/<module name>/`, a catalog
+module (GHAPP_MODULES/<name>) in `<data>/terraform/catalog/<name>/`, and a module from a repository in
+`<data>/terraform/repository/<environment name>/`: one per environment, since the local backend keeps its state in
+the work dir and two pull requests' commits must not share one. Cancelling a run (the task awaiting `run`)
+interrupts Terraform's whole process group: SIGINT (Terraform saves state), then SIGKILL after a grace period.
 """
 
 from __future__ import annotations
@@ -152,11 +155,13 @@ def find_binary(configured: str | None) -> str:
 
 def module_digest(module: Path) -> str:
     h = hashlib.sha256()
-    for path in sorted(p for p in module.rglob("*") if p.is_file()):
+    for path in sorted(p for p in module.rglob("*") if p.is_symlink() or p.is_file()):
         rel = path.relative_to(module)
         if rel.parts[0] in (".terraform", "previews", "__pycache__") or "tfstate" in rel.name:
             continue
-        h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+        # A link counts as where it points, never as what it points to (a repository's module is not trusted).
+        content = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+        h.update(str(rel).encode() + b"\0" + content + b"\0")
     return h.hexdigest()
 
 
@@ -164,6 +169,19 @@ def _child_setup() -> None:
     """In Terraform's process, before exec: die with the app; take SIGINT even if the app was started ignoring it."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+@dataclasses.dataclass
+class WorkDir:
+    """A module's prepared copy: where Terraform runs, the content it was initialised for, its known workspaces."""
+
+    module: Path
+    path: Path
+    per_environment: bool = False  # a repository's module: removed with its environment
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    workspace_lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    digest: str | None = None
+    workspaces: set[str] = dataclasses.field(default_factory=set)
 
 
 class Terraform:
@@ -178,21 +196,20 @@ class Terraform:
         allow_env: tuple[str, ...] = ("TF_VAR_*",),
         run_as: RunUser | None = None,
         redact: Redactor | None = None,
+        catalog: Path | None = None,
     ):
         self.module = module
+        self.catalog = catalog  # GHAPP_MODULES: a module in it is shared by every environment that names it
         self.binary = binary
         self.root = data_dir / "terraform"
         self.workdir = self.root / module.name
+        self._workdirs: dict[Path, WorkDir] = {}
         self.extra_env = dict(extra_env or {})
         self.state_url = state_url  # PG_CONN_STR: the state role's (ghapp/db/state_role.py), never the app's URL
         self.interrupt_grace = interrupt_grace
         self.allow_env = tuple(allow_env)
         self.run_as = run_as
         self.redact = redact or Redactor()
-        self._prepare_lock = asyncio.Lock()
-        self._workspace_lock = asyncio.Lock()
-        self._prepared_digest: str | None = None
-        self._workspaces: set[str] = set()
 
     def base_env(self) -> dict[str, str]:
         """The allowlisted environment of every Terraform process (see PASSED, TERRAFORM_OWN, GHAPP_TERRAFORM_ENV)."""
@@ -218,34 +235,62 @@ class Terraform:
         env.update(self.extra_env)
         return env
 
-    async def prepare(self) -> Path:
-        """Copy the module and run `init` if its content changed since the last init; return the work dir."""
-        async with self._prepare_lock:
-            digest = await asyncio.to_thread(module_digest, self.module)
-            if digest == self._prepared_digest:
-                return self.workdir
-            marker = self.workdir / ".ghapp-module-digest"
+    def _workdir_path(self, module: Path | None, environment_name: str) -> tuple[Path, bool]:
+        """Where `module` (None: the operator's) runs for one environment, and whether that is the environment's
+        alone (see the module docstring)."""
+        module = module or self.module
+        if module == self.module:
+            return self.workdir, False
+        if self.catalog is not None and module.parent == self.catalog:
+            return self.root / "catalog" / module.name, False
+        return self.root / "repository" / environment_name, True
+
+    def same_workdir(self, a: Path | None, b: Path | None, environment_name: str) -> bool:
+        """Whether two modules run in one work dir for this environment (so a local state follows the change)."""
+        return self._workdir_path(a, environment_name) == self._workdir_path(b, environment_name)
+
+    def workdir_for(self, module: Path | None, environment_name: str) -> WorkDir:
+        """The prepared-copy record of `module` (None: the operator's) for one environment."""
+        path, per_environment = self._workdir_path(module, environment_name)
+        module = module or self.module
+        found = self._workdirs.get(path)
+        if found is None or found.module != module:
+            found = self._workdirs[path] = WorkDir(module, path, per_environment)
+        return found
+
+    async def prepare(self, workdir: WorkDir | None = None) -> Path:
+        """Copy the module and run `init` if its content changed since the last init; return the work dir. A
+        repository's module whose source is gone (a destroy after its checkout was deleted) runs as last prepared."""
+        workdir = workdir or self.workdir_for(None, "")
+        async with workdir.lock:
+            marker = workdir.path / ".ghapp-module-digest"
+            if workdir.per_environment and not workdir.module.is_dir() and marker.is_file():
+                digest = marker.read_text()
+            else:
+                digest = await asyncio.to_thread(module_digest, workdir.module)
+            if digest == workdir.digest:
+                return workdir.path
             if not (marker.is_file() and marker.read_text() == digest):
-                await asyncio.to_thread(self._copy_module)
+                await asyncio.to_thread(self._copy_module, workdir)
                 self._write_cli_config()
                 await asyncio.to_thread(self._hand_over)
-                code, out = await self._capture("init", "-input=false", "-no-color")
+                code, out = await self._capture("init", "-input=false", "-no-color", cwd=workdir.path)
                 if code != 0:
-                    raise TerraformError(f"terraform init failed in {self.workdir}:\n{self.redact(out[-4000:])}")
+                    raise TerraformError(f"terraform init failed in {workdir.path}:\n{self.redact(out[-4000:])}")
                 marker.write_text(digest)
-                log.info("terraform init done for %s (%s)", self.module, digest[:12])
+                log.info("terraform init done for %s (%s)", workdir.module, digest[:12])
             self._write_cli_config()
             await asyncio.to_thread(self._hand_over)
-            code, out = await self._capture("workspace", "list", "-no-color")
-            self._workspaces = {w.strip(" *") for w in out.splitlines() if w.strip(" *")} if code == 0 else set()
-            self._prepared_digest = digest
-            return self.workdir
+            code, out = await self._capture("workspace", "list", "-no-color", cwd=workdir.path)
+            workdir.workspaces = {w.strip(" *") for w in out.splitlines() if w.strip(" *")} if code == 0 else set()
+            workdir.digest = digest
+            return workdir.path
 
-    def _copy_module(self) -> None:
-        if not self.module.is_dir():
-            raise TerraformError(f"the Terraform module {self.module} does not exist (GHAPP_TERRAFORM_MODULE)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        for old in self.workdir.iterdir():  # remove the previous content's files, keep .terraform and state
+    def _copy_module(self, workdir: WorkDir) -> None:
+        if not workdir.module.is_dir():
+            raise TerraformError(f"the Terraform module {workdir.module} does not exist")
+        workdir.path.mkdir(parents=True, exist_ok=True)
+        for old in workdir.path.iterdir():  # remove the previous content's files, keep .terraform and state
             if old.name not in (
                 ".terraform",
                 "terraform.tfstate.d",
@@ -253,7 +298,7 @@ class Terraform:
                 "previews",
             ) and not old.name.startswith(".ghapp"):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
-        shutil.copytree(self.module, self.workdir, ignore=_IGNORED_FILES, dirs_exist_ok=True)
+        shutil.copytree(workdir.module, workdir.path, ignore=_IGNORED_FILES, dirs_exist_ok=True, symlinks=True)
 
     def _hand_over(self) -> None:
         """The run user owns Terraform's work directories (and nothing else of the app's); without one, they are
@@ -274,8 +319,8 @@ class Terraform:
         cache.mkdir(parents=True, exist_ok=True)
         (self.root / "terraformrc").write_text(f'disable_checkpoint = true\nplugin_cache_dir = "{cache}"\n')
 
-    async def _capture(self, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
-        proc = await self._spawn(args, env or self.base_env())
+    async def _capture(self, *args: str, cwd: Path, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+        proc = await self._spawn(args, env or self.base_env(), cwd)
         try:
             out, _ = await proc.communicate()
         except BaseException:  # cancelled (a superseded or timed-out run): no Terraform is left behind
@@ -284,11 +329,11 @@ class Terraform:
         assert proc.returncode is not None  # communicate() waited for the exit
         return proc.returncode, out.decode(errors="replace")
 
-    async def _spawn(self, args, env) -> asyncio.subprocess.Process:
+    async def _spawn(self, args, env, cwd: Path) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             self.binary,
             *args,
-            cwd=self.workdir,
+            cwd=cwd,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -299,60 +344,80 @@ class Terraform:
             **(self.run_as.popen_kwargs() if self.run_as else {}),
         )
 
-    def _shared_backend(self) -> bool:
+    def _shared_backend(self, workdir: Path) -> bool:
         """Whether the module keeps its state in a backend other than the local one (init records its type)."""
         try:
-            config = json.loads((self.workdir / ".terraform" / "terraform.tfstate").read_text())
+            config = json.loads((workdir / ".terraform" / "terraform.tfstate").read_text())
         except (OSError, ValueError):
             return False  # no backend block: local
         return (config.get("backend") or {}).get("type", "local") != "local"
 
-    async def _ensure_workspace(self, name: str) -> None:
+    async def _ensure_workspace(self, workdir: WorkDir, name: str) -> None:
         """Create workspaces one at a time: concurrent creation races in shared backends (pg: "Already locked for
         workspace creation"). The local backend creates a workspace's directory on first use, race-free, so there
         `TF_WORKSPACE` alone does it and no extra Terraform process is spent."""
-        if name in self._workspaces or not self._shared_backend():
+        if name in workdir.workspaces or not self._shared_backend(workdir.path):
             return
-        async with self._workspace_lock:
-            if name in self._workspaces:
+        async with workdir.workspace_lock:
+            if name in workdir.workspaces:
                 return
             for attempt in range(5):
                 code, out = await self._capture(
-                    "workspace", "new", "-no-color", name, env={**self.base_env(), "TF_WORKSPACE": name}
+                    "workspace",
+                    "new",
+                    "-no-color",
+                    name,
+                    cwd=workdir.path,
+                    env={**self.base_env(), "TF_WORKSPACE": name},
                 )
                 if code == 0 or "already exists" in out:
-                    self._workspaces.add(name)
+                    workdir.workspaces.add(name)
                     return
                 if "locked" not in out.lower():
                     raise TerraformError(f"cannot create workspace {name}:\n{out[-2000:]}")
                 await asyncio.sleep(0.2 * (attempt + 1))
             raise TerraformError(f"cannot create workspace {name}: still locked")
 
-    async def delete_workspace(self, name: str) -> None:
-        async with self._workspace_lock:
+    async def delete_workspace(self, name: str, module: Path | None = None) -> None:
+        """After a successful destroy: the environment's workspace goes; a repository's module's work dir, which
+        belongs to that one environment, goes whole."""
+        workdir = self.workdir_for(module, name)
+        if workdir.per_environment:
+            async with workdir.lock:
+                await asyncio.to_thread(shutil.rmtree, workdir.path, True)
+                self._workdirs.pop(workdir.path, None)
+            return
+        if not workdir.path.is_dir():
+            return
+        async with workdir.workspace_lock:
             code, out = await self._capture(
-                "workspace", "delete", "-no-color", name, env={**self.base_env(), "TF_WORKSPACE": "default"}
+                "workspace",
+                "delete",
+                "-no-color",
+                name,
+                cwd=workdir.path,
+                env={**self.base_env(), "TF_WORKSPACE": "default"},
             )
-            self._workspaces.discard(name)
+            workdir.workspaces.discard(name)
             if code != 0 and "doesn't exist" not in out:
                 log.warning("could not delete workspace %s: %s", name, out.strip()[-500:])
 
     async def run(
         self, action: Action, inputs: ModuleInputs, on_line: LineHandler, module: Path | None = None
     ) -> RunResult:
-        """`apply` or `destroy` one environment; every line goes to `on_line(line, progress, changed)`. `module`:
-        another module than the operator's (not supported yet: the repository configuration brings it)."""
-        if module is not None and module != self.module:
-            raise TerraformError(f"module {module} is not supported by this runner")
-        await self.prepare()
-        await self._ensure_workspace(inputs.environment_name)
+        """`apply` or `destroy` one environment; every line goes to `on_line(line, progress, changed)`. `module`: a
+        Terraform directory other than the operator's (a catalog module, or a repository's at the commit); a
+        destroy must name the module the environment was applied with."""
+        workdir = self.workdir_for(module, inputs.environment_name)
+        await self.prepare(workdir)
+        await self._ensure_workspace(workdir, inputs.environment_name)
         # Precedence: the repository's inputs < the operator's TF_VAR_* (routing, access, domains: never a pull
         # request's to change) < the contract's inputs.
         repository_inputs = {f"TF_VAR_{k}": v for k, v in inputs.extra.items()}
         env = {**repository_inputs, **self.base_env(), **inputs.tf_vars(), "TF_WORKSPACE": inputs.environment_name}
         args = [str(action), "-auto-approve", "-input=false", "-no-color", "-json", "-lock-timeout=60s"]
         progress = Progress()
-        proc = await self._spawn(args, env)
+        proc = await self._spawn(args, env, workdir.path)
         try:
             assert proc.stdout is not None
             async for raw in proc.stdout:

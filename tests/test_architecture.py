@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ghapp"
 # In order: a module may import its own layer and those before it, never one after it.
 LAYERS = [
     ("core", ["ghapp.core"]),
-    ("base", ["ghapp.config", "ghapp.isolation", "ghapp.logsafe"]),
+    ("base", ["ghapp.config", "ghapp.isolation", "ghapp.logsafe", "ghapp.schemas"]),
     ("db", ["ghapp.db"]),
     (
         "outside",
@@ -46,6 +46,10 @@ CORE_MAY_IMPORT = {
     "functools",
     "string",
     "textwrap",
+    "difflib",
+    # Parsers of text given to them, no I/O of their own: `.github/preview.yml` (ghapp/core/repoconfig.py).
+    "yaml",
+    "jsonschema",
 }
 SQL = re.compile(
     r"\b(SELECT\s.*\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|pg_notify|pg_\w*advisory)\b",

@@ -504,17 +504,29 @@ async def _active(db, env_id: int):
 # --- the webhook endpoint --------------------------------------------------------------------------------------------
 
 
+class NoFiles:
+    """Repositories without `.github/preview.yml`."""
+
+    async def read(self, env, repository, path, ref):
+        return None
+
+    async def tarball(self, env, sha, destination):
+        raise NotImplementedError
+
+
 async def test_bad_deliveries_never_5xx_never_write_unsigned_and_the_app_keeps_converging(
     settings, aiohttp_client, deliveries, db, caplog
 ):
     caplog.set_level(logging.WARNING)
     # Online (so comments and check-run buttons are parsed and stored), with GitHub unreachable: publishing and
-    # commands fail and retry in the background, provisioning goes on.
+    # commands fail and retry in the background, provisioning goes on (the repositories' configuration comes from
+    # a source that answers: no `.github/preview.yml`).
     app = create_app(
         settings.replace(
             app_id=str(APP_ID), private_key=_private_key(), github_api_url=f"http://127.0.0.1:{_closed_port()}"
         )
     )
+    app[keys.REPOSITORY_FILES] = NoFiles()
     client = await aiohttp_client(app)
     await wait_for(lambda: _ready(app), what="migrations")
     loop = asyncio.get_running_loop()

@@ -452,3 +452,14 @@ def test_intake_and_budget_settings_defaults_and_values():
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({name: bad}, dotenv=None)
     assert not config.unknown_variables(env, dotenv=None)
+
+
+def test_the_module_catalog_and_repository_modules(tmp_path):
+    assert from_env().modules_dir == Path("terraform").absolute() and from_env().repo_modules == ()
+    settings = from_env(GHAPP_MODULES=str(tmp_path), GHAPP_REPO_MODULES=" acme/web, tools/* ,")
+    assert settings.modules_dir == tmp_path and settings.repo_modules == ("acme/web", "tools/*")
+    with pytest.raises(ConfigError, match="GHAPP_MODULES=.* is not a directory"):
+        from_env(GHAPP_MODULES=str(tmp_path / "missing"))
+    for bad in ("acme", "*/web", "acme/web/x", "acme/we b"):
+        with pytest.raises(ConfigError, match="GHAPP_REPO_MODULES: .* is not `owner/name` or `owner/\\*`"):
+            from_env(GHAPP_REPO_MODULES=bad)

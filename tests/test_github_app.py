@@ -121,17 +121,19 @@ async def test_opened_pr_gets_check_run_comment_and_deployment(start_app, delive
     assert states[-1] == "success" and states[0] in ("in_progress", "success")
     assert github.deployment_statuses(REPO, deployment["id"])[-1]["environment_url"] == env["preview_url"]
 
-    # one token, narrowed to the repository and to the permissions the app needs
-    assert len(github.tokens) == 1
-    assert github.tokens[0].repositories == {REPO}
-    assert github.tokens[0].permissions == {
-        "checks": "write",
-        "contents": "read",
-        "deployments": "write",
-        "issues": "write",
-        "pull_requests": "read",
-        "metadata": "read",
-    }
+    # two tokens, narrowed to the repository and to the permissions each use needs: reporting, and reading the
+    # repository's content (`.github/preview.yml`), which an installation may not have granted yet
+    assert all(t.repositories == {REPO} for t in github.tokens)
+    assert sorted((t.permissions for t in github.tokens), key=len) == [
+        {"contents": "read", "metadata": "read"},
+        {
+            "checks": "write",
+            "deployments": "write",
+            "issues": "write",
+            "pull_requests": "read",
+            "metadata": "read",
+        },
+    ]
     creates = [op for op in github.operations() if op.endswith(("/create", "create-comment", "create-deployment"))]
     assert creates == ["checks/create", "issues/create-comment", "repos/create-deployment"]
 
@@ -220,21 +222,28 @@ async def _failed_published(db, env_id):
     )
 
 
-async def test_github_outage_never_blocks_provisioning_and_reports_catch_up(start_app, deliveries, db, github):
+async def test_github_outage_holds_a_new_preview_until_its_configuration_is_read_and_reports_catch_up(
+    start_app, deliveries, db, github
+):
+    """A preview is applied with its repository's `.github/preview.yml`, read from GitHub: while GitHub is down,
+    that read is retried with backoff, past GHAPP_MAX_ATTEMPTS (an outage is not the pull request's fault); once
+    GitHub answers, the preview deploys and every report catches up."""
     client = await start_app()
-    await github.down()
+    await github.down(refuse=True)
     env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
-    env = await wait_for(lambda: _active(db, env_id), what="active while GitHub is down")
-    assert env["published_version"] < env["version"]
+    env = await wait_for(lambda: _attempts_at_least(db, env_id, 6), timeout=60, what="reads retried past the limit")
+    assert env["status"] == "failed" and "cannot read the repository's configuration" in env["last_error"]
+    assert env["next_attempt_at"] is not None and env["published_version"] < env["version"]
+    assert await db.fetchval("SELECT count(*) FROM runs") == 0
     await github.up()
     await wait_for(lambda: _active_published(db, env_id), timeout=40, what="reports after GitHub came back")
     assert final_check_run(github, SHA)["conclusion"] == "success"
     assert len(github.comments(REPO, 2)) == 1
 
 
-async def _active(db, env_id):
+async def _attempts_at_least(db, env_id, attempts):
     env = await environment(db, env_id)
-    return env if env.get("status") == "active" else None
+    return env if env.get("attempts", 0) >= attempts else None
 
 
 async def test_5xx_and_rate_limits_are_retried(start_app, deliveries, db, github):
@@ -256,7 +265,7 @@ async def test_expired_token_is_replaced(start_app, deliveries, db, github):
     github.expire_tokens()
     await post(client, deliveries, "pull_request", deliveries.pull_request("closed"))
     await wait_for(lambda: _status_published(db, env_id, "destroyed"), timeout=40, what="published with a new token")
-    assert len(github.tokens) == 2
+    assert len([t for t in github.tokens if "checks" in t.permissions]) == 2
 
 
 # --- commands ------------------------------------------------------------------------------------------------------

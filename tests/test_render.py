@@ -112,6 +112,50 @@ STATES = {
     "awaiting-approval": dataclasses.replace(
         BASE, status="pending", desired="absent", desired_sha=None, awaiting_approval=True
     ),
+    "active-services": dataclasses.replace(
+        BASE,
+        status="active",
+        deployed_sha=HEAD,
+        preview_url="https://pr-42-shop-7.preview.example.com/",
+        outputs={
+            "preview_url": "https://pr-42-shop-7.preview.example.com/",
+            "preview_urls": {
+                "web": "https://pr-42-shop-7.preview.example.com/",
+                "api": "https://api-pr-42-shop-7.preview.example.com/",
+                "admin`](javascript:alert(1))": "javascript:alert(1)",
+            },
+        },
+        run_action="apply",
+        run_started_at=T0 - dt.timedelta(seconds=95),
+        run_finished_at=T0,
+        config_source=".github/preview.yml from the repository at 0123456789abcdef0123456789abcdef01234567 (blob 9f3c2a1)",
+    ),
+    "invalid-config": dataclasses.replace(
+        BASE,
+        status="failed",
+        hold="invalid",
+        hold_reason="line 3: unknown key 'deplyo' (did you mean 'deploy'?)",
+        last_error="line 3: unknown key 'deplyo' (did you mean 'deploy'?)",
+        config_source=".github/preview.yml from the repository at 0123456789abcdef0123456789abcdef01234567 (blob 9f3c2a1)",
+    ),
+    "invalid-config-on-active": dataclasses.replace(
+        BASE,
+        status="active",
+        deployed_sha=OLD,
+        preview_url="https://pr-42-shop-7.preview.example.com/",
+        hold="invalid",
+        hold_reason="line 1: ttl: '2 days' is not a duration (write e.g. 30m, 48h, 1h30m)",
+    ),
+    "skipped": dataclasses.replace(
+        BASE,
+        status="destroyed",
+        hold="skipped",
+        hold_reason="the label `no-preview` is set (labels.ignore)",
+        config_source=".github/preview.yml from the repository at 0123456789abcdef0123456789abcdef01234567 (blob 9f3c2a1)",
+    ),
+    "waiting-for-checks": dataclasses.replace(
+        BASE, hold="waiting", hold_reason="waiting for build-image to succeed on 0123456"
+    ),
     "new-push-on-active": dataclasses.replace(
         BASE, status="pending", deployed_sha=OLD, preview_url="https://pr-42-shop-7.preview.example.com/"
     ),

@@ -320,3 +320,37 @@ async def test_cancelling_during_init_leaves_no_terraform(module, tmp_path, terr
 
 async def _running(text: str):
     return processes_with(text)
+
+
+async def test_other_modules_get_their_own_work_dirs(module, tmp_path, terraform_bin):
+    """A catalog module has one work dir for every environment; a repository's module one per environment (its
+    local state must not be shared by two pull requests), which a destroy still finds after the checkout is
+    gone, and which goes with the environment's workspace."""
+    catalog = tmp_path / "catalog"
+    shutil.copytree(module, catalog / "web")
+    tf = runner(module, tmp_path, terraform_bin, catalog=catalog)
+    assert (await tf.run(Action.APPLY, inputs(1), Lines(), module=catalog / "web")).ok
+    assert (await tf.run(Action.APPLY, inputs(2), Lines(), module=catalog / "web")).ok
+    shared = tmp_path / "data" / "terraform" / "catalog" / "web"
+    assert sorted(p.name for p in (shared / "terraform.tfstate.d").iterdir()) == ["pr-1-repo-1", "pr-2-repo-2"]
+    assert not tf.workdir.exists()  # the operator's module was never needed
+
+    checkouts = {n: tmp_path / "checkouts" / fake_sha(n) / "infra" for n in (3, 4)}
+    for path in checkouts.values():
+        shutil.copytree(module, path)
+    for n, path in checkouts.items():
+        assert (await tf.run(Action.APPLY, inputs(n), Lines(), module=path)).ok
+    own = {n: tmp_path / "data" / "terraform" / "repository" / f"pr-{n}-repo-{n}" for n in checkouts}
+    for n, workdir in own.items():
+        assert [p.name for p in (workdir / "terraform.tfstate.d").iterdir()] == [f"pr-{n}-repo-{n}"]
+
+    shutil.rmtree(checkouts[3])  # the commit's checkout was deleted; the preview must still be destroyable
+    fresh = runner(module, tmp_path, terraform_bin, catalog=catalog)  # after a restart, too
+    destroyed = Lines()
+    assert (await fresh.run(Action.DESTROY, inputs(3), destroyed, module=checkouts[3])).ok, destroyed.lines
+    assert "Destroy complete! Resources: 2 destroyed." in destroyed.lines
+    await fresh.delete_workspace("pr-3-repo-3", checkouts[3])
+    assert not own[3].exists() and own[4].is_dir()
+    assert (await fresh.run(Action.DESTROY, inputs(1), Lines(), module=catalog / "web")).ok
+    await fresh.delete_workspace("pr-1-repo-1", catalog / "web")
+    assert [p.name for p in (shared / "terraform.tfstate.d").iterdir()] == ["pr-2-repo-2"]

@@ -125,6 +125,7 @@ class Environment:
     config: dict[str, Any] | None = None  # the effective configuration last resolved
     config_source: str | None = None  # `repository`, `organization` or `operator`
     config_blob_sha: str | None = None
+    module: str | None = None  # the Terraform directory it was last applied with; None: the operator's
     hold: Hold | None = None
     hold_reason: str | None = None
     access: Access | None = None  # None: the operator's default

@@ -11,7 +11,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Desired, Status, short_sha
+from ghapp.core.contract import CHECK_RUN_NAME, COMMENT_MARKER, Desired, Hold, Status, short_sha
 from ghapp.core.policy import preview_ttl
 
 MAX_TEXT = 65_535  # GitHub's limit for check-run summary/text and comment bodies
@@ -71,6 +71,14 @@ class Snapshot:
     kept: bool = False  # `/preview keep`
     reminded_at: dt.datetime | None = None  # when the expiry reminder became due (for the current expires_at)
     sleeping: bool = False  # the desired sleep: asleep, or going to sleep
+    hold: str | None = None  # why a wanted preview is held back (ghapp.core.contract.Hold), and in words
+    hold_reason: str | None = None
+    config_source: str | None = None  # the configuration the preview was resolved with, in words
+
+    @property
+    def held(self) -> Hold | None:
+        """The hold that matters now: only while the preview is wanted."""
+        return Hold(self.hold) if self.hold and self.desired == Desired.PRESENT else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,13 +236,87 @@ def _preview_md(url: str | None) -> str:
 
 
 def _outputs_table(outputs: dict[str, Any]) -> str:
-    rows = [f"| {md_code(k, 100)} | {md_code(v)} |" for k, v in sorted(outputs.items()) if k != "preview_url"]
+    rows = [
+        f"| {md_code(k, 100)} | {md_code(v)} |"
+        for k, v in sorted(outputs.items())
+        if k not in ("preview_url", "preview_urls")
+    ]
     return "| output | value |\n|---|---|\n" + "\n".join(rows) if rows else ""
 
 
 _ASLEEP = "is asleep: nothing runs, everything is kept. Its first request wakes it, or comment `/preview wake`."
+
+
+def preview_urls(outputs: dict[str, Any]) -> dict[str, str]:
+    """The module's optional `preview_urls` output (service name → URL), as given: names and URLs are the module's
+    text; callers link only what `safe_url` allows."""
+    urls = outputs.get("preview_urls")
+    if not isinstance(urls, dict):
+        return {}
+    return {str(k): str(v) for k, v in sorted(urls.items()) if isinstance(v, str | int | float)}
+
+
+def _services_table(outputs: dict[str, Any]) -> str:
+    rows = [f"| {md_code(name, 100)} | {_preview_md(url)} |" for name, url in preview_urls(outputs).items()]
+    return "| service | URL |\n|---|---|\n" + "\n".join(rows) if rows else ""
+
+
+def _plain(text: str, limit: int = 100) -> str:
+    """User text for a check run's title (plain text on GitHub): one line, bounded."""
+    line = _CONTROL.sub(" ", text).strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _waiting_title(reason: str) -> str:
+    return reason[:1].upper() + reason[1:] if reason.lower().startswith("waiting") else f"Waiting: {reason}"
+
+
+def _config_line(s: Snapshot) -> str:
+    return f"Configuration: {md_code(s.config_source, 300)}." if s.config_source else ""
+
+
+def _held_check_run(s: Snapshot, hold: Hold) -> CheckRunView:
+    sha, reason = s.head_sha, md_code(s.hold_reason or str(hold), 1000)
+    kept = (
+        f" The preview of `{short_sha(s.deployed_sha)}` stays as it is."
+        if s.deployed_sha and s.status == Status.ACTIVE
+        else ""
+    )
+    config = _config_line(s)
+    if hold is Hold.INVALID:
+        return CheckRunView(
+            sha,
+            "completed",
+            "failure",
+            f"Invalid {CONFIG_FILE}",
+            f"`{CONFIG_FILE}` cannot be used, so nothing was applied for `{short_sha(sha)}`:\n\n> {reason}\n\n"
+            f"Push a fix to deploy.{kept}\n\n{config}".strip(),
+            completed_at=s.updated_at,
+        )
+    if hold is Hold.SKIPPED:
+        return CheckRunView(
+            sha,
+            "completed",
+            "neutral",
+            "Preview skipped",
+            f"No preview for `{short_sha(sha)}`:\n\n> {reason}\n\n{config}".strip(),
+            actions=ACTIONS_DESTROYED,
+            completed_at=s.updated_at,
+        )
+    if hold is Hold.WAITING:
+        return CheckRunView(
+            sha,
+            "queued",
+            None,
+            _waiting_title(_plain(s.hold_reason or "other checks")),
+            f"`{short_sha(sha)}` is not deployed yet:\n\n> {reason}\n\nIt deploys by itself when that changes.{kept}",
+        )
+    return CheckRunView(sha, "queued", None, f"Queued {short_sha(sha)}", f"> {reason}{kept}")
+
+
 ACTIONS_ACTIVE = (("Redeploy", "Run Terraform again", "redeploy"), ("Destroy", "Destroy this preview", "destroy"))
 ACTIONS_DESTROYED = (("Redeploy", "Deploy this commit again", "redeploy"),)
+CONFIG_FILE = ".github/preview.yml"
 
 
 def check_run(s: Snapshot) -> CheckRunView | None:
@@ -252,6 +334,8 @@ def check_run(s: Snapshot) -> CheckRunView | None:
         )
     if s.desired_sha and s.desired_sha != sha:
         return None  # the head is not what is deployed here (a fork's unapproved push): nothing to say on it
+    if (hold := s.held) is not None and not (hold is Hold.QUEUED and s.waiting is not None):
+        return _held_check_run(s, hold)
     if s.desired == Desired.ABSENT or s.status in (Status.DESTROYING, Status.DESTROYED):
         return CheckRunView(
             sha,
@@ -263,11 +347,18 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             completed_at=s.updated_at,
         )
     if s.status == Status.ACTIVE and s.deployed_sha == sha:
-        kept = f"Kept: {KEPT_MEANS}.\n\n" if s.kept else ""
-        summary = (
-            f"**{_preview_md(s.preview_url)}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}.\n\n"
-            f"{kept}{_outputs_table(s.outputs)}"
-        ).strip()
+        summary = "\n\n".join(
+            part
+            for part in (
+                f"**{_preview_md(s.preview_url)}**",
+                f"Deployed `{short_sha(sha)}` in {_duration(s)}.",
+                f"Kept: {KEPT_MEANS}." if s.kept else "",
+                _services_table(s.outputs),
+                _outputs_table(s.outputs),
+                _config_line(s),
+            )
+            if part
+        )
         url = safe_url(s.preview_url)
         return CheckRunView(
             sha,
@@ -395,10 +486,17 @@ def comment(s: Snapshot, ttl: float) -> str:
         icon, word = "✋", "waiting for approval"
     elif waiting is not None:
         icon, word = "⏳", f"waiting (position {waiting.position})"
-    if s.preview_url and s.status == Status.ACTIVE:
-        rows.append(("Preview", _preview_md(s.preview_url)))
-    if s.preview_url and s.status == Status.SLEEPING:
-        rows.append(("Preview", f"{_preview_md(s.preview_url)} (asleep: the first request wakes it)"))
+    hold = s.held
+    if hold is Hold.INVALID:
+        icon, word = ("🔴", "invalid configuration") if s.status != Status.ACTIVE else (icon, word)
+    elif hold is Hold.SKIPPED and s.status != Status.ACTIVE:
+        icon, word = "⚪", "skipped"
+    elif hold is Hold.WAITING and s.status != Status.ACTIVE:
+        icon, word = "⏳", "waiting"
+    if s.preview_url and s.status in (Status.ACTIVE, Status.SLEEPING):
+        asleep = " (asleep: the first request wakes it)" if s.status == Status.SLEEPING else ""
+        rows.append(("Preview", _preview_md(s.preview_url) + asleep))
+        rows += [(md_code(name, 100), _preview_md(url)) for name, url in preview_urls(s.outputs).items()]
     if s.status == Status.CREATING:
         rows.append(("Progress", ("going to sleep: " if s.sleeping else "") + _progress(s)))
     rows.append(("Commit", f"`{short_sha(s.deployed_sha)}`" if s.deployed_sha else "-"))
@@ -409,6 +507,8 @@ def comment(s: Snapshot, ttl: float) -> str:
         rows.append(("Expires", f"{KEPT} (`/preview keep off` to undo)"))
     elif s.desired == Desired.PRESENT and s.expires_at:
         rows.append(("Expires", f"{when(s.expires_at)} ({span(ttl)} after the last push)"))
+    if s.config_source:
+        rows.append(("Configuration", md_code(s.config_source, 300)))
     if s.details_url:
         rows.append(("Details", s.details_url))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
@@ -423,7 +523,17 @@ def comment(s: Snapshot, ttl: float) -> str:
         ]
     if waiting is not None:
         parts += ["", f"{waiting.text.capitalize()}. It deploys by itself when one of them is destroyed."]
-    if s.status == Status.FAILED and s.last_error:
+    kept = f" The preview of `{short_sha(s.deployed_sha)}` stays as it is." if s.status == Status.ACTIVE else ""
+    reason = md_code(s.hold_reason or str(hold), 1000)
+    if hold is Hold.INVALID:
+        parts += ["", f"**Invalid `{CONFIG_FILE}`**: {reason}", "", f"Nothing was applied. Push a fix to deploy.{kept}"]
+    elif hold is Hold.SKIPPED:
+        parts += ["", f"**No preview**: {reason}"]
+    elif hold is Hold.WAITING:
+        parts += ["", f"**Waiting**: {reason}. It deploys by itself when that changes.{kept}"]
+    elif hold is Hold.QUEUED and waiting is None:
+        parts += ["", f"**Queued**: {reason}{kept}"]
+    if s.status == Status.FAILED and s.last_error and hold is not Hold.INVALID:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]
     if s.desired == Desired.ABSENT and s.expired:

@@ -112,7 +112,7 @@ async def start_run(
         if plan is not None:
             await conn.execute(
                 """UPDATE environments SET hold = NULL, hold_reason = NULL, config = $2, config_source = $3,
-                   config_blob_sha = $4, access = $5, sleep_after = $6, max_previews = $7, ttl = $8,
+                   config_blob_sha = $4, access = $5, sleep_after = $6, max_previews = $7, ttl = $8, module = $10,
                    expires_at = preview_expiry(last_activity_at, coalesce($8::float8, $9::float8), keep),
                    expiry_warned_at = CASE WHEN expires_at IS NOT DISTINCT FROM
                                                 preview_expiry(last_activity_at, coalesce($8::float8, $9::float8), keep)
@@ -127,6 +127,7 @@ async def start_run(
                 plan.config.max_previews,
                 plan.config.ttl,
                 ttl_seconds,
+                plan.module,
             )
         await conn.execute(
             """UPDATE runs SET state = 'abandoned', finished_at = now(), error = 'the worker running it stopped'

@@ -31,6 +31,11 @@ PERMISSIONS = {
     "pull_requests": "read",
     "metadata": "read",
 }
+# Reading a repository's content (`.github/preview.yml`, archives) gets a token of its own: an installation made
+# before ghapp read content has not granted `contents` until its owner accepts the new permission, and reporting
+# must keep working meanwhile.
+CONTENT_PERMISSIONS = {"contents": "read", "metadata": "read"}
+REPORT_PERMISSIONS = {k: v for k, v in PERMISSIONS.items() if k != "contents"}
 TOKEN_REFRESH_MARGIN = 10 * 60  # installation tokens live an hour; renew with ten minutes to spare
 MAX_RETRIES = 4
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 60.0
@@ -151,8 +156,15 @@ class GitHubApp:
     def jwt(self) -> str:
         return gh_apps.get_jwt(app_id=self.app_id, private_key=self.private_key)
 
-    async def token(self, installation_id: int, repository_id: int | None = None) -> str:
-        key = (installation_id, repository_id)
+    async def token(
+        self,
+        installation_id: int,
+        repository_id: int | str | None = None,
+        permissions: Mapping[str, str] = REPORT_PERMISSIONS,
+    ) -> str:
+        """An installation token with `permissions`, narrowed to one repository, given by id or (when only its name
+        is known, like an organisation's `.github`) by name."""
+        key = (installation_id, repository_id, tuple(sorted(permissions.items())))
         cached = self._tokens.get(key)
         if cached and cached[1] - time.time() > TOKEN_REFRESH_MARGIN:
             return cached[0]
@@ -161,8 +173,10 @@ class GitHubApp:
             cached = self._tokens.get(key)
             if cached and cached[1] - time.time() > TOKEN_REFRESH_MARGIN:
                 return cached[0]
-            body: dict = {"permissions": PERMISSIONS}
-            if repository_id is not None:
+            body: dict = {"permissions": dict(permissions)}
+            if isinstance(repository_id, str):
+                body["repositories"] = [repository_id]
+            elif repository_id is not None:
                 body["repository_ids"] = [repository_id]
             data = await self._app_api.post(
                 f"/app/installations/{installation_id}/access_tokens", data=body, jwt=self.jwt()
@@ -171,9 +185,14 @@ class GitHubApp:
             self._tokens[key] = (data["token"], expires)
             return data["token"]
 
-    async def installation(self, installation_id: int, repository_id: int | None = None) -> GitHubAPI:
-        """A client acting as the installation, narrowed to one repository when given."""
-        token = await self.token(installation_id, repository_id)
+    async def installation(
+        self,
+        installation_id: int,
+        repository_id: int | str | None = None,
+        permissions: Mapping[str, str] = REPORT_PERMISSIONS,
+    ) -> GitHubAPI:
+        """A client acting as the installation, narrowed to one repository (id, or name) when given."""
+        token = await self.token(installation_id, repository_id, permissions)
         return RetryingGitHubAPI(
             self.session,
             USER_AGENT,

@@ -4,16 +4,21 @@ archive of a commit (tarball API). Implements `ghapp.core.repoconfig.RepositoryF
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import logging
 import os
 from urllib.parse import quote
 
 import aiohttp
+from gidgethub import BadRequest
 
 from ghapp.core.model import Environment
-from ghapp.core.repoconfig import RepositoryFile
-from ghapp.github.client import USER_AGENT, GitHubApp
+from ghapp.core.repoconfig import FileTooLarge, RepositoryFile
+from ghapp.github.client import CONTENT_PERMISSIONS, USER_AGENT, GitHubApp
 from ghapp.sources import SourceLimits, UnsafeArchive
 
+log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 # An archive may take longer than the session's 30 s in all; a stalled one still fails.
 ARCHIVE_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30, sock_read=60)
@@ -25,7 +30,48 @@ class GitHubRepositoryFiles:
         self.archive_limit = archive_limit
 
     async def read(self, env: Environment, repository: str, path: str, ref: str | None) -> RepositoryFile | None:
-        raise NotImplementedError  # the repository configuration (issue 10) reads the file here
+        """The contents API, as the environment's installation with a token narrowed to `repository`: the
+        environment's own by id, another (the organisation's `.github`) by name. The client's ETag cache makes a
+        file read again answer 304, at no rate-limit cost."""
+        if env.installation_id is None:
+            return None
+        same = repository.lower() == env.repository.lower()
+        try:
+            gh = await self.app.installation(
+                env.installation_id, env.repo_id if same else repository.split("/")[-1], CONTENT_PERMISSIONS
+            )
+        except BadRequest as e:
+            if e.status_code != 422:
+                raise
+            if "permission" in str(e).lower():  # installed before ghapp read content; its owner has not accepted
+                log.warning(
+                    "installation %s has not granted `contents: read`: %s is deployed with the operator's defaults "
+                    "until an owner accepts the App's new permission",
+                    env.installation_id,
+                    env.label,
+                )
+                return None
+            if not same:  # the installation cannot read that repository (or there is none)
+                return None
+            raise
+        url = f"/repos/{repository}/contents/{quote(path)}"
+        if ref:
+            url += f"?ref={quote(ref, safe='')}"
+        try:
+            data = await gh.getitem(url)
+        except BadRequest as e:
+            if e.status_code == 404:
+                return None
+            raise
+        if not isinstance(data, dict) or data.get("type") != "file":
+            return None  # a directory, a submodule
+        if data.get("encoding") != "base64":
+            raise FileTooLarge(int(data.get("size") or 0))
+        try:
+            content = base64.b64decode(str(data.get("content") or ""))
+        except binascii.Error as e:
+            raise ValueError(f"GitHub sent {path} of {repository} in broken base64: {e}") from None
+        return RepositoryFile.of(content, str(data["sha"]))
 
     async def tarball(self, env: Environment, sha: str, destination: str) -> None:
         """`GET /repos/{owner}/{repo}/tarball/{sha}` with the installation's token (narrowed to the repository)
@@ -33,7 +79,7 @@ class GitHubRepositoryFiles:
         streamed to `destination`, at most `archive_limit` bytes."""
         if env.installation_id is None:
             raise RuntimeError(f"{env.label} has no installation: cannot download its archive")
-        token = await self.app.token(env.installation_id, env.repo_id)
+        token = await self.app.token(env.installation_id, env.repo_id, permissions=CONTENT_PERMISSIONS)
         url = f"{self.app.base_url}/repos/{quote(env.repository)}/tarball/{quote(sha)}"
         headers = {"Authorization": f"token {token}", "Accept": "application/vnd.github+json"}
         async with self.app.session.get(url, headers=headers, allow_redirects=False, timeout=ARCHIVE_TIMEOUT) as answer:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ghapp.core.contract import Status
 from ghapp.core.model import Environment
+from ghapp.core.render import preview_urls
 from ghapp.db import UNAVAILABLE, reads, schema_is_current
 from ghapp.web import keys
 
@@ -37,7 +38,12 @@ def environment_json(env: Environment) -> dict:
         "desired_sha": env.desired_sha,
         "deployed_sha": env.deployed_sha,
         "preview_url": env.preview_url,
+        "preview_urls": preview_urls(env.outputs or {}),
         "outputs": env.outputs,
+        "config_source": env.config_source,
+        "config_blob_sha": env.config_blob_sha,
+        "hold": env.hold,
+        "hold_reason": env.hold_reason,
         "progress": env.progress,
         "converged": env.observed_generation >= env.generation,
         "attempts": env.attempts,

@@ -23,6 +23,7 @@ from ghapp.terraform import Terraform, allowed, find_binary
 from ghapp.web import api, auth, dashboard, keys, metrics, webhooks
 from ghapp.web.intake import GroupCommit
 from ghapp.workers.commands import CommandProcessor
+from ghapp.workers.configuration import ModulePlanner, RepositoryConfiguration
 from ghapp.workers.loops import run_loop
 from ghapp.workers.periodic import Resync, expire_and_prune, prune_sources, sleep_check_interval, sleep_idle
 from ghapp.workers.publisher import LogSink, Publisher, Sink
@@ -216,20 +217,26 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         allow_env=settings.terraform_env_allow,
         run_as=isolation.run_user(),
         redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
+        catalog=settings.modules_dir,
     )
+    github_files = GitHubRepositoryFiles(app[keys.GITHUB], settings.source_max_bytes) if keys.GITHUB in app else None
+    files = app.get(keys.REPOSITORY_FILES) or github_files
     if keys.SOURCES not in app:
-        files = GitHubRepositoryFiles(app[keys.GITHUB], settings.source_max_bytes) if keys.GITHUB in app else None
         app[keys.SOURCES] = Sources(
             settings.data_dir / "sources", files, SourceLimits.of(settings), run_user=isolation.run_user()
         )
     sources = app[keys.SOURCES]
+    resolver = app.get(keys.RESOLVER) or Resolver(
+        configuration=RepositoryConfiguration(settings, files),
+        planner=ModulePlanner(settings, sources=sources),
+    )
     reconciler = Reconciler(
         app[keys.POOL],
         app[keys.DATABASE_URL],
         terraform,
         settings,
         on_run_finished=app[keys.METRICS].run_finished,
-        resolver=app.get(keys.RESOLVER),
+        resolver=resolver,
         on_woken=app[keys.METRICS].woken,
     )
     app[keys.RECONCILER] = reconciler

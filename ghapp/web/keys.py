@@ -10,6 +10,7 @@ import asyncpg
 from aiohttp import web
 
 from ghapp.config import Settings
+from ghapp.core.repoconfig import RepositoryFiles
 from ghapp.db.state_role import StateRole
 from ghapp.github.client import GitHubApp
 from ghapp.sources import Sources
@@ -28,6 +29,8 @@ DATABASE_URL = web.AppKey("database_url", str)
 STATE_ROLE: web.AppKey[list[StateRole]] = web.AppKey("state_role")
 READY = web.AppKey("ready", asyncio.Event)  # set once migrations are applied
 RECONCILER = web.AppKey("reconciler", object)
+# Where `.github/preview.yml` is read offline (the demo's sample repository); online, GitHub's contents API.
+REPOSITORY_FILES: web.AppKey[RepositoryFiles] = web.AppKey("repository_files")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 THROTTLE: web.AppKey[Throttle] = web.AppKey("throttle")  # failed sign-ins per client
 STREAMS_CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdown: log streams end

@@ -71,6 +71,9 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         kept=env.keep,
         reminded_at=env.expiry_warned_at,
         sleeping=env.desired_sleeping,
+        hold=env.hold,
+        hold_reason=env.hold_reason,
+        config_source=env.config_source,
     )
 
 

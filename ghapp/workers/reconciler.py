@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +19,7 @@ from ghapp.config import Settings
 from ghapp.core.contract import NOTIFY_CHANNEL, Action, Hold, RunState, short_sha
 from ghapp.core.model import Environment
 from ghapp.core.policy import backoff, next_action, retry_delay
-from ghapp.core.repoconfig import Held, Plan
+from ghapp.core.repoconfig import Held, Plan, encode_inputs
 from ghapp.core.tfevents import Progress
 from ghapp.db import UNAVAILABLE, runs
 from ghapp.sources import UnsafeArchive
@@ -50,6 +50,15 @@ class Outcome:
     outputs: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
     duration: float = 0.0
+
+
+def applied_module(env: Environment) -> Path | None:
+    """The module the preview was last applied with (None: the operator's)."""
+    return _path(env.module)
+
+
+def _path(module: str | None) -> Path | None:
+    return Path(module) if module else None
 
 
 def worker_id() -> str:
@@ -169,6 +178,14 @@ class Reconciler:
             async with self.pool.acquire() as conn:
                 await runs.mark_destroyed(conn, env, self.owner)
             return
+        # `module:` changed to one that keeps its state elsewhere: what the applied one made goes first
+        replaced = (
+            action is Action.APPLY
+            and env.provisioned
+            and not self.terraform.same_workdir(applied_module(env), _path(plan.module), env.name)
+        )
+        if replaced and not await self._destroy_with_applied_module(env):
+            return
         async with self.pool.acquire() as conn:
             applying = plan if action is Action.APPLY else None
             run_id = await runs.start_run(conn, env, action, self.owner, applying, ttl_seconds=self.settings.env_ttl)
@@ -182,7 +199,9 @@ class Reconciler:
         self.on_run_finished(str(action), str(outcome.state), outcome.duration)
         await self._record(env, run, outcome)
         if action is Action.DESTROY and outcome.state is RunState.SUCCEEDED:
-            await self.terraform.delete_workspace(env.name)
+            await self.terraform.delete_workspace(env.name, self._module(env, run))
+        if replaced:  # destroyed before this apply; its workspace goes now
+            await self.terraform.delete_workspace(env.name, applied_module(env))
         log.log(
             logging.WARNING if outcome.state is RunState.FAILED else logging.INFO,
             "%s: %s %s in %.1fs%s",
@@ -193,6 +212,23 @@ class Reconciler:
             f" at {outcome.preview_url}" if outcome.preview_url else f": {outcome.error}" if outcome.error else "",
         )
 
+    async def _destroy_with_applied_module(self, env: Environment) -> bool:
+        """Destroy what the module the preview was applied with made, before another module applies; False if
+        that did not succeed (recorded as a failure and retried like one)."""
+        async with self.pool.acquire() as conn:
+            run_id = await runs.start_run(conn, env, Action.DESTROY, self.owner, ttl_seconds=self.settings.env_ttl)
+        run = RunInfo(run_id, Action.DESTROY, env.deployed_sha)
+        log.info("%s: its module changed: destroying with %s first (run %d)", env.label, env.module, run_id)
+        runlog = RunLog(self.pool, run_id, env.id)
+        outcome = await self._execute(env, run, runlog)
+        await runlog.close()
+        if outcome.state is not RunState.SUCCEEDED:
+            await self._record(env, run, outcome)
+            return False
+        async with self.pool.acquire() as conn:
+            await runs.finish_run(conn, run_id, RunState.SUCCEEDED)
+        return True
+
     async def _resolve(self, env: Environment) -> Plan | Held | None:
         """The plan to apply `env` with, or why not now; None: resolving failed (GitHub unreachable, ...) and the
         environment is retried with backoff."""
@@ -202,9 +238,9 @@ class Reconciler:
             return Held(Hold.INVALID, f"the pull request's code at {short_sha(env.desired_sha)} cannot be used: {e}")
         except Exception as e:
             log.warning("%s: cannot resolve its configuration: %s", env.label, e, exc_info=True)
-            delay = retry_delay(
-                env.attempts + 1, self.settings.retry_base, self.settings.retry_cap, self.settings.max_attempts
-            )
+            # GitHub unreachable is not the pull request's fault: retried with backoff, never parked like a
+            # failing module (GHAPP_MAX_ATTEMPTS), so the preview deploys once GitHub answers again
+            delay = backoff(env.attempts + 1, self.settings.retry_base, self.settings.retry_cap)
             async with self.pool.acquire() as conn:
                 await runs.mark_failed(conn, env, self.owner, f"cannot read the repository's configuration: {e}", delay)
             return None
@@ -219,7 +255,7 @@ class Reconciler:
             head_ref=env.head_ref,
             source_dir=run.plan.source_dir,
             sleeping=env.desired_sleeping,
-            extra=run.plan.tf_vars,
+            extra=self._tf_vars(env, run),
         )
         last_report = 0.0
 
@@ -232,8 +268,7 @@ class Reconciler:
                 runlog.set_progress(progress.as_dict())
 
         look_again = self.running.setdefault(env.id, asyncio.Event())
-        module = Path(run.plan.module) if run.plan.module else None
-        task = asyncio.create_task(self.terraform.run(run.action, inputs, on_line, module=module))
+        task = asyncio.create_task(self.terraform.run(run.action, inputs, on_line, module=self._module(env, run)))
         try:
             interrupted = await self._supervise(env, task, look_again)
         finally:
@@ -261,6 +296,19 @@ class Reconciler:
             preview_url=outputs.get("preview_url"),
             outputs=outputs,
         )
+
+    @staticmethod
+    def _tf_vars(env: Environment, run: RunInfo) -> Mapping[str, str]:
+        """An apply gets its plan's inputs; a destroy those it was applied with (a module's variables without a
+        default must be set for a destroy too)."""
+        if run.action is Action.APPLY:
+            return run.plan.tf_vars
+        return encode_inputs((env.config or {}).get("inputs") or {})
+
+    @staticmethod
+    def _module(env: Environment, run: RunInfo) -> Path | None:
+        """An apply runs the module its plan names; a destroy the one the environment was applied with."""
+        return _path(run.plan.module) if run.action is Action.APPLY else applied_module(env)
 
     async def _supervise(self, env: Environment, task: asyncio.Task, look_again: asyncio.Event) -> Outcome | None:
         """Wait for the run; return the outcome of interrupting it instead when it is superseded, times out, loses

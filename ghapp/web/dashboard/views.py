@@ -11,7 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ghapp.core.contract import Desired, Status, short_sha
-from ghapp.core.render import KEPT
+from ghapp.core.render import KEPT, preview_urls
 from ghapp.db import reads
 from ghapp.web import auth, keys
 from ghapp.web.dashboard import display
@@ -184,7 +184,8 @@ async def environment(request: web.Request) -> web.Response:
             "log_after": lines[-1]["seq"] if lines else -1,
             "log_hidden": total - len(lines),
             "converged": env.observed_generation >= env.generation,
-            "outputs": {k: v for k, v in (env.outputs or {}).items() if k != "preview_url"},
+            "outputs": {k: v for k, v in (env.outputs or {}).items() if k not in ("preview_url", "preview_urls")},
+            "services": [(name, url, display.safe_url(url)) for name, url in preview_urls(env.outputs or {}).items()],
         },
     )
 
