@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ghapp.core.gateway import PreviewSite, preview_site
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -127,6 +129,8 @@ class Settings:
     allow_forks: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    gateway_port: int = 8081  # the preview gateway (GHAPP_GATEWAY_PORT); 0: any free port (tests)
+    preview_domain: str | None = None  # GHAPP_PREVIEW_DOMAIN; None: `localhost:<gateway_port>`
     public_url: str | None = None  # how people reach this app (links on pull requests); default http://host:port
     push_settle: float = 2.0  # a change to an existing environment waits this long for more pushes
     # Reconciler tuning; defaults suit production, tests shorten them.
@@ -154,6 +158,11 @@ class Settings:
     @property
     def offline(self) -> bool:
         return not self.app_id
+
+    @property
+    def preview_site(self) -> PreviewSite:
+        """Where previews are published through the gateway (validated by `from_env`)."""
+        return preview_site(self.preview_domain, self.gateway_port)
 
     @property
     def base_url(self) -> str:
@@ -209,6 +218,22 @@ class Settings:
                 raise ConfigError(f"GHAPP_PORT must be a TCP port (1-65535), got {value}")
             return value
 
+        def gateway_port() -> int:
+            raw = get("GHAPP_GATEWAY_PORT")
+            if raw is None:
+                return defaults.gateway_port
+            if not raw.isascii() or not raw.isdigit() or int(raw) > 65535:
+                raise ConfigError(f"GHAPP_GATEWAY_PORT must be a TCP port (1-65535; 0: any free one), got {raw!r}")
+            return int(raw)
+
+        def domain() -> str | None:
+            raw = get("GHAPP_PREVIEW_DOMAIN")
+            try:
+                preview_site(raw, 0)
+            except ValueError as e:
+                raise ConfigError(f"GHAPP_PREVIEW_DOMAIN: {e}") from None
+            return raw
+
         private_key = get("GITHUB_PRIVATE_KEY")
         key_path = get("GITHUB_PRIVATE_KEY_PATH")
         if private_key is None and key_path is not None:
@@ -245,6 +270,8 @@ class Settings:
             host=get("GHAPP_HOST") or defaults.host,
             public_url=get("GHAPP_PUBLIC_URL"),
             port=port(),
+            gateway_port=gateway_port(),
+            preview_domain=domain(),
             push_settle=duration("GHAPP_PUSH_SETTLE", defaults.push_settle, allow_zero=True),
             lease_ttl=duration("GHAPP_LEASE_TTL", defaults.lease_ttl),
             poll_interval=duration("GHAPP_POLL_INTERVAL", defaults.poll_interval),

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ghapp import db, isolation
 from ghapp.config import Settings
+from ghapp.gateway import app as preview_gateway
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.sink import GitHubSink
 from ghapp.terraform import Terraform, allowed, find_binary
@@ -69,7 +70,8 @@ def _storable(text: str) -> bool:
     return "\x00" not in text
 
 
-def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
+def create_app(settings: Settings, *, workers: bool = True, gateway: bool = False) -> web.Application:
+    """The whole app; `gateway`: also the preview gateway on GHAPP_GATEWAY_PORT (`ghapp serve`, `ghapp demo`)."""
     app = web.Application(
         client_max_size=MAX_OTHER_BODY,  # /webhooks reads its own body, up to webhooks.MAX_BODY
         middlewares=[database_errors, request_limits, auth.sessions_middleware],
@@ -84,6 +86,8 @@ def create_app(settings: Settings, *, workers: bool = True) -> web.Application:
     app.router.add_routes(api.routes)
     dashboard.setup(app)
     app.cleanup_ctx.append(_database)
+    if gateway:
+        preview_gateway.setup(app)
     if workers:
         app.cleanup_ctx.append(_github)
         app.cleanup_ctx.append(_workers)

@@ -15,6 +15,7 @@ from ghapp.github.client import GitHubApp
 from ghapp.web.intake import GroupCommit
 
 if TYPE_CHECKING:
+    from ghapp.gateway.app import Gateway
     from ghapp.web.auth import Throttle
     from ghapp.web.metrics import Metrics
 
@@ -33,3 +34,4 @@ STREAMS_CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdow
 DRAINS: web.AppKey[list[Callable[[float], Awaitable[None]]]] = web.AppKey("drains")
 INTAKE = web.AppKey("intake", GroupCommit)  # the group commit of webhook deliveries
 GITHUB = web.AppKey("github", GitHubApp)  # the App client (online only): one token cache, ETag cache and budget
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")  # the preview gateway (`create_app(..., gateway=True)`)

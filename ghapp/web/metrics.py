@@ -68,6 +68,9 @@ class Metrics:
             "the desired state yet (from the database at scrape time)",
             registry=r,
         )
+        self.gateway_requests = Counter(
+            "ghapp_gateway_requests", "Requests to previews through the gateway, by HTTP status", ["code"], registry=r
+        )
         self.database_up = Gauge("ghapp_database_up", "1 if the last scrape could read the database", registry=r)
 
     def run_finished(self, action: str, result: str, seconds: float) -> None:

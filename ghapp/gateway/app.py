@@ -1,0 +1,175 @@
+"""The preview gateway's aiohttp application and its lifetime.
+
+`ghapp serve` (and `ghapp demo`) listen on GHAPP_GATEWAY_PORT too (`create_app(settings, gateway=True)`): a request
+for `<environment_name>.<preview domain>` (GHAPP_PREVIEW_DOMAIN, default `localhost:<port>`) is proxied to that
+environment's `preview_url`, the module's output, never to a URL taken from the request.
+
+A request goes through, in order:
+1. the host: an unknown host is a 404 page; the environment is looked up by name (cached `LOOKUP_TTL` seconds;
+   `Gateway.forget(name)` drops an entry at once, e.g. after waking a preview);
+2. `/_ghapp/...`: ghapp's own pages on preview hosts (below); they are not proxied and no guard runs before them;
+3. the guards, in order (below); the first that answers ends the request with its answer;
+4. a preview that is not `active` (or has no http(s) `preview_url`): a page saying its status;
+5. the proxy (ghapp/gateway/proxy.py); the request is counted in `ghapp_gateway_requests_total{code}` and its
+   environment's activity recorded (`Activity`, written in one batched UPDATE every few seconds).
+
+Hooks for other parts (add them before the application starts, e.g. in `ghapp/web/app.create_app`; `gateway` is
+`app[ghapp.web.keys.GATEWAY]`, the `Gateway` below):
+- **Guards**: `gateway.guards.append(guard)` (the same list is the gateway application's `ghapp.gateway.keys.GUARDS`),
+  each `async def guard(request: web.Request, env: Environment) -> web.StreamResponse | None`: None lets the request
+  go on, a response ends it with that response (access: a sign-in redirect or 403; wake: a "waking up" page or 503).
+- **ghapp's pages on preview hosts**: `gateway.reserved.router.add_get("/signin", handler)` serves `/_ghapp/signin` on
+  every preview host (`reserved` is a sub-application mounted at `/_ghapp/`, also `ghapp.gateway.keys.RESERVED`).
+  Its handlers find the preview in `request[ghapp.gateway.keys.ENVIRONMENT]` and the gateway in
+  `request.config_dict[ghapp.web.keys.GATEWAY]`.
+- **Activity**: `gateway.activity.last_request(env_id)`: the newest request this replica has not written yet, else
+  None (then `environments.last_request_at` holds it); `gateway.forget(name)` after changing a preview's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+from cachetools import TTLCache
+
+from ghapp import db
+from ghapp.config import Settings
+from ghapp.core.contract import Status
+from ghapp.core.gateway import environment_name_of, gateway_url, upstream_origin
+from ghapp.core.model import Environment
+from ghapp.db import gateway as queries
+from ghapp.gateway import pages
+from ghapp.gateway.activity import Activity
+from ghapp.gateway.keys import ENVIRONMENT, GUARDS, RESERVED, Guard
+from ghapp.gateway.proxy import Upstream
+from ghapp.web import keys
+from ghapp.web.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+LOOKUP_TTL = 2.0  # seconds a host's environment (or its absence) is remembered
+RESERVED_PREFIX = "/_ghapp"
+
+
+class Gateway:
+    """One per process: the gateway application, its hooks, the environment cache, the upstream client and the
+    activity batcher. `port` is the port it listens on once started (GHAPP_GATEWAY_PORT=0: a free one)."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.site = settings.preview_site
+        self.metrics = metrics
+        self.guards: list[Guard] = []
+        self.activity = Activity()
+        self.port: int | None = None
+        self._cache: TTLCache[str, Environment | None] = TTLCache(maxsize=10_000, ttl=LOOKUP_TTL)
+        self._pool: asyncpg.Pool | None = None
+        self._ready: asyncio.Event | None = None
+        self.upstream: Upstream | None = None  # the client to previews, while the gateway runs
+        self.app = web.Application(middlewares=[self._count, self._resolve])
+        self.app[keys.GATEWAY] = self
+        self.app[GUARDS] = self.guards
+        self.reserved = web.Application()
+        self.app[RESERVED] = self.reserved
+        self.app.add_subapp(RESERVED_PREFIX, self.reserved)
+        self.app.router.add_route("*", "/{path:.*}", self._proxy)
+
+    def url(self, environment_name: str) -> str:
+        return gateway_url(environment_name, self.site)
+
+    def forget(self, environment_name: str) -> None:
+        self._cache.pop(environment_name, None)
+
+    async def environment(self, name: str) -> Environment | None:
+        if name in self._cache:
+            return self._cache[name]
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            env = await queries.environment_by_name(conn, name)
+        self._cache[name] = env
+        return env
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler) -> web.StreamResponse:
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            self.metrics.gateway_requests.labels(str(status)).inc()
+
+    @web.middleware
+    async def _resolve(self, request: web.Request, handler) -> web.StreamResponse:
+        """The preview the host names, in `request[ENVIRONMENT]`, for every route."""
+        name = environment_name_of(request.host, self.site)
+        if name is None:
+            return pages.unknown_host(request.host)
+        if self._ready is None or not self._ready.is_set():
+            return pages.unavailable("ghapp is starting; try again in a moment.")
+        try:
+            env = await self.environment(name)
+        except db.UNAVAILABLE as e:
+            log.warning("gateway: database unavailable (%s)", type(e).__name__)
+            return pages.unavailable("ghapp cannot reach its database; try again in a moment.")
+        if env is None:
+            return pages.unknown_host(request.host)
+        request[ENVIRONMENT] = env
+        return await handler(request)
+
+    async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        env = request[ENVIRONMENT]
+        for guard in self.guards:
+            if (answer := await guard(request, env)) is not None:
+                return answer
+        origin = upstream_origin(env.preview_url)
+        if env.status != Status.ACTIVE or origin is None:
+            return pages.not_active(env)
+        self.activity.touch(env.id)
+        assert self.upstream is not None
+        return await self.upstream.forward(request, env, origin, self.url(env.name or "").rstrip("/"))
+
+    async def serve(self, pool: asyncpg.Pool, ready: asyncio.Event) -> AsyncIterator[None]:
+        """Listen on GHAPP_HOST:GHAPP_GATEWAY_PORT for the lifetime of the main application."""
+        self._pool, self._ready = pool, ready
+        self.upstream = Upstream()
+        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await runner.setup()
+        flusher = asyncio.create_task(self._record_activity(pool, ready))
+        try:
+            site = web.TCPSite(runner, self.settings.host, self.settings.gateway_port)
+            await site.start()
+            self.port = runner.addresses[0][1]
+            log.info("preview gateway on %s (previews at %s)", site.name, self.url("<environment_name>"))
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await runner.cleanup()
+            await self.upstream.close()
+
+    async def _record_activity(self, pool: asyncpg.Pool, ready: asyncio.Event) -> None:
+        await ready.wait()
+        await self.activity.run(pool)
+
+
+def setup(app: web.Application) -> Gateway:
+    """The gateway for the main application `app`: it starts and stops with it (after its database)."""
+    gateway = Gateway(app[keys.SETTINGS], app[keys.METRICS])
+    app[keys.GATEWAY] = gateway
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        async for _ in gateway.serve(app[keys.POOL], app[keys.READY]):
+            yield
+
+    app.cleanup_ctx.append(lifetime)
+    return gateway
