@@ -20,7 +20,7 @@ LAYERS = [
     ("db", ["ghapp.db"]),
     ("outside", ["ghapp.github", "ghapp.terraform", "ghapp.bundled_terraform"]),
     ("workers", ["ghapp.workers"]),
-    ("web", ["ghapp.web"]),
+    ("web", ["ghapp.web", "ghapp.gateway"]),
     ("entry", ["ghapp.cli", "ghapp.demo", "ghapp.deliveries", "ghapp.app_manifest", "ghapp.__main__", "ghapp"]),
 ]
 # The pure core: standard library modules that do no I/O, nothing else.

@@ -76,8 +76,6 @@ class Gateway:
         self.app[GUARDS] = self.guards
         self.reserved = web.Application()
         self.app[RESERVED] = self.reserved
-        self.app.add_subapp(RESERVED_PREFIX, self.reserved)
-        self.app.router.add_route("*", "/{path:.*}", self._proxy)
 
     def url(self, environment_name: str) -> str:
         return gateway_url(environment_name, self.site)
@@ -141,6 +139,9 @@ class Gateway:
         """Listen on GHAPP_HOST:GHAPP_GATEWAY_PORT for the lifetime of the main application."""
         self._pool, self._ready = pool, ready
         self.upstream = Upstream()
+        # Mounted now, not at creation: mounting freezes the sub-application's routes, which other parts add to.
+        self.app.add_subapp(RESERVED_PREFIX, self.reserved)
+        self.app.router.add_route("*", "/{path:.*}", self._proxy)
         runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await runner.setup()
         flusher = asyncio.create_task(self._record_activity(pool, ready))
