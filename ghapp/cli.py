@@ -85,7 +85,7 @@ def envs(settings: Settings, as_json: bool) -> int:
 
     found = asyncio.run(_with_pool(settings, work))
     if as_json:
-        print(json.dumps([environment_json(e) for e in found], indent=2))
+        print(json.dumps([environment_json(e, settings.preview_site) for e in found], indent=2))
         return 0
     if not found:
         print("no environments")

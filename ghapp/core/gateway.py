@@ -65,6 +65,14 @@ def gateway_url(environment_name: str, site: PreviewSite) -> str:
     return f"{site.scheme}://{environment_name}.{site.suffix}/"
 
 
+def served_url(environment_name: str | None, preview_url: str | None, site: PreviewSite) -> str | None:
+    """The gateway URL of a preview the gateway can serve (it has a name and an http(s) `preview_url`), else None:
+    what the pull request, the dashboard and the API show people."""
+    if not environment_name or upstream_origin(preview_url) is None:
+        return None
+    return gateway_url(environment_name, site)
+
+
 def environment_name_of(host: str | None, site: PreviewSite) -> str | None:
     """The environment a `Host` header names (`<name>.<domain>`, any port), or None: only one DNS label, so
     nothing a client sends beyond letters, digits and hyphens ever comes out of here."""

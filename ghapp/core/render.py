@@ -61,6 +61,12 @@ class Snapshot:
     details_url: str | None = None
     expired: bool = False
     waiting: Waiting | None = None
+    gateway_url: str | None = None  # the preview through ghapp's gateway (core/gateway.served_url)
+
+    @property
+    def url(self) -> str | None:
+        """What people open: the gateway's URL when the gateway serves the preview, else the module's own."""
+        return self.gateway_url or self.preview_url
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,10 +246,9 @@ def check_run(s: Snapshot) -> CheckRunView | None:
         )
     if s.status == Status.ACTIVE and s.deployed_sha == sha:
         summary = (
-            f"**{_preview_md(s.preview_url)}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}.\n\n"
-            f"{_outputs_table(s.outputs)}"
+            f"**{_preview_md(s.url)}**\n\nDeployed `{short_sha(sha)}` in {_duration(s)}.\n\n{_outputs_table(s.outputs)}"
         ).strip()
-        url = safe_url(s.preview_url)
+        url = safe_url(s.url)
         return CheckRunView(
             sha,
             "completed",
@@ -317,7 +322,7 @@ def deployment(s: Snapshot) -> DeploymentView | None:
     if not sha or (s.awaiting_approval and s.status != Status.ACTIVE):
         return None
     if s.status == Status.ACTIVE:
-        url = safe_url(s.preview_url)
+        url = safe_url(s.url)
         return DeploymentView(sha, "success", url, f"Active at {url}"[:140] if url else "Active")
     if s.status == Status.FAILED:
         return DeploymentView(sha, "failure", None, ((s.last_error or "failed").splitlines() or ["failed"])[0][:140])
@@ -334,8 +339,8 @@ def comment(s: Snapshot, ttl: float) -> str:
         icon, word = "✋", "waiting for approval"
     elif waiting is not None:
         icon, word = "⏳", f"waiting (position {waiting.position})"
-    if s.preview_url and s.status == Status.ACTIVE:
-        rows.append(("Preview", _preview_md(s.preview_url)))
+    if s.url and s.status == Status.ACTIVE:
+        rows.append(("Preview", _preview_md(s.url)))
     if s.status == Status.CREATING:
         rows.append(("Progress", _progress(s)))
     rows.append(("Commit", f"`{short_sha(s.deployed_sha)}`" if s.deployed_sha else "-"))
