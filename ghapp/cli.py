@@ -37,7 +37,7 @@ def serve(settings: Settings) -> int:
     if settings.offline:
         log.info("offline mode (no GITHUB_APP_ID): what would be shown on pull requests goes to this log")
     web.run_app(
-        create_app(settings),
+        create_app(settings, gateway=True),
         host=settings.host,
         port=settings.port,
         print=None,

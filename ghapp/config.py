@@ -297,6 +297,10 @@ class Settings:
                     "who can reach it could send unsigned deliveries. Set GITHUB_WEBHOOK_SECRET, or listen on "
                     "127.0.0.1 (GHAPP_HOST) for offline development."
                 )
+        if self.gateway_port == self.port:
+            raise ConfigError(
+                f"GHAPP_GATEWAY_PORT and GHAPP_PORT are both {self.port}: the preview gateway needs a port of its own"
+            )
         if self.admin_token is not None and (problem := admin_token_problem(self.admin_token)):
             raise ConfigError(
                 f"GHAPP_ADMIN_TOKEN is too weak: {problem}. Generate one with "

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 
 import aiohttp
 import pytest
@@ -16,7 +17,7 @@ from aiohttp import web
 from ghapp.gateway.keys import ENVIRONMENT
 from ghapp.web import keys
 from ghapp.web.app import create_app
-from tests.support import free_port, wait_for
+from tests.support import free_port, ready, wait_for
 
 
 class Upstream:
@@ -514,3 +515,24 @@ async def test_the_api_shows_the_gateway_url_next_to_the_modules_preview_url(sta
     body = json.loads(await (await client.get("/api/environments")).text())["environments"][0]
     assert body["gateway_url"] == f"https://{name}.preview.example.com/"
     assert body["preview_url"] == f"http://127.0.0.1:{upstream.port}/"
+
+
+async def test_ghapp_serve_listens_on_the_gateway_port_and_says_so_when_it_cannot(serve, session):
+    proc = serve()
+    gateway_port = int(proc.env["GHAPP_GATEWAY_PORT"])
+    await wait_for(lambda: ready(proc), what="ghapp serve ready")
+    async with session.get(f"http://127.0.0.1:{gateway_port}/", headers={"Host": "pr-9-x-9.localhost"}) as r:
+        assert r.status == 404 and "is not the address of a preview" in await r.text()
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        blocked = serve(GHAPP_GATEWAY_PORT=str(taken))
+        await wait_for(lambda: _exited(blocked), what="ghapp serve refusing to start")
+    assert blocked.proc.returncode == 2
+    assert f"the preview gateway cannot listen on 127.0.0.1:{taken}" in blocked.log()
+
+
+async def _exited(proc) -> bool:
+    return proc.proc.poll() is not None

@@ -38,7 +38,7 @@ from aiohttp import web
 from cachetools import TTLCache
 
 from ghapp import db
-from ghapp.config import Settings
+from ghapp.config import ConfigError, Settings
 from ghapp.core.contract import Status
 from ghapp.core.gateway import environment_name_of, gateway_url, upstream_origin
 from ghapp.core.model import Environment
@@ -147,7 +147,13 @@ class Gateway:
         flusher = asyncio.create_task(self._record_activity(pool, ready))
         try:
             site = web.TCPSite(runner, self.settings.host, self.settings.gateway_port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as e:
+                raise ConfigError(
+                    f"the preview gateway cannot listen on {self.settings.host}:{self.settings.gateway_port} "
+                    f"({e.strerror}); set GHAPP_GATEWAY_PORT to a free port"
+                ) from None
             self.port = runner.addresses[0][1]
             log.info("preview gateway on %s (previews at %s)", site.name, self.url("<environment_name>"))
             yield
