@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import re
 import socket
@@ -38,6 +39,8 @@ class Upstream:
         self.app.router.add_get("/slow", self.slow)
         self.app.router.add_get("/cut", self.cut)
         self.app.router.add_get("/ws", self.websocket)
+        self.app.router.add_get("/gzip", self.gzipped)
+        self.app.router.add_get("/status/{code}", self.status)
         self.port = 0
 
     def record(self, request: web.Request) -> None:
@@ -84,6 +87,17 @@ class Upstream:
                 "Set-Cookie": "a=1",
             },
         )
+
+    async def gzipped(self, request: web.Request) -> web.Response:
+        body = gzip.compress(b"compressed " * 1000)
+        response = web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+        response.headers.add("Set-Cookie", "a=1; Path=/")
+        response.headers.add("Set-Cookie", "b=2; Path=/")
+        return response
+
+    async def status(self, request: web.Request) -> web.Response:
+        code = int(request.match_info["code"])
+        return web.Response(status=code, headers={"ETag": '"v1"'}, body=None if code in (204, 304) else b"body")
 
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(30)
@@ -329,6 +343,27 @@ async def test_hop_by_hop_headers_are_removed_both_ways(start_gateway, db, upstr
         assert r.headers["X-Kept"] == "1" and r.headers["Set-Cookie"] == "a=1"
         for header in ("X-Hop-Secret", "Keep-Alive", "Proxy-Authenticate"):
             assert header not in r.headers, header
+
+
+async def test_answers_pass_as_the_preview_made_them(start_gateway, db, upstream, session):
+    """Compressed bytes untouched, every Set-Cookie, and the answers without a body (HEAD, 204, 304)."""
+    _client, gateway = await start_gateway()
+    name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
+    preview = Client(session, gateway.port, name)
+    async with preview.get("/gzip", headers={"Accept-Encoding": "gzip"}) as r:
+        assert r.headers["Content-Encoding"] == "gzip" and r.headers.getall("Set-Cookie") == [
+            "a=1; Path=/",
+            "b=2; Path=/",
+        ]
+        assert gzip.decompress(await r.read()) == b"compressed " * 1000
+    async with preview.request("HEAD", "/status/200") as r:
+        assert (r.status, r.headers["Content-Length"], await r.read()) == (200, "4", b"")
+    async with preview.get("/status/204") as r:
+        assert (r.status, await r.read()) == (204, b"")
+    async with preview.get("/status/304", headers={"If-None-Match": '"v1"'}) as r:
+        assert (r.status, r.headers["ETag"], await r.read()) == (304, '"v1"', b"")
+    async with preview.get("/status/418") as r:
+        assert (r.status, await r.read()) == (418, b"body")  # the preview's own errors are its own, not pages
 
 
 async def test_x_forwarded_headers_are_the_gateways_word_not_the_clients(start_gateway, db, upstream, session):

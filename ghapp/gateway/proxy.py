@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0  # the longest wait for the upstream's next bytes (the first one included), as nginx's 60 s
 MAX_WS_MESSAGE = 16 * 1024 * 1024
+PER_PREVIEW = 256  # concurrent upstream connections per preview
 _UNSENDABLE_CLOSE = {None, 1005, 1006, 1015}  # codes that say "no code" or "abnormal", never sent in a frame
 
 
@@ -35,7 +36,8 @@ class Upstream:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=30),
+            # Per preview at most PER_PREVIEW connections at once, so one preview's slow clients cannot take them all.
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=PER_PREVIEW, keepalive_timeout=30),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             # Only what the client sent: no User-Agent, Accept or Content-Type of aiohttp's own.
@@ -43,7 +45,8 @@ class Upstream:
         )
 
     def _timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout)
+        # `connect` also bounds the wait for a free connection to a preview that has PER_PREVIEW in use.
+        return aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=self.read_timeout)
 
     async def close(self) -> None:
         await self.session.close()
@@ -102,6 +105,10 @@ class Upstream:
         return response
 
     def _error(self, env: Environment, error: BaseException) -> web.Response:
+        if isinstance(error, aiohttp.ConnectionTimeoutError):
+            return pages.upstream_error(
+                env, 504, f"did not accept a connection within {self.connect_timeout:g} seconds"
+            )
         if isinstance(error, TimeoutError):
             return pages.upstream_error(env, 504, f"did not answer within {self.read_timeout:g} seconds")
         if isinstance(error, aiohttp.ClientConnectorError):
