@@ -133,7 +133,7 @@ class Gateway:
             return pages.not_active(env)
         self.activity.touch(env.id)
         assert self.upstream is not None
-        return await self.upstream.forward(request, env, origin, self.url(env.name or "").rstrip("/"))
+        return await self.upstream.forward(request, env, origin, self.url(env.name).rstrip("/"))
 
     async def serve(self, pool: asyncpg.Pool, ready: asyncio.Event) -> AsyncIterator[None]:
         """Listen on GHAPP_HOST:GHAPP_GATEWAY_PORT for the lifetime of the main application."""
@@ -142,7 +142,10 @@ class Gateway:
         # Mounted now, not at creation: mounting freezes the sub-application's routes, which other parts add to.
         self.app.add_subapp(RESERVED_PREFIX, self.reserved)
         self.app.router.add_route("*", "/{path:.*}", self._proxy)
-        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        # At shutdown, requests and WebSockets still open get a few seconds (the main app's drain runs meanwhile).
+        runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=min(5.0, self.settings.shutdown_grace)
+        )
         await runner.setup()
         flusher = asyncio.create_task(self._record_activity(pool, ready))
         try:
