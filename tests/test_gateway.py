@@ -544,12 +544,15 @@ async def test_a_change_next_to_new_activity_still_gets_a_new_version(start_gate
     assert await db.fetchval("SELECT version FROM environments") > before
 
 
-async def test_the_api_shows_the_gateway_url_next_to_the_modules_preview_url(start_gateway, db, upstream):
+async def test_the_api_and_dashboard_show_the_gateway_url_next_to_the_modules_preview_url(start_gateway, db, upstream):
     client, _gateway = await start_gateway(preview_domain="https://preview.example.com")
     name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
     body = json.loads(await (await client.get("/api/environments")).text())["environments"][0]
     assert body["gateway_url"] == f"https://{name}.preview.example.com/"
     assert body["preview_url"] == f"http://127.0.0.1:{upstream.port}/"
+    page = await (await client.get(f"/environments/{body['id']}")).text()
+    assert f'<a href="https://{name}.preview.example.com/">' in page
+    assert f"<code>http://127.0.0.1:{upstream.port}/</code>" in page  # the module's own address, not linked
 
 
 async def test_ghapp_serve_listens_on_the_gateway_port_and_says_so_when_it_cannot(serve, session):
