@@ -574,3 +574,24 @@ async def test_ghapp_serve_listens_on_the_gateway_port_and_says_so_when_it_canno
 
 async def _exited(proc) -> bool:
     return proc.proc.poll() is not None
+
+
+async def test_activity_is_flushed_every_few_seconds_and_at_shutdown(start_gateway, db, upstream, session):
+    client, gateway = await start_gateway()
+    name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
+    async with Client(session, gateway.port, name).get("/echo") as r:
+        assert r.status == 200
+    await wait_for(lambda: _requested(db), what="the periodic flush (every 5 s)")
+
+    await db.execute("UPDATE environments SET last_request_at = NULL")
+    gateway.activity.every = 3600  # from the next pass on: only the shutdown flush can write it now
+    async with Client(session, gateway.port, name).get("/echo") as r:
+        assert r.status == 200
+    env_id = await db.fetchval("SELECT id FROM environments")
+    assert gateway.activity.last_request(env_id) is not None  # waiting for a flush
+    await client.close()
+    assert await _requested(db)
+
+
+async def _requested(db) -> bool:
+    return await db.fetchval("SELECT last_request_at IS NOT NULL FROM environments")
