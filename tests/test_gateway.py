@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import json
 import re
@@ -366,6 +367,29 @@ async def test_answers_pass_as_the_preview_made_them(start_gateway, db, upstream
         assert (r.status, await r.read()) == (418, b"body")  # the preview's own errors are its own, not pages
 
 
+async def test_a_guard_may_hand_the_proxy_a_fresher_row_and_filters_decide_what_the_preview_sees(
+    start_gateway, db, upstream, session
+):
+    async def woken(request, env):
+        request[ENVIRONMENT] = dataclasses.replace(
+            env, status="active", preview_url=f"http://127.0.0.1:{upstream.port}/"
+        )
+        return None
+
+    def without_session(headers):
+        return [(k, v) for k, v in headers.items() if k.lower() != "x-ghapp-session"]
+
+    def hooks(gateway):
+        gateway.guards.append(woken)
+        gateway.request_filters.append(without_session)
+
+    _client, gateway = await start_gateway(hooks)
+    name = await add_preview(db, 1, None, status="sleeping")  # as looked up: asleep, no address
+    async with Client(session, gateway.port, name).get("/echo", headers={"X-Ghapp-Session": "s3cret", "X-A": "1"}) as r:
+        seen = (await r.json())["headers"]
+    assert "X-Ghapp-Session" not in seen and seen["X-A"] == "1"
+
+
 async def test_x_forwarded_headers_are_the_gateways_word_not_the_clients(start_gateway, db, upstream, session):
     _client, gateway = await start_gateway()
     name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
@@ -483,6 +507,7 @@ async def test_guards_run_in_order_and_reserved_pages_are_served_on_preview_host
 
     async def second(request, env):
         calls.append(("second", env.name))
+        assert request.app[keys.SETTINGS].gateway_port == 0  # shared from the main application
         return None
 
     async def hello(request):
@@ -491,6 +516,7 @@ async def test_guards_run_in_order_and_reserved_pages_are_served_on_preview_host
     def hooks(gateway):
         gateway.guards.extend([first, second])
         gateway.reserved.router.add_get("/hello", hello)
+        gateway.share(keys.SETTINGS)  # a guard reading request.app[KEY] finds the main application's
 
     _client, gateway = await start_gateway(hooks)
     name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")

@@ -14,10 +14,18 @@ A request goes through, in order:
    environment's activity recorded (`Activity`, written in one batched UPDATE every few seconds).
 
 Hooks for other parts (add them before the application starts, e.g. in `ghapp/web/app.create_app`; `gateway` is
-`app[ghapp.web.keys.GATEWAY]`, the `Gateway` below):
+`app[ghapp.web.keys.GATEWAY]`, the `Gateway` below; the gateway starts after all of the main application's
+`cleanup_ctx` contexts, and stops at its shutdown, before the database closes):
 - **Guards**: `gateway.guards.append(guard)` (the same list is the gateway application's `ghapp.gateway.keys.GUARDS`),
   each `async def guard(request: web.Request, env: Environment) -> web.StreamResponse | None`: None lets the request
   go on, a response ends it with that response (access: a sign-in redirect or 403; wake: a "waking up" page or 503).
+  A guard may put a fresher row in `request[ghapp.gateway.keys.ENVIRONMENT]` (a preview it waited for to wake):
+  the next guards and the proxy use that one.
+- **Shared state**: `gateway.share(KEY)`: the gateway application gets the main application's `KEY` when it starts,
+  for guards that read `request.app[KEY]` (a request to a preview belongs to the gateway application).
+- **Request filters**: `gateway.request_filters.append(f)`, `f(headers: CIMultiDict) -> Iterable[(name, value)]`:
+  what of the client's headers the preview may see (the access guard's `forwarded_headers` drops ghapp's own
+  session cookie and token); applied in order, before the gateway sets `X-Forwarded-*`.
 - **ghapp's pages on preview hosts**: `gateway.reserved.router.add_get("/signin", handler)` serves `/_ghapp/signin` on
   every preview host (`reserved` is a sub-application mounted at `/_ghapp/`, also `ghapp.gateway.keys.RESERVED`).
   Its handlers find the preview in `request[ghapp.gateway.keys.ENVIRONMENT]` and the gateway in
@@ -31,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -45,7 +53,7 @@ from ghapp.core.model import Environment
 from ghapp.db import gateway as queries
 from ghapp.gateway import pages
 from ghapp.gateway.activity import Activity
-from ghapp.gateway.keys import ENVIRONMENT, GUARDS, RESERVED, Guard
+from ghapp.gateway.keys import ENVIRONMENT, GUARDS, RESERVED, Guard, RequestFilter
 from ghapp.gateway.proxy import Upstream
 from ghapp.web import keys
 from ghapp.web.metrics import Metrics
@@ -71,6 +79,10 @@ class Gateway:
         self._pool: asyncpg.Pool | None = None
         self._ready: asyncio.Event | None = None
         self.upstream: Upstream | None = None  # the client to previews, while the gateway runs
+        self.request_filters: list[RequestFilter] = []
+        self._shared: list[web.AppKey[Any]] = []
+        self._runner: web.AppRunner | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.app = web.Application(middlewares=[self._count, self._resolve])
         self.app[keys.GATEWAY] = self
         self.app[GUARDS] = self.guards
@@ -124,47 +136,60 @@ class Gateway:
         return await handler(request)
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
-        env = request[ENVIRONMENT]
         for guard in self.guards:
-            if (answer := await guard(request, env)) is not None:
+            if (answer := await guard(request, request[ENVIRONMENT])) is not None:
                 return answer
+        env = request[ENVIRONMENT]  # as the guards leave it: a guard that waited for a wake puts the fresh row there
         origin = upstream_origin(env.preview_url)
         if env.status != Status.ACTIVE or origin is None:
             return pages.not_active(env)
         self.activity.touch(env.id)
         assert self.upstream is not None
-        return await self.upstream.forward(request, env, origin, self.url(env.name).rstrip("/"))
+        return await self.upstream.forward(
+            request, env, origin, self.url(env.name).rstrip("/"), filters=self.request_filters
+        )
 
-    async def serve(self, pool: asyncpg.Pool, ready: asyncio.Event) -> AsyncIterator[None]:
-        """Listen on GHAPP_HOST:GHAPP_GATEWAY_PORT for the lifetime of the main application."""
-        self._pool, self._ready = pool, ready
+    def share(self, key: web.AppKey[Any]) -> None:
+        """Give the gateway application the main application's `key` when it starts: for guards that read
+        `request.app[key]` (the gateway's requests belong to the gateway application)."""
+        self._shared.append(key)
+
+    async def start(self, app: web.Application) -> None:
+        """The main application's startup, after all its contexts (pool, App client, what `share` names): listen on
+        GHAPP_HOST:GHAPP_GATEWAY_PORT."""
+        for key in self._shared:
+            self.app[key] = app[key]
+        self._pool, self._ready = app[keys.POOL], app[keys.READY]
         self.upstream = Upstream()
         # Mounted now, not at creation: mounting freezes the sub-application's routes, which other parts add to.
         self.app.add_subapp(RESERVED_PREFIX, self.reserved)
         self.app.router.add_route("*", "/{path:.*}", self._proxy)
-        # At shutdown, requests and WebSockets still open get a few seconds (the main app's drain runs meanwhile).
-        runner = web.AppRunner(
+        # At shutdown, requests and WebSockets still open get a few seconds.
+        self._runner = web.AppRunner(
             self.app, handle_signals=False, access_log=None, shutdown_timeout=min(5.0, self.settings.shutdown_grace)
         )
-        await runner.setup()
-        flusher = asyncio.create_task(self._record_activity(pool, ready))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.gateway_port)
         try:
-            site = web.TCPSite(runner, self.settings.host, self.settings.gateway_port)
-            try:
-                await site.start()
-            except OSError as e:
-                raise ConfigError(
-                    f"the preview gateway cannot listen on {self.settings.host}:{self.settings.gateway_port} "
-                    f"({e.strerror}); set GHAPP_GATEWAY_PORT to a free port"
-                ) from None
-            self.port = runner.addresses[0][1]
-            log.info("preview gateway on %s (previews at %s)", site.name, self.url("<environment_name>"))
-            yield
-        finally:
-            flusher.cancel()
+            await site.start()
+        except OSError as e:
+            raise ConfigError(
+                f"the preview gateway cannot listen on {self.settings.host}:{self.settings.gateway_port} "
+                f"({e.strerror}); set GHAPP_GATEWAY_PORT to a free port"
+            ) from None
+        self.port = self._runner.addresses[0][1]
+        self._flusher = asyncio.create_task(self._record_activity(self._pool, self._ready))
+        log.info("preview gateway on %s (previews at %s)", site.name, self.url("<environment_name>"))
+
+    async def stop(self, _app: web.Application) -> None:
+        """The main application's shutdown (before its database closes): stop listening, write the last activity."""
+        if self._flusher is not None:
+            self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-            await runner.cleanup()
+                await self._flusher
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.upstream is not None:
             await self.upstream.close()
 
     async def _record_activity(self, pool: asyncpg.Pool, ready: asyncio.Event) -> None:
@@ -173,13 +198,10 @@ class Gateway:
 
 
 def setup(app: web.Application) -> Gateway:
-    """The gateway for the main application `app`: it starts and stops with it (after its database)."""
+    """The gateway of the main application `app`: it starts once all of the app's contexts have (the pool, and what
+    other parts set up), and stops at its shutdown, before the database closes."""
     gateway = Gateway(app[keys.SETTINGS], app[keys.METRICS])
     app[keys.GATEWAY] = gateway
-
-    async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        async for _ in gateway.serve(app[keys.POOL], app[keys.READY]):
-            yield
-
-    app.cleanup_ctx.append(lifetime)
+    app.on_startup.append(gateway.start)
+    app.on_shutdown.append(gateway.stop)
     return gateway

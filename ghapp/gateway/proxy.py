@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +20,7 @@ from yarl import URL
 from ghapp.core.gateway import end_to_end, request_headers, rewrite_location
 from ghapp.core.model import Environment
 from ghapp.gateway import pages
+from ghapp.gateway.keys import RequestFilter
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +54,23 @@ class Upstream:
         await self.session.close()
 
     async def forward(
-        self, request: web.Request, env: Environment, origin: str, public_origin: str
+        self,
+        request: web.Request,
+        env: Environment,
+        origin: str,
+        public_origin: str,
+        filters: Sequence[RequestFilter] = (),
     ) -> web.StreamResponse:
         """Proxy `request` to `origin` (the upstream's `scheme://host:port`)."""
         target = request.rel_url.raw_path_qs
         if not target.startswith("/"):  # `OPTIONS *` or anything else that is not a path
             return pages.page(400, "Bad request", "The gateway forwards requests for paths only.")
         host = request.host
+        sent: CIMultiDict[str] = CIMultiDict(request.headers)
+        for keep in filters:
+            sent = CIMultiDict(keep(sent))
         headers = CIMultiDict(
-            request_headers(
-                request.headers.items(), client_ip=request.remote or "", proto=_proto(public_origin), host=host
-            )
+            request_headers(sent.items(), client_ip=request.remote or "", proto=_proto(public_origin), host=host)
         )
         if _is_websocket(request):
             return await self._websocket(request, env, URL(origin + target, encoded=True), headers)
