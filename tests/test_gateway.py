@@ -511,6 +511,7 @@ async def test_guards_run_in_order_and_reserved_pages_are_served_on_preview_host
         return None
 
     async def hello(request):
+        assert request.app[keys.SETTINGS].gateway_port == 0  # shared here too
         return web.json_response({"environment": request[ENVIRONMENT].name})
 
     def hooks(gateway):

@@ -21,8 +21,9 @@ Hooks for other parts (add them before the application starts, e.g. in `ghapp/we
   go on, a response ends it with that response (access: a sign-in redirect or 403; wake: a "waking up" page or 503).
   A guard may put a fresher row in `request[ghapp.gateway.keys.ENVIRONMENT]` (a preview it waited for to wake):
   the next guards and the proxy use that one.
-- **Shared state**: `gateway.share(KEY)`: the gateway application gets the main application's `KEY` when it starts,
-  for guards that read `request.app[KEY]` (a request to a preview belongs to the gateway application).
+- **Shared state**: `gateway.share(KEY)`: the gateway application and its `/_ghapp/` sub-application get the main
+  application's `KEY` when they start, for guards and pages that read `request.app[KEY]` (a request to a preview
+  belongs to the gateway application, one under `/_ghapp/` to the sub-application).
 - **Request filters**: `gateway.request_filters.append(f)`, `f(headers: CIMultiDict) -> Iterable[(name, value)]`:
   what of the client's headers the preview may see (the access guard's `forwarded_headers` drops ghapp's own
   session cookie and token); applied in order, before the gateway sets `X-Forwarded-*`.
@@ -150,15 +151,15 @@ class Gateway:
         )
 
     def share(self, key: web.AppKey[Any]) -> None:
-        """Give the gateway application the main application's `key` when it starts: for guards that read
-        `request.app[key]` (the gateway's requests belong to the gateway application)."""
+        """Give the gateway application (and its `/_ghapp/` sub-application) the main application's `key` when it
+        starts: for guards and pages that read `request.app[key]` (a preview's requests are not the main app's)."""
         self._shared.append(key)
 
     async def start(self, app: web.Application) -> None:
         """The main application's startup, after all its contexts (pool, App client, what `share` names): listen on
         GHAPP_HOST:GHAPP_GATEWAY_PORT."""
         for key in self._shared:
-            self.app[key] = app[key]
+            self.app[key] = self.reserved[key] = app[key]
         self._pool, self._ready = app[keys.POOL], app[keys.READY]
         self.upstream = Upstream()
         # Mounted now, not at creation: mounting freezes the sub-application's routes, which other parts add to.
