@@ -130,7 +130,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     gateway_port: int = 8081  # the preview gateway (GHAPP_GATEWAY_PORT); 0: any free port (tests)
-    preview_domain: str | None = None  # GHAPP_PREVIEW_DOMAIN; None: `localhost:<gateway_port>`
+    preview_domain: str | None = None  # GHAPP_PREVIEW_DOMAIN (domain[:port]); None: `localhost:<gateway_port>`
     public_url: str | None = None  # how people reach this app (links on pull requests); default http://host:port
     push_settle: float = 2.0  # a change to an existing environment waits this long for more pushes
     # Reconciler tuning; defaults suit production, tests shorten them.
@@ -162,7 +162,7 @@ class Settings:
     @property
     def preview_site(self) -> PreviewSite:
         """Where previews are published through the gateway (validated by `from_env`)."""
-        return preview_site(self.preview_domain, self.gateway_port)
+        return preview_site(self.preview_domain, self.gateway_port, self.base_url.startswith("https://"))
 
     @property
     def base_url(self) -> str:

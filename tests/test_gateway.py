@@ -572,7 +572,7 @@ async def test_a_change_next_to_new_activity_still_gets_a_new_version(start_gate
 
 
 async def test_the_api_and_dashboard_show_the_gateway_url_next_to_the_modules_preview_url(start_gateway, db, upstream):
-    client, _gateway = await start_gateway(preview_domain="https://preview.example.com")
+    client, _gateway = await start_gateway(preview_domain="preview.example.com", public_url="https://ghapp.example.com")
     name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
     body = json.loads(await (await client.get("/api/environments")).text())["environments"][0]
     assert body["gateway_url"] == f"https://{name}.preview.example.com/"

@@ -24,26 +24,26 @@ LOCAL = PreviewSite("http", "localhost", 8081)
 
 
 @pytest.mark.parametrize(
-    ("value", "site"),
+    ("value", "https", "site"),
     [
-        (None, LOCAL),
-        ("", LOCAL),
-        ("preview.example.com", PreviewSite("https", "preview.example.com")),
-        ("Preview.Example.com/", PreviewSite("https", "preview.example.com")),
-        ("http://preview.test:9000", PreviewSite("http", "preview.test", 9000)),
-        ("https://preview.example.com:443", PreviewSite("https", "preview.example.com")),
-        ("localhost:9000", PreviewSite("http", "localhost", 9000)),
-        ("dev.localhost", PreviewSite("http", "dev.localhost")),
+        (None, False, LOCAL),
+        (None, True, LOCAL),  # unset: the gateway itself, plain http on this machine
+        ("", False, LOCAL),
+        ("preview.example.com", True, PreviewSite("https", "preview.example.com")),
+        ("Preview.Example.com/", True, PreviewSite("https", "preview.example.com")),
+        ("preview.test:9000", False, PreviewSite("http", "preview.test", 9000)),
+        ("localhost:9000", False, PreviewSite("http", "localhost", 9000)),
+        ("dev.localhost", False, PreviewSite("http", "dev.localhost")),
     ],
 )
-def test_the_preview_domain_says_where_previews_are_published(value, site):
-    assert preview_site(value, 8081) == site
+def test_the_preview_domain_says_where_previews_are_published(value, https, site):
+    assert preview_site(value, 8081, https) == site
 
 
 @pytest.mark.parametrize(
     "value",
     [
-        "ftp://preview.example.com",
+        "https://preview.example.com",
         "preview..example.com",
         "-x.example.com",
         "a_b.example.com",
@@ -66,6 +66,10 @@ def test_settings_read_the_gateway_port_and_domain():
     assert settings.gateway_port == 9001 and settings.preview_site == PreviewSite("http", "localhost", 9001)
     assert Settings.from_env({}, dotenv=None).gateway_port == 8081
     assert Settings.from_env({"GHAPP_GATEWAY_PORT": "0"}, dotenv=None).gateway_port == 0
+    public = Settings.from_env(
+        {"GHAPP_PREVIEW_DOMAIN": "preview.example.com", "GHAPP_PUBLIC_URL": "https://ghapp.example.com"}, dotenv=None
+    )
+    assert public.preview_site == PreviewSite("https", "preview.example.com")  # https, as ghapp itself is
     for bad in ("-1", "65536", "port"):
         with pytest.raises(ConfigError, match="GHAPP_GATEWAY_PORT"):
             Settings.from_env({"GHAPP_GATEWAY_PORT": bad}, dotenv=None)

@@ -33,19 +33,19 @@ class PreviewSite:
         return f"{self.domain}:{self.port}" if self.port else self.domain
 
 
-def preview_site(value: str | None, gateway_port: int) -> PreviewSite:
-    """GHAPP_PREVIEW_DOMAIN → where previews are published. Unset: `http://<name>.localhost:<gateway port>/`
-    (browsers and curl resolve `*.localhost` to loopback). A bare domain (`preview.example.com`) is served over
-    https, except `localhost`, which is http; a scheme (`http://preview.test:8081`) says it explicitly.
-    ValueError names what is wrong."""
+def preview_site(value: str | None, gateway_port: int, https: bool = False) -> PreviewSite:
+    """GHAPP_PREVIEW_DOMAIN (`preview.example.com`, `localhost:9000`) → where previews are published. Unset: the
+    gateway itself, `http://<name>.localhost:<gateway port>/` (browsers and curl resolve `*.localhost` to loopback).
+    Set, the scheme is not part of it: https when ghapp itself is (`https`: GHAPP_PUBLIC_URL is), as its sign-in
+    cookies are. ValueError names what is wrong."""
     if value is None or not value.strip():
         return PreviewSite("http", "localhost", gateway_port or None)
+    scheme = "https" if https else "http"
     text = value.strip().lower().rstrip("/")
-    scheme = ""
     if "://" in text:
-        scheme, _, text = text.partition("://")
-        if scheme not in ("http", "https"):
-            raise ValueError(f"the scheme must be http or https, got {scheme!r}")
+        raise ValueError(
+            f"{value.strip()!r}: give the domain (and port) only; previews use https when GHAPP_PUBLIC_URL does"
+        )
     host, _, port_text = text.partition(":")
     if not _DOMAIN.fullmatch(host) or ".." in host or any(not _LABEL.fullmatch(p) for p in host.split(".")):
         raise ValueError(f"{value.strip()!r} is not a domain name (e.g. preview.example.com, or localhost:8081)")
@@ -54,9 +54,6 @@ def preview_site(value: str | None, gateway_port: int) -> PreviewSite:
         if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
             raise ValueError(f"{port_text!r} is not a TCP port")
         port = int(port_text)
-    scheme = scheme or ("http" if host == "localhost" or host.endswith(".localhost") else "https")
-    if port == {"http": 80, "https": 443}[scheme]:
-        port = None
     return PreviewSite(scheme, host, port)
 
 
