@@ -42,7 +42,7 @@ def serve(settings: Settings) -> int:
             "repository asking for `access: repository` gets 503 until it is; set GHAPP_ACCESS=public to silence this"
         )
     web.run_app(
-        create_app(settings),
+        create_app(settings, gateway=True),
         host=settings.host,
         port=settings.port,
         print=None,
@@ -90,7 +90,7 @@ def envs(settings: Settings, as_json: bool) -> int:
 
     found = asyncio.run(_with_pool(settings, work))
     if as_json:
-        print(json.dumps([environment_json(e) for e in found], indent=2))
+        print(json.dumps([environment_json(e, settings.preview_site) for e in found], indent=2))
         return 0
     if not found:
         print("no environments")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ghapp.core.contract import Access
+from ghapp.core.gateway import PreviewSite, preview_site
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -162,6 +163,8 @@ class Settings:
     allow_forks: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    gateway_port: int = 8081  # the preview gateway (GHAPP_GATEWAY_PORT); 0: any free port (tests)
+    preview_domain: str | None = None  # GHAPP_PREVIEW_DOMAIN (domain[:port]); None: `localhost:<gateway_port>`
     public_url: str | None = None  # how people reach this app (links on pull requests); default http://host:port
     push_settle: float = 2.0  # a change to an existing environment waits this long for more pushes
     # Reconciler tuning; defaults suit production, tests shorten them.
@@ -198,14 +201,17 @@ class Settings:
     # GHAPP_ACCESS: who may see a preview whose repository does not say; None: `repository` when sign-in is
     # configured, else `public` (`ghapp serve` warns).
     access: Access | None = None
-    preview_domain: str | None = None  # GHAPP_PREVIEW_DOMAIN; None: localhost:<gateway port>
-    gateway_port: int = 8081
     # Extra environment that ghapp itself sets for every Terraform run (the demo, tests).
     terraform_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def offline(self) -> bool:
         return not self.app_id
+
+    @property
+    def preview_site(self) -> PreviewSite:
+        """Where previews are published through the gateway (validated by `from_env`)."""
+        return preview_site(self.preview_domain, self.gateway_port, self.base_url.startswith("https://"))
 
     @property
     def base_url(self) -> str:
@@ -224,7 +230,7 @@ class Settings:
     @property
     def gateway_domain(self) -> str:
         """Previews are `<environment_name>.<this>` (a port included when there is one)."""
-        return (self.preview_domain or f"localhost:{self.gateway_port}").lower()
+        return self.preview_site.suffix
 
     @property
     def github_web_url(self) -> str:
@@ -312,6 +318,22 @@ class Settings:
                     raise ConfigError(f"GHAPP_REPO_MODULES: {pattern!r} is not `owner/name` or `owner/*`")
             return patterns
 
+        def gateway_port() -> int:
+            raw = get("GHAPP_GATEWAY_PORT")
+            if raw is None:
+                return defaults.gateway_port
+            if not raw.isascii() or not raw.isdigit() or int(raw) > 65535:
+                raise ConfigError(f"GHAPP_GATEWAY_PORT must be a TCP port (1-65535; 0: any free one), got {raw!r}")
+            return int(raw)
+
+        def domain() -> str | None:
+            raw = get("GHAPP_PREVIEW_DOMAIN")
+            try:
+                preview_site(raw, 0)
+            except ValueError as e:
+                raise ConfigError(f"GHAPP_PREVIEW_DOMAIN: {e}") from None
+            return raw
+
         private_key = get("GITHUB_PRIVATE_KEY")
         key_path = get("GITHUB_PRIVATE_KEY_PATH")
         if private_key is None and key_path is not None:
@@ -351,6 +373,8 @@ class Settings:
             host=get("GHAPP_HOST") or defaults.host,
             public_url=get("GHAPP_PUBLIC_URL"),
             port=port(),
+            gateway_port=gateway_port(),
+            preview_domain=domain(),
             push_settle=duration("GHAPP_PUSH_SETTLE", defaults.push_settle, allow_zero=True),
             lease_ttl=duration("GHAPP_LEASE_TTL", defaults.lease_ttl),
             poll_interval=duration("GHAPP_POLL_INTERVAL", defaults.poll_interval),
@@ -371,8 +395,6 @@ class Settings:
             client_id=get("GITHUB_CLIENT_ID"),
             client_secret=get("GITHUB_CLIENT_SECRET"),
             access=_access(get("GHAPP_ACCESS")),
-            preview_domain=get("GHAPP_PREVIEW_DOMAIN"),
-            gateway_port=number("GHAPP_GATEWAY_PORT", defaults.gateway_port),
         )
 
     def check_serve(self) -> None:
@@ -392,6 +414,10 @@ class Settings:
             raise ConfigError(
                 "GHAPP_ACCESS=repository needs GitHub sign-in: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET "
                 "(the App's OAuth credentials; `ghapp setup` saves them)"
+            )
+        if self.gateway_port == self.port:
+            raise ConfigError(
+                f"GHAPP_GATEWAY_PORT and GHAPP_PORT are both {self.port}: the preview gateway needs a port of its own"
             )
         if self.admin_token is not None and (problem := admin_token_problem(self.admin_token)):
             raise ConfigError(

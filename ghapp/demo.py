@@ -17,6 +17,7 @@ import logging
 import secrets
 import shutil
 import signal
+import socket
 import sys
 from importlib import resources
 from pathlib import Path
@@ -68,6 +69,7 @@ def run_demo(settings: Settings) -> int:
     for leftover in ("state", "postgres"):  # a previous demo's throwaway data
         shutil.rmtree(home / leftover, ignore_errors=True)
     demo = settings.replace(
+        gateway_port=_free_or_any(settings.host, settings.gateway_port),
         app_id=None,
         database_url=None,
         data_dir=home / "state",
@@ -99,7 +101,7 @@ async def _demo(settings: Settings) -> int:
 
     files = LocalRepositoryFiles(sample_repository())  # its .github/preview.yml and its code, as GitHub would
     sources = Sources(settings.data_dir / "sources", files, SourceLimits.of(settings), run_user=isolation.run_user())
-    app = create_app(settings, sources=sources)
+    app = create_app(settings, sources=sources, gateway=True)
     app[keys.REPOSITORY_FILES] = files
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
@@ -117,7 +119,7 @@ async def _demo(settings: Settings) -> int:
         env_id = json.loads(text)["environment_id"]
         env = await _until(stop, lambda: _settled(app, env_id))
         if env is not None:
-            _announce(env, base)
+            _announce(env, base, app[keys.GATEWAY].url(env.name))
             await stop.wait()
         print("\nghapp demo: destroying the demo environments (Ctrl-C again to skip)", flush=True)
         await _destroy_all(app, hurry)
@@ -155,7 +157,7 @@ async def _until(stop: asyncio.Event, check, interval: float = 0.2):
     return None
 
 
-def _announce(env: Environment, base: str) -> None:
+def _announce(env: Environment, base: str, gateway_url: str) -> None:
     if env.status != Status.ACTIVE:
         print(
             f"\nghapp demo: the preview failed: {env.last_error}\n  run log: {base}/api/environments/{env.id}",
@@ -166,7 +168,8 @@ def _announce(env: Environment, base: str) -> None:
         f"""
   Preview environment for {env.repository}#{env.pr_number} ({short_sha(env.deployed_sha)}) is active:
 
-    preview      {env.preview_url}
+    preview      {gateway_url}
+    (module's    {env.preview_url}, behind the gateway)
                  served by the pull request's own code: {sample_repository()} at that commit
     dashboard    {base}/environments/{env.id}
     all          {base}/
@@ -176,6 +179,17 @@ def _announce(env: Environment, base: str) -> None:
 """,
         flush=True,
     )
+
+
+def _free_or_any(host: str, port: int) -> int:
+    """`port` if nothing listens on it, else a free port (the demo's gateway must not fail on a busy 8081)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            log.warning("port %d is taken; the preview gateway uses a free port", port)
+            probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 async def _destroy_all(app: web.Application, hurry: asyncio.Event) -> None:

@@ -173,7 +173,7 @@ class ServeProcess:
     def __init__(
         self, env: dict[str, str], port: int, log_path: Path, cwd: Path = ROOT, python_args: tuple[str, ...] = ()
     ):
-        self.env = env
+        self.env = {"GHAPP_GATEWAY_PORT": str(free_port()), **env}  # each replica's preview gateway: its own port
         self.port = port
         self.log_path = log_path
         self.cwd = cwd

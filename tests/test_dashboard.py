@@ -190,7 +190,8 @@ async def test_list_shows_every_field_linked_and_escaped(start_app, db):
     sha = fake_sha("acme/web1")
     assert '<a href="https://github.com/acme/web/pull/1">#1</a>' in page
     assert f'<a class="sha" href="https://github.com/acme/web/commit/{sha}">{sha[:7]}</a>' in page
-    assert '<a href="http://pr-1.preview.test/">http://pr-1.preview.test/</a>' in page
+    shown = f"http://pr-1-web-{env_id}.localhost:8081/"  # the gateway's URL, not the module's own address
+    assert f'<a href="{shown}">{shown}</a>' in page and "http://pr-1.preview.test/" not in page
     assert f'<a href="/environments/{env_id}">pr-1-web-{env_id}</a>' in page
     # status in words and colour; age and expiry
     assert re.search(r'class="status s-active"><span aria-hidden="true">●</span> active<', page)

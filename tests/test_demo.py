@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -22,6 +23,7 @@ class Demo:
             **os.environ,
             "GHAPP_DATA_DIR": str(data_dir),
             "GHAPP_PORT": str(free_port()),
+            "GHAPP_GATEWAY_PORT": str(free_port()),
             "GHAPP_TERRAFORM_BIN": terraform_bin,
             "TF_VAR_port_base": str(31000 + os.getpid() % 5000),
         }
@@ -84,7 +86,15 @@ def demo(pg_dir, terraform_bin):
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    """GET `url`; a `*.localhost` host is reached on 127.0.0.1 with its name in the Host header, as browsers and
+    curl resolve it (Python's resolver here does not)."""
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(url)
+    if parts.hostname and parts.hostname.endswith(".localhost"):
+        request = urllib.request.Request(
+            parts._replace(netloc=f"127.0.0.1:{parts.port}").geturl(), headers={"Host": parts.netloc}
+        )
+    with urllib.request.urlopen(request, timeout=5) as r:
         return r.read().decode()
 
 
@@ -99,6 +109,7 @@ async def _gone(demo: Demo):
 async def test_demo_serves_a_preview_and_ctrl_c_cleans_up(demo):
     d = demo()
     url = await d.preview_url()
+    assert re.fullmatch(r"http://pr-\d+-hello-world-\d+\.localhost:\d+/", url)  # through the gateway
     page = fetch(url)
     # served by the sample repository's serve.py, from its checkout at the pull request's commit
     assert "<h1>Hello from PR #2 at ec26c3e57ca3a959ca5aad62de7213c562f8c821</h1>" in page

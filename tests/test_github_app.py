@@ -103,15 +103,18 @@ async def test_opened_pr_gets_check_run_comment_and_deployment(start_app, delive
     env = await wait_for(lambda: _active_published(db, reply["environment_id"]), what="active and published")
 
     run = final_check_run(github, SHA)
+    shown = (
+        f"http://{env['name']}.localhost:8081/"  # the gateway's URL (GHAPP_GATEWAY_PORT's default), not the module's
+    )
     assert (run["name"], run["status"], run["conclusion"]) == ("Preview environment", "completed", "success")
-    assert run["output"]["title"] == f"Active: {env['preview_url']}"
+    assert run["output"]["title"] == f"Active: {shown}"
     assert run["details_url"] == f"https://ghapp.example.com/environments/{env['id']}"
     assert run["external_id"] == str(env["id"])
     assert [a["identifier"] for a in run["actions"]] == ["redeploy", "destroy"]
 
     (comment,) = github.comments(REPO, 2)
     assert comment["body"].startswith("<!-- ghapp:preview -->")
-    assert env["preview_url"] in comment["body"] and "🟢 active" in comment["body"]
+    assert shown in comment["body"] and "🟢 active" in comment["body"] and env["preview_url"] not in comment["body"]
     assert comment["user"]["login"] == github.bot_login
 
     (deployment,) = github.deployments(REPO)
@@ -119,7 +122,7 @@ async def test_opened_pr_gets_check_run_comment_and_deployment(start_app, delive
     assert deployment["transient_environment"] is True and deployment["production_environment"] is False
     states = [s["state"] for s in github.deployment_statuses(REPO, deployment["id"])]
     assert states[-1] == "success" and states[0] in ("in_progress", "success")
-    assert github.deployment_statuses(REPO, deployment["id"])[-1]["environment_url"] == env["preview_url"]
+    assert github.deployment_statuses(REPO, deployment["id"])[-1]["environment_url"] == shown  # "View deployment"
 
     # two tokens, narrowed to the repository and to the permissions each use needs: reporting, and reading the
     # repository's content (`.github/preview.yml`), which an installation may not have granted yet

@@ -179,6 +179,7 @@ async def test_attacker_module_finds_every_door_shut(terraform):
         "AWS_SECRET_ACCESS_KEY": secrets["aws secret"],
         "GHAPP_DATA_DIR": str(data),
         "GHAPP_PORT": str(port),
+        "GHAPP_GATEWAY_PORT": str(free_port()),
         "GHAPP_TERRAFORM_MODULE": str(ATTACKER),
         "GHAPP_TERRAFORM_BIN": binary,
         "GHAPP_POLL_INTERVAL": "0.5s",

@@ -86,6 +86,17 @@ STATES = {
         run_started_at=T0 - dt.timedelta(seconds=3),
         run_finished_at=T0,
     ),
+    "active-through-gateway": dataclasses.replace(
+        BASE,
+        status="active",
+        deployed_sha=HEAD,
+        preview_url="http://127.0.0.1:20007/",
+        gateway_url="http://pr-42-shop-7.localhost:8081/",
+        outputs={"preview_url": "http://127.0.0.1:20007/", "port": 20007},
+        run_action="apply",
+        run_started_at=T0 - dt.timedelta(seconds=3),
+        run_finished_at=T0,
+    ),
     "failed-retrying": dataclasses.replace(
         BASE,
         status="failed",
@@ -229,6 +240,17 @@ def test_deployment_views():
     asleep = render.deployment(STATES["sleeping"])  # the way to a sleeping preview stays: a request wakes it
     assert asleep.state == "success" and asleep.environment_url == "https://pr-42-shop-7.preview.example.com/"
     assert all(len(render.deployment(s).description) <= 140 for s in STATES.values() if render.deployment(s))
+
+
+def test_the_gateway_url_is_what_people_open():
+    """The check run, the comment and the deployment's "View deployment" button all name the gateway's URL, never
+    the module's loopback address behind it."""
+    snap = STATES["active-through-gateway"]
+    deployment = render.deployment(snap)
+    assert deployment.environment_url == "http://pr-42-shop-7.localhost:8081/"
+    assert render.check_run(snap).title == "Active: http://pr-42-shop-7.localhost:8081/"
+    for text in (render.comment(snap, ttl=3600), render.check_run(snap).summary, deployment.description):
+        assert "pr-42-shop-7.localhost:8081" in text and "127.0.0.1" not in text
 
 
 def test_hostile_text_cannot_break_out_of_the_log_block():

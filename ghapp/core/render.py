@@ -74,11 +74,17 @@ class Snapshot:
     hold: str | None = None  # why a wanted preview is held back (ghapp.core.contract.Hold), and in words
     hold_reason: str | None = None
     config_source: str | None = None  # the configuration the preview was resolved with, in words
+    gateway_url: str | None = None  # the preview through ghapp's gateway (core/gateway.served_url)
 
     @property
     def held(self) -> Hold | None:
         """The hold that matters now: only while the preview is wanted."""
         return Hold(self.hold) if self.hold and self.desired == Desired.PRESENT else None
+
+    @property
+    def url(self) -> str | None:
+        """What people open: the gateway's URL when the gateway serves the preview, else the module's own."""
+        return self.gateway_url or self.preview_url
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,7 +356,7 @@ def check_run(s: Snapshot) -> CheckRunView | None:
         summary = "\n\n".join(
             part
             for part in (
-                f"**{_preview_md(s.preview_url)}**",
+                f"**{_preview_md(s.url)}**",
                 f"Deployed `{short_sha(sha)}` in {_duration(s)}.",
                 f"Kept: {KEPT_MEANS}." if s.kept else "",
                 _services_table(s.outputs),
@@ -359,7 +365,7 @@ def check_run(s: Snapshot) -> CheckRunView | None:
             )
             if part
         )
-        url = safe_url(s.preview_url)
+        url = safe_url(s.url)
         return CheckRunView(
             sha,
             "completed",
@@ -455,7 +461,7 @@ def deployment(s: Snapshot) -> DeploymentView | None:
     if not sha or (s.awaiting_approval and not serving):
         return None
     if s.status == Status.ACTIVE:
-        url = safe_url(s.preview_url)
+        url = safe_url(s.url)
         return DeploymentView(sha, "success", url, f"Active at {url}"[:140] if url else "Active")
     if s.status == Status.SLEEPING:  # still the way to it: its first request wakes it
         return DeploymentView(sha, "success", safe_url(s.preview_url), "Asleep: the first request wakes it")
@@ -493,9 +499,9 @@ def comment(s: Snapshot, ttl: float) -> str:
         icon, word = "⚪", "skipped"
     elif hold is Hold.WAITING and s.status != Status.ACTIVE:
         icon, word = "⏳", "waiting"
-    if s.preview_url and s.status in (Status.ACTIVE, Status.SLEEPING):
+    if s.url and s.status in (Status.ACTIVE, Status.SLEEPING):
         asleep = " (asleep: the first request wakes it)" if s.status == Status.SLEEPING else ""
-        rows.append(("Preview", _preview_md(s.preview_url) + asleep))
+        rows.append(("Preview", _preview_md(s.url) + asleep))
         rows += [(md_code(name, 100), _preview_md(url)) for name, url in preview_urls(s.outputs).items()]
     if s.status == Status.CREATING:
         rows.append(("Progress", ("going to sleep: " if s.sleeping else "") + _progress(s)))

@@ -7,6 +7,7 @@ import datetime as dt
 from aiohttp import web
 
 from ghapp.core.contract import Status
+from ghapp.core.gateway import PreviewSite, served_url
 from ghapp.core.model import Environment
 from ghapp.core.render import preview_urls
 from ghapp.db import UNAVAILABLE, reads, schema_is_current
@@ -21,7 +22,8 @@ def _time(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def environment_json(env: Environment) -> dict:
+def environment_json(env: Environment, site: PreviewSite) -> dict:
+    """An environment as the API shows it; `site`: where the gateway publishes previews (Settings.preview_site)."""
     return {
         "id": env.id,
         "name": env.name,
@@ -37,7 +39,8 @@ def environment_json(env: Environment) -> dict:
         "head_sha": env.head_sha,
         "desired_sha": env.desired_sha,
         "deployed_sha": env.deployed_sha,
-        "preview_url": env.preview_url,
+        "preview_url": env.preview_url,  # the module's output: where the gateway sends the preview's requests
+        "gateway_url": served_url(env.name, env.preview_url, site),  # what people open
         "preview_urls": preview_urls(env.outputs or {}),
         "outputs": env.outputs,
         "config_source": env.config_source,
@@ -99,10 +102,11 @@ async def list_environments(request: web.Request) -> web.Response:
     repository = request.query.get("repository") or None
     async with request.app[keys.POOL].acquire() as conn:
         envs = await reads.list_environments(conn, status=status, repository=repository, after=after, limit=limit)
+    site = request.app[keys.SETTINGS].preview_site
     next_url = None
     if len(envs) == limit:
         next_url = str(request.rel_url.update_query(after=envs[-1].id))
-    return web.json_response({"environments": [environment_json(e) for e in envs], "next": next_url})
+    return web.json_response({"environments": [environment_json(e, site) for e in envs], "next": next_url})
 
 
 @routes.get("/api/environments/{id:\\d{1,18}}")
@@ -112,7 +116,7 @@ async def get_environment(request: web.Request) -> web.Response:
         if env is None:
             raise web.HTTPNotFound(text="no such environment")
         runs = await reads.list_runs(conn, env.id)
-    body = environment_json(env)
+    body = environment_json(env, request.app[keys.SETTINGS].preview_site)
     body["runs"] = [{**r, "started_at": _time(r["started_at"]), "finished_at": _time(r["finished_at"])} for r in runs]
     return web.json_response(body)
 

@@ -14,7 +14,11 @@ from aiohttp import web
 
 from ghapp import db, isolation
 from ghapp.config import Settings
+from ghapp.core.model import Environment
 from ghapp.gateway import access
+from ghapp.gateway import app as preview_gateway
+from ghapp.gateway.keys import ENVIRONMENT
+from ghapp.gateway.wake import Waker
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.github.repository import GitHubRepositoryFiles
 from ghapp.github.sink import GitHubSink
@@ -76,10 +80,15 @@ def _storable(text: str) -> bool:
 
 
 def create_app(
-    settings: Settings, *, workers: bool = True, sources: Sources | None = None, resolver: Resolver | None = None
+    settings: Settings,
+    *,
+    workers: bool = True,
+    gateway: bool = False,
+    sources: Sources | None = None,
+    resolver: Resolver | None = None,
 ) -> web.Application:
-    """The application; `sources` and `resolver` replace the ones the workers would make (the demo's read a local
-    sample repository)."""
+    """The whole app; `gateway`: also the preview gateway on GHAPP_GATEWAY_PORT (`ghapp serve`, `ghapp demo`);
+    `sources` and `resolver` replace the ones the workers would make (tests)."""
     app = web.Application(
         client_max_size=MAX_OTHER_BODY,  # /webhooks reads its own body, up to webhooks.MAX_BODY
         middlewares=[database_errors, request_limits, auth.sessions_middleware],
@@ -98,11 +107,42 @@ def create_app(
     app.router.add_routes(api.routes)
     dashboard.setup(app)
     app.cleanup_ctx.append(_database)
+    if gateway:
+        _guarded_gateway(app)
     if workers:
         app.cleanup_ctx.append(_github)
         app.cleanup_ctx.append(_workers)
     access.setup(app)  # last: it uses the pool and, online, the App client
     return app
+
+
+def _guarded_gateway(app: web.Application) -> None:
+    """The preview gateway with its guards in order: who may see the preview (sign-in, access tokens), then waking
+    it when it sleeps (so nobody who may not see a preview can wake it). The preview never sees ghapp's cookie or
+    token."""
+
+    async def start_waker(app: web.Application) -> None:
+        waker = Waker(app[keys.POOL], app[keys.SETTINGS])
+
+        def fresh(request: web.Request, env: Environment) -> None:
+            request[ENVIRONMENT] = env
+            gateway.forget(env.name)
+
+        waker.fresh = fresh
+        gateway.guards.append(waker)
+
+        async def close(_app: web.Application) -> None:
+            await waker.close()
+
+        app.on_shutdown.append(close)
+
+    app.on_startup.append(start_waker)  # before the gateway starts listening
+    gateway = preview_gateway.setup(app)
+    gateway.share(access.ACCESS)
+    gateway.guards.append(access.check_access)
+    gateway.request_filters.append(access.forwarded_headers)
+    gateway.reserved.router.add_get("/session", access.start_session)
+    gateway.reserved.router.add_get("/signin", access.preview_sign_in)
 
 
 async def _drain(app: web.Application) -> None:

@@ -18,6 +18,7 @@ from ghapp.web.intake import GroupCommit
 from ghapp.workers.resolve import Resolver
 
 if TYPE_CHECKING:
+    from ghapp.gateway.app import Gateway
     from ghapp.web.auth import Throttle
     from ghapp.web.metrics import Metrics
 
@@ -41,3 +42,4 @@ GITHUB = web.AppKey("github", GitHubApp)  # the App client (online only): one to
 # The pull request's code at a commit (`source: true`); given to create_app (the demo), else made by the workers.
 SOURCES = web.AppKey("sources", Sources)
 RESOLVER = web.AppKey("resolver", Resolver)  # given to create_app (the demo), else the default resolver
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")  # the preview gateway (`create_app(..., gateway=True)`)

@@ -82,6 +82,9 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.gateway_requests = Counter(
+            "ghapp_gateway_requests", "Requests to previews through the gateway, by HTTP status", ["code"], registry=r
+        )
         self.database_up = Gauge("ghapp_database_up", "1 if the last scrape could read the database", registry=r)
         # Sleep and wake. The sleeping previews are `ghapp_environments{status="sleeping"}`.
         self.wakeups = Counter("ghapp_wakeups", "Sleeping previews woken (by this replica)", registry=r)

@@ -18,6 +18,7 @@ import asyncpg
 from ghapp.config import Settings
 from ghapp.core import render
 from ghapp.core.contract import NOTIFY_CHANNEL, Status
+from ghapp.core.gateway import served_url
 from ghapp.core.model import Environment
 from ghapp.core.policy import awaiting_approval, backoff, may_start_preview, preview_cap
 from ghapp.db import locks, publishing
@@ -53,6 +54,7 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         desired_sha=env.desired_sha,
         deployed_sha=env.deployed_sha,
         preview_url=env.preview_url,
+        gateway_url=served_url(env.name, env.preview_url, settings.preview_site),
         outputs=env.outputs,
         progress=env.progress,
         awaiting_approval=awaiting_approval(env, settings.allow_forks),

@@ -132,4 +132,4 @@ async def api_action(request: web.Request) -> web.Response:
         return web.json_response({"error": str(e)}, status=409)
     if env is None:
         return web.json_response({"error": "no such environment"}, status=404)
-    return web.json_response(api.environment_json(env), status=202)
+    return web.json_response(api.environment_json(env, request.app[keys.SETTINGS].preview_site), status=202)

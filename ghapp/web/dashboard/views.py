@@ -11,6 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ghapp.core.contract import Desired, Status, short_sha
+from ghapp.core.gateway import PreviewSite, served_url
 from ghapp.core.render import KEPT, preview_urls
 from ghapp.db import reads
 from ghapp.web import auth, keys
@@ -62,6 +63,7 @@ class Row:
     commit_url: str | None
     deployed_short: str
     preview_url: str | None
+    gateway_url: str | None  # what people open; `preview_url` is the module's own address behind it
     age: str
     created: str
     created_iso: str
@@ -73,7 +75,7 @@ class Row:
     can_wake: bool
 
 
-def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
+def row(env: Mapping[str, Any], now: dt.datetime, site: PreviewSite) -> Row:
     status, desired, present = env["status"], env["desired"], env["desired"] == Desired.PRESENT
     return Row(
         id=env["id"],
@@ -90,6 +92,7 @@ def row(env: Mapping[str, Any], now: dt.datetime) -> Row:
         commit_url=display.commit_url(env["repository"], env["pr_url"], env["deployed_sha"]),
         deployed_short=short_sha(env["deployed_sha"]),
         preview_url=display.safe_url(env["preview_url"]),
+        gateway_url=served_url(env["name"], display.safe_url(env["preview_url"]), site),
         age=display.age(env["created_at"], now),
         created=display.utc(env["created_at"]),
         created_iso=display.iso(env["created_at"]),
@@ -140,7 +143,7 @@ async def environments(request: web.Request) -> web.Response:
         request,
         "environments.html",
         {
-            "rows": [row(e, now) for e in envs],
+            "rows": [row(e, now, request.app[keys.SETTINGS].preview_site) for e in envs],
             "status": status,
             "repository": repository,
             "statuses": STATUSES,
@@ -174,7 +177,7 @@ async def environment(request: web.Request) -> web.Response:
         request,
         "environment.html",
         {
-            "r": row(vars(env), now),
+            "r": row(vars(env), now, request.app[keys.SETTINGS].preview_site),
             "env": env,
             "now": now,
             "fmt": display,
