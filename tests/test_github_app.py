@@ -27,9 +27,8 @@ def github(fake_github):
     return fake_github
 
 
-@pytest.fixture
-def start_app(start_app, github):
-    """The shared `start_app`, as the GitHub App talking to the fake GitHub."""
+def as_github_app(start_app, github, **defaults):
+    """The shared `start_app`, as the GitHub App talking to the fake GitHub (`defaults`: more settings)."""
 
     async def start(**changes):
         return await start_app(
@@ -37,10 +36,15 @@ def start_app(start_app, github):
             private_key=github.private_key_pem,
             github_api_url=github.base_url,
             public_url="https://ghapp.example.com",
-            **changes,
+            **{**defaults, **changes},
         )
 
     return start
+
+
+@pytest.fixture
+def start_app(start_app, github):
+    return as_github_app(start_app, github)
 
 
 async def post(client, deliveries: Deliveries, event: str, data: dict) -> dict:

@@ -22,7 +22,7 @@ from ghapp.workers.periodic import remind_expiring
 from ghapp.workers.publisher import present, snapshot
 from ghapp.workers.resolve import ConfigurationReader, Resolver
 from tests.support import environment, fake_sha, wait_for
-from tests.test_github_app import REPO, comment_on_pr, github  # noqa: F401 - the fixture
+from tests.test_github_app import REPO, as_github_app, comment_on_pr, github  # noqa: F401 - the fixture
 from tests.test_reconciler import converged, post
 
 ORIGIN = ConfigOrigin("repository", "b10b5ha", "changes")
@@ -96,16 +96,7 @@ async def test_a_preview_expires_after_its_repositorys_ttl(start_app, deliveries
 
 @pytest.fixture
 def start_online(start_app, github):
-    async def start(**changes):
-        return await start_app(
-            app_id=str(github.app_id),
-            private_key=github.private_key_pem,
-            github_api_url=github.base_url,
-            public_url="https://ghapp.example.com",
-            **changes,
-        )
-
-    return start
+    return as_github_app(start_app, github)
 
 
 async def published(db, env_id: int):

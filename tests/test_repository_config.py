@@ -16,7 +16,16 @@ from ghapp.core.repoconfig import PATH, FileTooLarge
 from ghapp.github.client import GitHubApp
 from ghapp.github.repository import GitHubRepositoryFiles
 from tests.support import fake_sha, wait_for
-from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA, github, post, published  # noqa: F401
+from tests.test_github_app import (  # noqa: F401 - fixtures
+    INSTALLATION,
+    REPO,
+    REPO_ID,
+    SHA,
+    as_github_app,
+    github,
+    post,
+    published,
+)
 from tests.test_policy import environment as make_environment
 
 MODULES = Path(__file__).parent / "modules"  # the catalog: `module: inputs` is tests/modules/inputs
@@ -34,17 +43,7 @@ inputs:
 
 @pytest.fixture
 def start_app(start_app, github):
-    async def start(**changes):
-        return await start_app(
-            app_id=str(github.app_id),
-            private_key=github.private_key_pem,
-            github_api_url=github.base_url,
-            public_url="https://ghapp.example.com",
-            modules_dir=MODULES,
-            **changes,
-        )
-
-    return start
+    return as_github_app(start_app, github, modules_dir=MODULES)
 
 
 async def settled(db, env_id: int, status: str, sha: str | None = None):

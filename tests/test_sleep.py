@@ -33,6 +33,7 @@ from tests.test_github_app import (  # noqa: F401 - fixtures
     REPO,
     _active_published,
     _reply_from_bot,
+    as_github_app,
     comment_on_pr,
     github,
     post,
@@ -207,18 +208,7 @@ async def test_many_concurrent_wakes_bump_the_generation_once(start_app, db):
 
 @pytest.fixture
 def github_app(start_app, github):
-    """The app as a GitHub App talking to the fake GitHub (as in test_github_app)."""
-
-    async def start(**changes):
-        return await start_app(
-            app_id=str(github.app_id),
-            private_key=github.private_key_pem,
-            github_api_url=github.base_url,
-            public_url="https://ghapp.example.com",
-            **changes,
-        )
-
-    return start
+    return as_github_app(start_app, github)
 
 
 async def test_a_preview_put_to_sleep_is_sleeping_on_the_pr_and_a_push_wakes_it(github_app, deliveries, db, github):
