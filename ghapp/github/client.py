@@ -28,6 +28,7 @@ PERMISSIONS = {
     "deployments": "write",
     "issues": "write",
     "pull_requests": "read",
+    "statuses": "read",
     "metadata": "read",
 }
 TOKEN_REFRESH_MARGIN = 10 * 60  # installation tokens live an hour; renew with ten minutes to spare

@@ -24,6 +24,8 @@ from ghapp.workers.loops import run_loop
 from ghapp.workers.periodic import Resync, expire_and_prune
 from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
+from ghapp.workers.resolve import Resolver
+from ghapp.workers.rules import GitHubRuleChecker
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +198,17 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         run_as=isolation.run_user(),
         redact=isolation.Redactor.for_settings(settings, {**passed, **settings.terraform_env}),
     )
+    resolver = Resolver(
+        configuration=app.get(keys.CONFIGURATION),
+        rules=GitHubRuleChecker(app.get(keys.GITHUB)),  # offline: the rules that need GitHub are skipped
+    )
     reconciler = Reconciler(
-        app[keys.POOL], app[keys.DATABASE_URL], terraform, settings, on_run_finished=app[keys.METRICS].run_finished
+        app[keys.POOL],
+        app[keys.DATABASE_URL],
+        terraform,
+        settings,
+        on_run_finished=app[keys.METRICS].run_finished,
+        resolver=resolver,
     )
     app[keys.RECONCILER] = reconciler
     app[keys.DRAINS].append(reconciler.drain)

@@ -13,6 +13,7 @@ from ghapp.config import Settings
 from ghapp.db.state_role import StateRole
 from ghapp.github.client import GitHubApp
 from ghapp.web.intake import GroupCommit
+from ghapp.workers.resolve import ConfigurationReader
 
 if TYPE_CHECKING:
     from ghapp.web.auth import Throttle
@@ -33,3 +34,5 @@ STREAMS_CLOSING = web.AppKey("streams_closing", asyncio.Event)  # set on shutdow
 DRAINS: web.AppKey[list[Callable[[float], Awaitable[None]]]] = web.AppKey("drains")
 INTAKE = web.AppKey("intake", GroupCommit)  # the group commit of webhook deliveries
 GITHUB = web.AppKey("github", GitHubApp)  # the App client (online only): one token cache, ETag cache and budget
+# How the reconciler reads a repository's configuration; unset: ghapp's default (set before start, e.g. by tests).
+CONFIGURATION = web.AppKey("configuration", ConfigurationReader)
