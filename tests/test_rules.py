@@ -224,7 +224,8 @@ def test_resolve_again_only_when_a_fact_that_matters_changed():
     assert resolve_again(labelled, PullFacts(labels=("BUG",)), plain, held=False) is False
     assert resolve_again(labelled, relabelled, plain, held=False) is False, "no rule looks at labels"
     assert resolve_again(labelled, relabelled, {**plain, "labels_require": ["preview"]}, held=False) is True
-    assert resolve_again(labelled, relabelled, {**plain, "labels_ignore": ["wip"]}, held=False) is True
+    assert resolve_again(labelled, relabelled, {**plain, "labels_ignore": ["Preview"]}, held=False) is True
+    assert resolve_again(labelled, relabelled, {**plain, "labels_ignore": ["wip"]}, held=False) is False
     assert resolve_again(labelled, relabelled, plain, held=True) is True, "a held preview may be released"
     assert resolve_again(labelled, relabelled, None, held=False) is True, "never resolved yet"
     assert resolve_again(PullFacts(), PullFacts(draft=True), plain, held=False) is False

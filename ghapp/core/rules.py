@@ -155,16 +155,15 @@ def held_by_checks(wait_for: Sequence[str], sha: str, checks: Mapping[str, Check
 def resolve_again(old: PullFacts, new: PullFacts, config: Mapping[str, Any] | None, held: bool) -> bool:
     """Whether a change of the pull request's facts (labels, draft, base branch) may change how its preview is
     resolved: yes if the preview is held back or was never resolved; else only if the configuration it was last
-    resolved with has a rule on the fact that changed (a new base branch changes the diff `paths` looks at, and
-    where a fork's configuration is read)."""
+    resolved with has a rule on what changed: a label it names, the draft state under `drafts: false`, or the base
+    branch (it changes the diff `paths` looks at, and where a fork's configuration is read)."""
     if old == new:
         return False
     if held or config is None or old.base_ref != new.base_ref:
         return True
-    labels = {label.casefold() for label in old.labels} != {label.casefold() for label in new.labels}
-    return (old.draft != new.draft and not config.get("drafts", True)) or (
-        labels and bool(config.get("labels_require") or config.get("labels_ignore"))
-    )
+    changed = {label.casefold() for label in old.labels} ^ {label.casefold() for label in new.labels}
+    named = {str(label).casefold() for label in [*config.get("labels_require", []), *config.get("labels_ignore", [])]}
+    return bool(changed & named) or (old.draft != new.draft and not config.get("drafts", True))
 
 
 # --- globs ----------------------------------------------------------------------------------------------------------
