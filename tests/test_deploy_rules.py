@@ -18,7 +18,16 @@ from ghapp.web import keys
 from ghapp.web.app import create_app
 from ghapp.workers.resolve import ConfigurationReader
 from tests.support import Deliveries, environment, fake_sha, runs, wait_for
-from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA, check_run_event, github, post  # noqa: F401
+from tests.test_github_app import (  # noqa: F401 - `github` is a fixture
+    INSTALLATION,
+    REPO,
+    REPO_ID,
+    SHA,
+    check_run_event,
+    comment_on_pr,
+    github,
+    post,
+)
 
 
 async def ready(app) -> bool:
@@ -75,8 +84,9 @@ def check_run_on(github, sha: str) -> dict:
 
 
 def the_comment(github) -> str:
-    (comment,) = github.comments(REPO, 2)
-    return comment["body"]
+    """ghapp's sticky comment (people's comments and command replies aside)."""
+    (body,) = [c["body"] for c in github.comments(REPO, 2) if c["body"].startswith("<!-- ghapp:preview -->")]
+    return body
 
 
 def assert_held(github, sha: str, words: str) -> None:
@@ -284,3 +294,23 @@ async def test_offline_the_rules_that_need_github_are_skipped(settings, aiohttp_
         env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
         await wait_for(lambda: settled(db, env_id, "active"), what="deployed offline")
     assert "are not checked without the GitHub App" in caplog.text
+
+
+async def test_manual_preview_deploy_comment_and_destroy_ends_the_request(start, deliveries, db, github):
+    client = await start(RepoConfig(deploy="manual"))
+    env_id = (await post(client, deliveries, "pull_request", pull_request(deliveries, "opened")))["environment_id"]
+    await wait_for(lambda: settled(db, env_id, "pending", "skipped"), what="held: manual")
+
+    await post(client, deliveries, "issue_comment", comment_on_pr(deliveries, "/preview deploy", github=github))
+    env = await wait_for(lambda: settled(db, env_id, "active"), what="deployed on request")
+    assert env["deploy_requested"] is True
+
+    await post(client, deliveries, "issue_comment", comment_on_pr(deliveries, "/preview destroy", github=github))
+    env = await wait_for(lambda: settled(db, env_id, "destroyed"), what="destroyed")
+    assert env["deploy_requested"] is False
+
+    new = fake_sha("after destroy")
+    github.add_pull(REPO, 2, head_sha=new, head_ref="changes", user="Codertocat")
+    await post(client, deliveries, "pull_request", pull_request(deliveries, "synchronize", sha=new))
+    await wait_for(lambda: settled(db, env_id, "pending", "skipped"), what="a push waits for a new request")
+    assert_held(github, new, "deploy: manual")
