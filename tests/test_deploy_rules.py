@@ -314,3 +314,48 @@ async def test_manual_preview_deploy_comment_and_destroy_ends_the_request(start,
     await post(client, deliveries, "pull_request", pull_request(deliveries, "synchronize", sha=new))
     await wait_for(lambda: settled(db, env_id, "pending", "skipped"), what="a push waits for a new request")
     assert_held(github, new, "deploy: manual")
+
+
+def check_suite_completed(deliveries: Deliveries, sha: str = SHA) -> dict:
+    suite = copy.deepcopy(deliveries.payload("check_suite.completed"))
+    suite["check_suite"]["head_sha"] = sha
+    suite["repository"]["id"] = REPO_ID
+    suite["installation"] = {"id": INSTALLATION, "node_id": "x"}
+    return suite
+
+
+async def test_looking_again_costs_only_conditional_requests(start, deliveries, db, github):
+    """Resolving a waiting preview again when nothing changed on GitHub is answered by 304s (no rate limit)."""
+    client = await start(RepoConfig(wait_for=("build-image",)))
+    env_id = (await post(client, deliveries, "pull_request", pull_request(deliveries, "opened")))["environment_id"]
+    await wait_for(lambda: settled(db, env_id, "pending", "waiting"), what="waiting")
+    counted = github.call_counts()
+    assert (counted["checks/list-for-ref"], counted["repos/get-combined-status-for-ref"]) == (1, 1)
+
+    assert (await post(client, deliveries, "check_suite", check_suite_completed(deliveries)))["environments"] == [
+        env_id
+    ]
+    await wait_for(lambda: _not_modified(github, "repos/get-combined-status-for-ref"), what="looked again")
+    await wait_for(lambda: settled(db, env_id, "pending", "waiting"), what="still waiting")
+    assert github.not_modified_counts()["checks/list-for-ref"] == 1
+    after = github.call_counts()
+    assert (after["checks/list-for-ref"], after["repos/get-combined-status-for-ref"]) == (1, 1)
+
+
+async def _not_modified(github, operation: str):
+    return github.not_modified_counts().get(operation)
+
+
+async def test_a_new_base_branch_resolves_the_preview_again(start, deliveries, db, github):
+    client = await start(RepoConfig())
+    env_id = (await post(client, deliveries, "pull_request", pull_request(deliveries, "opened")))["environment_id"]
+    before = await wait_for(lambda: settled(db, env_id, "active"), what="active")
+    edited = pull_request(deliveries, "opened")
+    edited["action"] = "edited"
+    edited["changes"] = {"base": {"ref": {"from": "master"}, "sha": {"from": SHA}}}
+    edited["pull_request"]["base"]["ref"] = "next"
+    await post(client, deliveries, "pull_request", edited)
+    env = await environment(db, env_id)
+    assert (env["base_ref"], env["generation"]) == ("next", before["generation"] + 1)
+    assert env["expires_at"] == before["expires_at"], "not a push: the expiry stays"
+    await wait_for(lambda: settled(db, env_id, "active"), what="resolved again")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from ghapp.core import rules
 from ghapp.core.model import Environment
@@ -40,16 +40,23 @@ class GitHubRuleChecker(RuleChecker):
         if config.paths and (held := rules.held_by_paths(config, await self._changed_files(gh, repo, env))):
             return held
         if config.wait_for:
-            sha = quote(env.desired_sha, safe="")
-            listing = gh.getiter(f"{repo}/commits/{sha}/check-runs?per_page=100", iterable_key="check_runs")
-            runs = [run async for run in listing]
-            statuses: list[dict] = []
-            if any(name not in {run.get("name") for run in runs} for name in config.wait_for):
-                combined = await gh.getitem(f"{repo}/commits/{sha}/status?per_page=100")
-                statuses = combined.get("statuses") or []
-            checks = rules.checks_by_name(config.wait_for, runs, statuses)
+            checks = await self._checks(gh, repo, env.desired_sha, config.wait_for)
             return rules.held_by_checks(config.wait_for, env.desired_sha, checks)
         return None
+
+    @staticmethod
+    async def _checks(gh, repo: str, sha: str, names: tuple[str, ...]) -> dict[str, rules.Check]:
+        """The state of each name on the commit: its check runs, asked for by name (so our own check run changing
+        does not spoil the cached answer), and the commit's statuses only for a name no check run has."""
+        commit = f"{repo}/commits/{quote(sha, safe='')}"
+        runs: list[dict] = []
+        for name in names:
+            query = urlencode({"check_name": name, "filter": "latest", "per_page": 100})
+            runs += (await gh.getitem(f"{commit}/check-runs?{query}")).get("check_runs") or []
+        statuses: list[dict] = []
+        if not set(names) <= {run.get("name") for run in runs}:
+            statuses = (await gh.getitem(f"{commit}/status?per_page=100")).get("statuses") or []
+        return rules.checks_by_name(names, runs, statuses)
 
     @staticmethod
     async def _changed_files(gh, repo: str, env: Environment) -> list[str] | None:
