@@ -35,6 +35,8 @@ UPDATE environments AS e SET
     generation = e.generation + (CASE WHEN $15 OR $21 THEN 1 ELSE 0 END),
     status = CASE WHEN $15 AND e.status IN ('active', 'destroyed', 'failed') THEN 'pending'
                   WHEN $21 AND e.status IN ('destroyed', 'failed') THEN 'pending' ELSE e.status END,
+    hold = CASE WHEN $15 THEN NULL ELSE e.hold END,  -- a new commit is resolved afresh
+    hold_reason = CASE WHEN $15 THEN NULL ELSE e.hold_reason END,
     attempts = CASE WHEN $15 OR $21 THEN 0 ELSE e.attempts END,
     next_attempt_at = CASE WHEN $15 AND $9 = 'present' THEN now() + make_interval(secs => $13)
                            WHEN $15 OR $21 THEN now() ELSE e.next_attempt_at END,
