@@ -359,3 +359,15 @@ async def test_a_new_base_branch_resolves_the_preview_again(start, deliveries, d
     assert (env["base_ref"], env["generation"]) == ("next", before["generation"] + 1)
     assert env["expires_at"] == before["expires_at"], "not a push: the expiry stays"
     await wait_for(lambda: settled(db, env_id, "active"), what="resolved again")
+
+
+async def test_an_installation_that_has_not_accepted_statuses_read_keeps_working(start, deliveries, db, github):
+    """The App gained `statuses: read` for `wait_for`; an installation that has not accepted it yet still gets its
+    previews (the token is asked for again without the permissions it was refused)."""
+    granted = {"checks": "write", "deployments": "write", "issues": "write", "pull_requests": "read"}
+    github.installations[INSTALLATION].permissions = {"metadata": "read", **granted}
+    client = await start(RepoConfig())
+    env_id = (await post(client, deliveries, "pull_request", pull_request(deliveries, "opened")))["environment_id"]
+    await wait_for(lambda: settled(db, env_id, "active"), what="active and published")
+    assert check_run_on(github, SHA)["conclusion"] == "success"
+    assert "statuses" not in github.tokens[-1].permissions
