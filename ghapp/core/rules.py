@@ -175,11 +175,8 @@ def path_selected(patterns: Sequence[str], path: str) -> bool:
     directory selects everything under it, `!pattern` takes back what an earlier pattern selected."""
     selected = False
     for pattern in patterns:
-        negated = pattern.startswith("!")
-        if _path_regex(pattern.removeprefix("!")).fullmatch(path) or any(
-            _path_regex(pattern.removeprefix("!")).fullmatch(parent) for parent in _parents(path)
-        ):
-            selected = not negated
+        if _path_regex(pattern.removeprefix("!")).fullmatch(path):
+            selected = not pattern.startswith("!")
     return selected
 
 
@@ -188,16 +185,12 @@ def matches_branch(pattern: str, branch: str) -> bool:
     return _glob_regex(pattern).fullmatch(branch) is not None
 
 
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
 @functools.lru_cache(maxsize=512)
 def _path_regex(pattern: str) -> re.Pattern[str]:
+    """The path itself, or a file under a directory that the pattern matches; at any depth without a `/`."""
     anchored = "/" in pattern.rstrip("/")
     body = _glob(pattern.strip("/"))
-    return re.compile(body if anchored else f"(?:.*/)?{body}")
+    return re.compile(f"{'' if anchored else '(?:.*/)?'}{body}(?:/.*)?")
 
 
 @functools.lru_cache(maxsize=512)
