@@ -130,6 +130,7 @@ async def test_opened_pr_gets_check_run_comment_and_deployment(start_app, delive
         "deployments": "write",
         "issues": "write",
         "pull_requests": "read",
+        "statuses": "read",
         "metadata": "read",
     }
     creates = [op for op in github.operations() if op.endswith(("/create", "create-comment", "create-deployment"))]

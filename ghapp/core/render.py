@@ -71,6 +71,18 @@ class Snapshot:
     kept: bool = False  # `/preview keep`
     reminded_at: dt.datetime | None = None  # when the expiry reminder became due (for the current expires_at)
     sleeping: bool = False  # the desired sleep: asleep, or going to sleep
+    hold: str | None = None  # `Hold`: why the head commit is held back, when it is
+    hold_reason: str | None = None  # Markdown made by the rules (core/rules.py), values already quoted
+    deploy_button: bool = False  # held by `deploy: manual` until someone asks: offer the Deploy button
+
+    @property
+    def held(self) -> bool:
+        """Held back by a rule of `.github/preview.yml` (skipped, or waiting for checks), as shown on GitHub."""
+        return (
+            self.hold in ("skipped", "waiting")
+            and self.desired == Desired.PRESENT
+            and self.status in (Status.PENDING, Status.ACTIVE, Status.DESTROYED)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +247,25 @@ def _outputs_table(outputs: dict[str, Any]) -> str:
 _ASLEEP = "is asleep: nothing runs, everything is kept. Its first request wakes it, or comment `/preview wake`."
 ACTIONS_ACTIVE = (("Redeploy", "Run Terraform again", "redeploy"), ("Destroy", "Destroy this preview", "destroy"))
 ACTIONS_DESTROYED = (("Redeploy", "Deploy this commit again", "redeploy"),)
+ACTIONS_MANUAL = (("Deploy", "Deploy a preview of this pull request", "deploy"),)
+
+
+def _held_check_run(s: Snapshot) -> CheckRunView:
+    """Neutral, with the rule's reason: a hold is never silent. What is live stays live while it is waiting."""
+    kept = (
+        f"\n\nThe preview of `{short_sha(s.deployed_sha)}` stays: {_preview_md(s.preview_url)}"
+        if s.status == Status.ACTIVE and s.deployed_sha
+        else ""
+    )
+    return CheckRunView(
+        s.head_sha,
+        "completed",
+        "neutral",
+        "Waiting for checks" if s.hold == "waiting" else "Not deployed",
+        f"Not deployed: {s.hold_reason or s.hold}.{kept}",
+        actions=ACTIONS_MANUAL if s.deploy_button else (),
+        completed_at=s.updated_at,
+    )
 
 
 def check_run(s: Snapshot) -> CheckRunView | None:
@@ -252,6 +283,8 @@ def check_run(s: Snapshot) -> CheckRunView | None:
         )
     if s.desired_sha and s.desired_sha != sha:
         return None  # the head is not what is deployed here (a fork's unapproved push): nothing to say on it
+    if s.held:
+        return _held_check_run(s)
     if s.desired == Desired.ABSENT or s.status in (Status.DESTROYING, Status.DESTROYED):
         return CheckRunView(
             sha,
@@ -393,6 +426,8 @@ def comment(s: Snapshot, ttl: float) -> str:
     waiting = s.waiting if s.status == Status.PENDING and not s.awaiting_approval else None
     if s.awaiting_approval:
         icon, word = "✋", "waiting for approval"
+    elif s.held and s.status != Status.ACTIVE:
+        icon, word = "⏸️", "not deployed"
     elif waiting is not None:
         icon, word = "⏳", f"waiting (position {waiting.position})"
     if s.preview_url and s.status == Status.ACTIVE:
@@ -423,6 +458,8 @@ def comment(s: Snapshot, ttl: float) -> str:
         ]
     if waiting is not None:
         parts += ["", f"{waiting.text.capitalize()}. It deploys by itself when one of them is destroyed."]
+    if s.held and not s.awaiting_approval:
+        parts += ["", f"**`{short_sha(s.head_sha)}` is not deployed:** {s.hold_reason or s.hold}."]
     if s.status == Status.FAILED and s.last_error:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]

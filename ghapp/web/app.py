@@ -27,6 +27,7 @@ from ghapp.workers.periodic import Resync, expire_and_prune, prune_sources, slee
 from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
 from ghapp.workers.resolve import Resolver
+from ghapp.workers.rules import GitHubRuleChecker
 
 log = logging.getLogger(__name__)
 
@@ -221,13 +222,17 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             settings.data_dir / "sources", files, SourceLimits.of(settings), run_user=isolation.run_user()
         )
     sources = app[keys.SOURCES]
+    resolver = app.get(keys.RESOLVER) or Resolver(  # the demo gives its own
+        configuration=app.get(keys.CONFIGURATION),
+        rules=GitHubRuleChecker(app.get(keys.GITHUB)),  # offline: the rules that need GitHub are skipped
+    )
     reconciler = Reconciler(
         app[keys.POOL],
         app[keys.DATABASE_URL],
         terraform,
         settings,
         on_run_finished=app[keys.METRICS].run_finished,
-        resolver=app.get(keys.RESOLVER),
+        resolver=resolver,
         on_woken=app[keys.METRICS].woken,
     )
     app[keys.RECONCILER] = reconciler

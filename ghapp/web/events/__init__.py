@@ -2,6 +2,6 @@
 
 from gidgethub.routing import Router
 
-from ghapp.web.events import check_run, installation, issue_comment, pull_request
+from ghapp.web.events import check_run, checks, installation, issue_comment, pull_request
 
-router = Router(pull_request.router, issue_comment.router, check_run.router, installation.router)
+router = Router(pull_request.router, issue_comment.router, check_run.router, checks.router, installation.router)
