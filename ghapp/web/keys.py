@@ -15,7 +15,7 @@ from ghapp.db.state_role import StateRole
 from ghapp.github.client import GitHubApp
 from ghapp.sources import Sources
 from ghapp.web.intake import GroupCommit
-from ghapp.workers.resolve import Resolver
+from ghapp.workers.resolve import ConfigurationReader, Resolver
 
 if TYPE_CHECKING:
     from ghapp.web.auth import Throttle
@@ -41,3 +41,5 @@ GITHUB = web.AppKey("github", GitHubApp)  # the App client (online only): one to
 # The pull request's code at a commit (`source: true`); given to create_app (the demo), else made by the workers.
 SOURCES = web.AppKey("sources", Sources)
 RESOLVER = web.AppKey("resolver", Resolver)  # given to create_app (the demo), else the default resolver
+# How the reconciler reads a repository's configuration; unset: ghapp's default (set before start, e.g. by tests).
+CONFIGURATION = web.AppKey("configuration", ConfigurationReader)
