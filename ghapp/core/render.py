@@ -62,7 +62,7 @@ class Snapshot:
     expired: bool = False
     waiting: Waiting | None = None
     hold: str | None = None  # `Hold`: why the head commit is held back, when it is
-    hold_reason: str | None = None  # Markdown made by the rules (core/rules.py), values already quoted
+    hold_reason: str | None = None  # plain text for people (quoted as code when shown)
     deploy_button: bool = False  # held by `deploy: manual` until someone asks: offer the Deploy button
 
     @property
@@ -238,7 +238,7 @@ def _held_check_run(s: Snapshot) -> CheckRunView:
         "completed",
         "neutral",
         "Waiting for checks" if s.hold == "waiting" else "Not deployed",
-        f"Not deployed: {s.hold_reason or s.hold}.{kept}",
+        f"Not deployed: {md_code(s.hold_reason or s.hold, 1000)}{kept}",
         actions=ACTIONS_MANUAL if s.deploy_button else (),
         completed_at=s.updated_at,
     )
@@ -392,7 +392,7 @@ def comment(s: Snapshot, ttl: float) -> str:
     if waiting is not None:
         parts += ["", f"{waiting.text.capitalize()}. It deploys by itself when one of them is destroyed."]
     if s.held and not s.awaiting_approval:
-        parts += ["", f"**`{short_sha(s.head_sha)}` is not deployed:** {s.hold_reason or s.hold}."]
+        parts += ["", f"**`{short_sha(s.head_sha)}` is not deployed:** {md_code(s.hold_reason or s.hold, 1000)}"]
     if s.status == Status.FAILED and s.last_error:
         retry = f" Retrying at {when(s.retrying_at)}." if s.retrying_at else " Push or `/preview redeploy` to retry."
         parts += ["", f"**Terraform failed** (attempt {s.attempts}).{retry}", "", _log_block(s, 20_000)]
