@@ -90,8 +90,10 @@ def the_comment(github) -> str:
 
 
 def assert_held(github, sha: str, words: str) -> None:
+    """Shown on the pull request: a skip is a neutral check run, a wait a queued one; both with the reason."""
     run = check_run_on(github, sha)
-    assert (run["status"], run["conclusion"]) == ("completed", "neutral"), run
+    waiting = words.startswith("waiting for") or "not deploying" in words
+    assert (run["status"], run["conclusion"]) == (("queued", None) if waiting else ("completed", "neutral")), run
     assert words in run["output"]["summary"], run["output"]
     assert words in the_comment(github)
 
@@ -104,7 +106,7 @@ async def test_a_draft_waits_until_it_is_ready_for_review(start, deliveries, db,
     ]
     env = await wait_for(lambda: settled(db, env_id, "pending", "skipped"), what="held: a draft")
     assert env["draft"] is True and await runs(db, env_id) == []
-    assert_held(github, SHA, "draft pull request (`drafts: false`)")
+    assert_held(github, SHA, "draft pull request (drafts: false)")
 
     await post(client, deliveries, "pull_request", pull_request(deliveries, "ready_for_review"))
     env = await wait_for(lambda: settled(db, env_id, "active"), what="deployed once ready")
@@ -123,7 +125,7 @@ async def test_a_label_holds_a_preview_back_and_removing_it_releases_it(start, d
 
     await post(client, deliveries, "pull_request", pull_request(deliveries, "labeled", labels=("bug", "no-preview")))
     await wait_for(lambda: settled(db, env_id, "destroyed", "skipped"), what="destroyed by the label")
-    assert_held(github, SHA, "labelled `no-preview` (`labels.ignore`)")
+    assert_held(github, SHA, "labelled no-preview (labels.ignore)")
 
     await post(client, deliveries, "pull_request", pull_request(deliveries, "unlabeled", labels=("bug",)))
     env = await wait_for(lambda: settled(db, env_id, "active"), what="deployed again without the label")
@@ -151,7 +153,7 @@ async def test_labels_do_not_bring_back_a_destroyed_preview(start, deliveries, d
     client = await start(RepoConfig(labels_require=("preview",)))
     env_id = (await post(client, deliveries, "pull_request", pull_request(deliveries, "opened")))["environment_id"]
     await wait_for(lambda: settled(db, env_id, "pending", "skipped"), what="held: no label")
-    assert_held(github, SHA, "needs one of the labels `preview` (`labels.require`)")
+    assert_held(github, SHA, "needs one of the labels preview (labels.require)")
     data = pull_request(deliveries, "closed")
     await post(client, deliveries, "pull_request", data)
     await wait_for(lambda: settled(db, env_id, "destroyed"), what="closed")
@@ -166,7 +168,7 @@ async def test_paths_hold_until_a_push_touches_one(start, deliveries, db, github
     client = await start(RepoConfig(paths=("app/**", "infra/**")))
     env_id = (await post(client, deliveries, "pull_request", pull_request(deliveries, "opened")))["environment_id"]
     await wait_for(lambda: settled(db, env_id, "pending", "skipped"), what="held: no path changed")
-    assert_held(github, SHA, "changes no file under `paths` (`app/**`, `infra/**`)")
+    assert_held(github, SHA, "changes no file under paths (app/**, infra/**)")
 
     new = fake_sha("touches app")
     github.add_pull(REPO, 2, head_sha=new, head_ref="changes", user="Codertocat")
@@ -198,14 +200,14 @@ async def test_wait_for_a_check_run_failure_says_so_and_a_rerun_deploys(start, d
     github.add_check_run(REPO, SHA, "build-image", status="in_progress", conclusion=None)
     env_id = (await post(client, deliveries, "pull_request", pull_request(deliveries, "opened")))["environment_id"]
     await wait_for(lambda: settled(db, env_id, "pending", "waiting"), what="waiting for build-image")
-    assert_held(github, SHA, "waiting for `build-image`")
+    assert_held(github, SHA, "waiting for build-image")
 
     github.add_check_run(REPO, SHA, "build-image", conclusion="failure")
     reply = await post(client, deliveries, "check_run", check_run_completed(deliveries, "build-image"))
     assert reply["environments"] == [env_id]
     await wait_for(lambda: _reason(db, env_id, "failed"), what="the failure recorded")
     await wait_for(lambda: settled(db, env_id, "pending", "waiting"), what="published")
-    assert_held(github, SHA, f"`build-image` failed on `{SHA[:7]}`; not deploying")
+    assert_held(github, SHA, f"build-image failed on {SHA[:7]}; not deploying")
     assert await runs(db, env_id) == []
 
     other = await post(client, deliveries, "check_run", check_run_completed(deliveries, "lint"))
@@ -266,7 +268,7 @@ async def test_manual_deploys_when_the_button_is_pressed(start, deliveries, db, 
     client = await start(RepoConfig(deploy="manual"))
     env_id = (await post(client, deliveries, "pull_request", pull_request(deliveries, "opened")))["environment_id"]
     await wait_for(lambda: settled(db, env_id, "pending", "skipped"), what="held: manual")
-    assert_held(github, SHA, "deploy: manual — comment `/preview deploy` or press Deploy")
+    assert_held(github, SHA, "deploy: manual — comment /preview deploy or press Deploy")
     assert [a["identifier"] for a in check_run_on(github, SHA)["actions"]] == ["deploy"]
 
     press = check_run_event(deliveries, github, env_id, "requested_action", "deploy")

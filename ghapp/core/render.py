@@ -79,6 +79,7 @@ class Snapshot:
     def held(self) -> Hold | None:
         """The hold that matters now: only while the preview is wanted."""
         return Hold(self.hold) if self.hold and self.desired == Desired.PRESENT else None
+
     deploy_button: bool = False  # held by `deploy: manual` until someone asks: offer the Deploy button
 
 

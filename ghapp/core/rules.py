@@ -4,8 +4,8 @@ The rules are checked cheapest first: what the pull request's events told ghapp 
 branches, labels), then its changed files (`held_by_paths`), then the checks of the commit (`held_by_checks`); the
 caller looks the files and checks up on GitHub only when the configuration has `paths` or `wait_for`.
 
-Reasons are Markdown for the check run and the comment: every value that comes from the pull request or the
-configuration is quoted with `md_code`, so a branch, label or check name cannot become a link or a mention."""
+Reasons are plain text for people (the check run and the comment quote them as code, `render.md_code`, so a
+branch, label or check name in them cannot become a link or a mention)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from typing import Any
 
 from ghapp.core.contract import Hold, short_sha
 from ghapp.core.model import Environment
-from ghapp.core.render import md_code
 from ghapp.core.repoconfig import Held, RepoConfig
 
 MAX_PULL_FILES = 3000  # GitHub lists at most this many changed files of a pull request
-MANUAL_REASON = "deploy: manual — comment `/preview deploy` or press Deploy"
+MANUAL_REASON = "deploy: manual — comment /preview deploy or press Deploy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,15 +51,14 @@ def held_by_pull(config: RepoConfig, facts: PullFacts) -> Held | None:
     if config.deploy == "manual" and not facts.deploy_requested:
         return Held(Hold.SKIPPED, MANUAL_REASON)
     if facts.draft and not config.drafts:
-        return Held(Hold.SKIPPED, "draft pull request (`drafts: false`) — deployed when it is ready for review")
+        return Held(Hold.SKIPPED, "draft pull request (drafts: false) — deployed when it is ready for review")
     if ignored := next((p for p in config.branches_ignore if matches_branch(p, facts.head_ref)), None):
-        return Held(Hold.SKIPPED, f"branch {md_code(facts.head_ref)} matches `branches.ignore` {md_code(ignored)}")
+        return Held(Hold.SKIPPED, f"branch {facts.head_ref} matches branches.ignore {ignored}")
     labels = {label.casefold() for label in facts.labels}
     if ignored := next((label for label in config.labels_ignore if label.casefold() in labels), None):
-        return Held(Hold.SKIPPED, f"labelled {md_code(ignored)} (`labels.ignore`) — remove the label to deploy")
+        return Held(Hold.SKIPPED, f"labelled {ignored} (labels.ignore) — remove the label to deploy")
     if config.labels_require and not any(label.casefold() in labels for label in config.labels_require):
-        wanted = ", ".join(md_code(label) for label in config.labels_require)
-        return Held(Hold.SKIPPED, f"needs one of the labels {wanted} (`labels.require`)")
+        return Held(Hold.SKIPPED, f"needs one of the labels {', '.join(config.labels_require)} (labels.require)")
     return None
 
 
@@ -69,7 +67,7 @@ def held_by_paths(config: RepoConfig, files: Sequence[str] | None) -> Held | Non
     `files` None: the pull request changes more files than GitHub lists (3,000), so it may touch them: deploy."""
     if not config.paths or files is None or any(path_selected(config.paths, f) for f in files):
         return None
-    return Held(Hold.SKIPPED, "changes no file under `paths` (" + ", ".join(md_code(p) for p in config.paths) + ")")
+    return Held(Hold.SKIPPED, f"changes no file under paths ({', '.join(config.paths)})")
 
 
 class CheckState(enum.Enum):
@@ -144,11 +142,11 @@ def held_by_checks(wait_for: Sequence[str], sha: str, checks: Mapping[str, Check
     for name in wait_for:
         check = checks.get(name)
         if check is not None and check.state is CheckState.FAILED:
-            reason = f"{md_code(name)} {check.outcome} on `{short_sha(sha)}`; not deploying"
+            reason = f"{name} {check.outcome} on {short_sha(sha)}; not deploying"
             return Held(Hold.WAITING, reason + " — a re-run that succeeds deploys it")
     pending = [name for name in wait_for if name not in checks or checks[name].state is CheckState.PENDING]
     if pending:
-        return Held(Hold.WAITING, "waiting for " + ", ".join(md_code(name) for name in pending))
+        return Held(Hold.WAITING, "waiting for " + ", ".join(pending))
     return None
 
 
