@@ -183,10 +183,10 @@ class GitHubApp:
             try:
                 data = await self._app_api.post(url, data=body, jwt=self.jwt())
             except BadRequest as e:
-                if e.status_code != 422:
-                    raise
-                # The installation has not accepted a permission added to the App since (app.yml): work with what
-                # it granted rather than not at all; what needs the missing one fails on its own, and says so.
+                if e.status_code != 422 or dict(permissions) != REPORT_PERMISSIONS:
+                    raise  # the content token's refusal is handled by its caller (github/repository.py)
+                # The installation has not accepted a permission added to the App since (app.yml), e.g. `statuses`:
+                # report with what it granted rather than not at all; what needs the missing one fails on its own.
                 log.warning("installation %d has not accepted all of %s: %s", installation_id, PERMISSIONS, e)
                 del body["permissions"]
                 data = await self._app_api.post(url, data=body, jwt=self.jwt())
