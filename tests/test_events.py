@@ -44,6 +44,9 @@ def test_real_payloads(name, desired):
         is_fork=False,
         updated_at=dt.datetime.fromisoformat(data["pull_request"]["updated_at"]),
         action=data["action"],
+        base_ref="master",
+        draft=False,
+        labels=("bug",),
     )
     assert change.updated_at.tzinfo is not None
 

@@ -138,6 +138,7 @@ async def test_opened_pr_gets_check_run_comment_and_deployment(start_app, delive
             "deployments": "write",
             "issues": "write",
             "pull_requests": "read",
+            "statuses": "read",
             "metadata": "read",
         },
     ]

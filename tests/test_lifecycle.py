@@ -121,5 +121,21 @@ async def test_resync_catches_a_missed_push(start_app, online, deliveries, db, f
     assert env["deployed_sha"] == fake_sha("missed")
 
 
+async def test_resync_catches_missed_labels_and_draft_without_a_push(
+    start_app, online, deliveries, db, fake_github, resync
+):
+    client = await start_app(**vars_of(online))
+    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
+    before = await wait_for(lambda: state(db, env_id, "active"), what="active")
+    assert (await resync.once())["updated"] == 0, "nothing missed: nothing written"
+    pull = fake_github.pulls[(REPO.lower(), 2)]
+    pull.labels, pull.draft = ["bug", "no-preview"], True  # the `labeled` and `converted_to_draft` never arrived
+    assert (await resync.once())["updated"] == 1
+    env = await environment(db, env_id)
+    assert (env["labels"], env["draft"]) == (["bug", "no-preview"], True)
+    assert (env["desired_sha"], env["expires_at"]) == (before["desired_sha"], before["expires_at"]), "not a push"
+    assert (await resync.once())["updated"] == 0
+
+
 def vars_of(settings) -> dict:
     return {k: getattr(settings, k) for k in ("app_id", "private_key", "github_api_url")}

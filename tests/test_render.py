@@ -170,6 +170,24 @@ STATES = {
     "new-push-on-active": dataclasses.replace(
         BASE, status="pending", deployed_sha=OLD, preview_url="https://pr-42-shop-7.preview.example.com/"
     ),
+    "held-manual": dataclasses.replace(
+        BASE,
+        hold="skipped",
+        hold_reason="deploy: manual — comment /preview deploy or press Deploy",
+        deploy_button=True,
+    ),
+    "held-skipped-destroyed": dataclasses.replace(
+        BASE, status="destroyed", hold="skipped", hold_reason="labelled no-preview (labels.ignore)"
+    ),
+    "held-waiting": dataclasses.replace(BASE, hold="waiting", hold_reason="waiting for build-image"),
+    "held-failed-check-on-active": dataclasses.replace(
+        BASE,
+        status="active",
+        deployed_sha=OLD,
+        preview_url="https://pr-42-shop-7.preview.example.com/",
+        hold="waiting",
+        hold_reason="build-image failed on 0123456; not deploying — a re-run that succeeds deploys it",
+    ),
 }
 ACTIVE = STATES["active"]
 STATES |= {
@@ -304,3 +322,24 @@ def test_the_quoted_error_cannot_mention_link_or_show_images(state):
     outside = _outside_code_spans(view.summary)
     for danger in ("@octocat", "![", "<img", "[link]", "evil.example"):
         assert danger not in outside, (danger, view.summary)
+
+
+def test_a_hold_is_a_neutral_check_run_with_its_reason():
+    for name in ("held-manual", "held-skipped-destroyed", "held-waiting", "held-failed-check-on-active"):
+        view = render.check_run(STATES[name])
+        expected = ("completed", "neutral") if STATES[name].hold == "skipped" else ("queued", None)
+        assert (view.status, view.conclusion) == expected, name
+        assert STATES[name].hold_reason in view.summary
+        assert STATES[name].hold_reason in render.comment(STATES[name], ttl=3600)
+    assert [a[2] for a in render.check_run(STATES["held-manual"]).actions] == ["deploy"]
+    assert [a[2] for a in render.check_run(STATES["held-skipped-destroyed"]).actions] == ["redeploy"]
+    assert "The preview of `fedcba9` stays" in render.check_run(STATES["held-failed-check-on-active"]).summary
+
+
+def test_a_hold_reason_is_quoted():
+    """A branch, label or check name in a reason cannot become a link, a mention or an image."""
+    reason = "branch x`[a](http://evil)@user matches branches.ignore **"
+    snap = dataclasses.replace(STATES["held-skipped-destroyed"], hold_reason=reason)
+    for text in (render.check_run(snap).summary, render.comment(snap, ttl=3600)):
+        outside = _outside_code_spans(text)
+        assert "evil" not in outside and "@user" not in outside, text

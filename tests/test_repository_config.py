@@ -128,19 +128,20 @@ async def test_a_fork_is_deployed_with_its_base_branchs_file(start_app, deliveri
     github.add_commit(REPO, {PATH: CONFIG.replace("hello from the repository", "from the fork")}, sha=SHA)
     client = await start_app(allow_forks=True)
     data = deliveries.pull_request("opened", fork=True)
+    data["pull_request"]["base"]["ref"] = "main"  # the base branch the fake repository has (the payload says master)
     env_id = (await post(client, deliveries, "pull_request", data))["environment_id"]
     env = await wait_for(lambda: settled(db, env_id, "active"), what="the fork deployed")
     assert json.loads(json.loads(env["outputs"])["echo"])["greeting"] == "from the base branch"
-    assert env["config_source"].startswith(".github/preview.yml from the repository at the default branch")
+    assert env["config_source"].startswith(".github/preview.yml from the repository at main")
 
 
 async def test_a_fork_may_not_use_a_module_from_its_repository(start_app, deliveries, db, github):
     github.add_commit(REPO, {PATH: "version: 1\nmodule: {path: infra}\n"}, branch="main")
     github.add_pull(REPO, 2, head_sha=SHA, head_ref="changes", user="contributor", fork=True)
     client = await start_app(allow_forks=True, repo_modules=("Codertocat/*",))
-    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened", fork=True)))[
-        "environment_id"
-    ]
+    data = deliveries.pull_request("opened", fork=True)
+    data["pull_request"]["base"]["ref"] = "main"  # the base branch the fake repository has (the payload says master)
+    env_id = (await post(client, deliveries, "pull_request", data))["environment_id"]
     env = await wait_for(lambda: settled(db, env_id, "failed"), what="refused")
     assert env["hold"] == "invalid"
     assert env["hold_reason"] == (

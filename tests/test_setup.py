@@ -30,13 +30,14 @@ async def test_manifest_flow_writes_credentials_with_mode_0600(aiohttp_client, f
     manifest = json.loads(html.unescape(re.search(r'name="manifest" value="([^"]+)"', page).group(1)))
     assert manifest["hook_attributes"]["url"] == "https://ghapp.example.com/webhooks"
     assert manifest["redirect_url"] == "http://127.0.0.1:9/setup/callback"
-    assert sorted(manifest["default_events"]) == ["check_run", "issue_comment", "pull_request"]
+    assert sorted(manifest["default_events"]) == ["check_run", "check_suite", "issue_comment", "pull_request", "status"]
     assert manifest["default_permissions"] == {
         "checks": "write",
         "contents": "read",
         "deployments": "write",
         "issues": "write",
         "pull_requests": "read",
+        "statuses": "read",
         "metadata": "read",
     }
     state = action.split("state=")[1]

@@ -344,7 +344,7 @@ async def test_redelivered_close_does_not_bump_the_generation(start_app, deliver
 @pytest.mark.parametrize(
     ("event", "fixture", "ignored"),
     [
-        ("pull_request", "pull_request.labeled", "pull_request.labeled"),
+        ("push", "push.push", "push"),
         ("ping", "ping.ping", "ping"),
         ("installation", "installation.created", "installation.created"),
     ],
@@ -354,6 +354,13 @@ async def test_unhandled_events_are_200_ignored_and_write_nothing(start_app, del
     status, reply = await post(client, deliveries, event, Deliveries.payload(fixture))
     assert (status, reply) == (200, {"ignored": ignored})
     assert await snapshot(db) == ([], [])
+
+
+async def test_a_label_on_a_pull_request_without_environment_makes_none(start_app, deliveries, db):
+    client = await start_app()
+    status, reply = await post(client, deliveries, "pull_request", Deliveries.payload("pull_request.labeled"))
+    assert (status, reply) == (200, {"ignored": "no environment for this pull request"})
+    assert (await snapshot(db))[0] == []
 
 
 # --- forks -----------------------------------------------------------------------------------------------------------

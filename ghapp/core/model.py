@@ -26,6 +26,9 @@ class PullRequestChange:
     is_fork: bool = False
     updated_at: dt.datetime | None = None  # the pull request's `updated_at` as GitHub stated it (whole seconds)
     action: str = ""  # the webhook's action (`opened`, `closed`, ...); empty for a REST answer
+    base_ref: str = ""
+    draft: bool = False
+    labels: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,7 +56,21 @@ def _change(
         is_fork=is_fork(integer(pr, "head.repo.id", optional=True), base_repo_id),  # null: the fork was deleted
         updated_at=timestamp(pr, "updated_at"),
         action=action[:40],
+        base_ref=text(pr, "base.ref", limit=255, optional=True),
+        draft=field(pr, "draft", bool, optional=True) is True,
+        labels=labels(pr),
     )
+
+
+MAX_LABELS = 100  # GitHub allows 100 labels on an issue or pull request
+
+
+def labels(pr: Any) -> tuple[str, ...]:
+    """The names of the pull request's labels (`pull_request.labels[].name`), in GitHub's order."""
+    found = field(pr, "labels", list, optional=True) or []
+    if len(found) > MAX_LABELS or not all(isinstance(label, dict) for label in found):
+        raise MalformedPayload("pull_request.labels must be at most 100 label objects")
+    return tuple(text(label, "name", limit=100) for label in found)
 
 
 def timestamp(data: Any, path: str) -> dt.datetime | None:

@@ -81,6 +81,8 @@ class Snapshot:
         """The hold that matters now: only while the preview is wanted."""
         return Hold(self.hold) if self.hold and self.desired == Desired.PRESENT else None
 
+    deploy_button: bool = False  # held by `deploy: manual` until someone asks: offer the Deploy button
+
     @property
     def url(self) -> str | None:
         """What people open: the gateway's URL when the gateway serves the preview, else the module's own."""
@@ -306,7 +308,7 @@ def _held_check_run(s: Snapshot, hold: Hold) -> CheckRunView:
             "neutral",
             "Preview skipped",
             f"No preview for `{short_sha(sha)}`:\n\n> {reason}\n\n{config}".strip(),
-            actions=ACTIONS_DESTROYED,
+            actions=ACTIONS_MANUAL if s.deploy_button else ACTIONS_DESTROYED,
             completed_at=s.updated_at,
         )
     if hold is Hold.WAITING:
@@ -323,6 +325,7 @@ def _held_check_run(s: Snapshot, hold: Hold) -> CheckRunView:
 ACTIONS_ACTIVE = (("Redeploy", "Run Terraform again", "redeploy"), ("Destroy", "Destroy this preview", "destroy"))
 ACTIONS_DESTROYED = (("Redeploy", "Deploy this commit again", "redeploy"),)
 CONFIG_FILE = ".github/preview.yml"
+ACTIONS_MANUAL = (("Deploy", "Deploy a preview of this pull request", "deploy"),)
 
 
 def check_run(s: Snapshot) -> CheckRunView | None:
@@ -490,6 +493,8 @@ def comment(s: Snapshot, ttl: float) -> str:
     waiting = s.waiting if s.status == Status.PENDING and not s.awaiting_approval else None
     if s.awaiting_approval:
         icon, word = "✋", "waiting for approval"
+    elif s.held and s.status != Status.ACTIVE:
+        icon, word = "⏸️", "not deployed"
     elif waiting is not None:
         icon, word = "⏳", f"waiting (position {waiting.position})"
     hold = s.held

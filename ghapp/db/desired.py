@@ -3,18 +3,22 @@ wakes the workers (NOTIFY in the same transaction)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import asyncpg
 
 from ghapp.core.contract import NOTIFY_CHANNEL, Desired, environment_name
 from ghapp.core.model import AppliedEvent, CurrentDesire, PullRequestChange, desired_state, outdated
 from ghapp.core.policy import stays_asleep
+from ghapp.core.rules import PullFacts, resolve_again
 
 _INSERT = """
 INSERT INTO environments (id, name, repo_id, repository, pr_number, installation_id, head_ref, author, title, pr_url,
                           is_fork, desired, desired_sha, head_sha, expires_at, observed_generation, pr_updated_at,
-                          pr_closed)
+                          pr_closed, base_ref, draft, labels)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() + make_interval(secs => $15),
-        CASE WHEN $12 = 'absent' THEN 1 ELSE 0 END, $17, $18)
+        CASE WHEN $12 = 'absent' THEN 1 ELSE 0 END, $17, $18, $19, $20, $21)
 ON CONFLICT (repo_id, pr_number) DO NOTHING
 RETURNING id, pg_notify($16, id::text)
 """
@@ -22,24 +26,27 @@ RETURNING id, pg_notify($16, id::text)
 # $12: the operator's TTL (the environment's own `ttl` wins); $15: whether (desired, desired_sha) changed;
 # $16, $17: the pull request's `updated_at` and closed state (kept when the change has none); $18: the desired sleep
 # (a new commit wakes the preview). A burst of pushes settles into one run at the last SHA ($13 seconds); a destroy
-# is due at once.
+# is due at once. $19-$21: the facts the deploy rules look at; $22: they changed in a way that may change how the
+# preview is resolved (a new generation, due now); $23: the expiry restarts (not for labels, drafts, a base).
 _UPDATE = """
 UPDATE environments AS e SET
     repository = $2, installation_id = coalesce($3, e.installation_id), head_ref = $4, author = $5, title = $6,
     pr_url = $7, is_fork = $8, head_sha = $11,
-    desired = $9, desired_sha = $10,
+    desired = $9, desired_sha = $10, base_ref = $19, draft = $20, labels = $21,
     pr_updated_at = coalesce($16, e.pr_updated_at), pr_closed = CASE WHEN $16 IS NULL THEN e.pr_closed ELSE $17 END,
-    generation = e.generation + (CASE WHEN $15 THEN 1 ELSE 0 END),
+    generation = e.generation + (CASE WHEN $15 OR $22 THEN 1 ELSE 0 END),
     status = CASE WHEN $15 AND e.status IN ('active', 'sleeping', 'destroyed', 'failed') THEN 'pending'
-                  ELSE e.status END,
+                  WHEN $22 AND e.status IN ('destroyed', 'failed') THEN 'pending' ELSE e.status END,
     desired_sleeping = $18,
-    attempts = CASE WHEN $15 THEN 0 ELSE e.attempts END,
-    next_attempt_at = CASE WHEN NOT $15 THEN e.next_attempt_at
-                           WHEN $9 = 'present' THEN now() + make_interval(secs => $13) ELSE now() END,
-    last_activity_at = now(),
-    expires_at = CASE WHEN $9 = 'present' THEN preview_expiry(now(), coalesce(e.ttl, $12), e.keep)
+    hold = CASE WHEN $15 THEN NULL ELSE e.hold END,  -- a new commit is resolved afresh
+    hold_reason = CASE WHEN $15 THEN NULL ELSE e.hold_reason END,
+    attempts = CASE WHEN $15 OR $22 THEN 0 ELSE e.attempts END,
+    next_attempt_at = CASE WHEN $15 AND $9 = 'present' THEN now() + make_interval(secs => $13)
+                           WHEN $15 OR $22 THEN now() ELSE e.next_attempt_at END,
+    last_activity_at = CASE WHEN $23 THEN now() ELSE e.last_activity_at END,
+    expires_at = CASE WHEN $9 = 'present' AND $23 THEN preview_expiry(now(), coalesce(e.ttl, $12), e.keep)
                       ELSE e.expires_at END,
-    expiry_warned_at = CASE WHEN $9 = 'present' THEN NULL ELSE e.expiry_warned_at END,
+    expiry_warned_at = CASE WHEN $9 = 'present' AND $23 THEN NULL ELSE e.expiry_warned_at END,
     keep = e.keep AND $9 = 'present',  -- kept while the PR is open
     expired_at = CASE WHEN $9 = 'present' THEN NULL ELSE e.expired_at END,
     approved_sha = CASE WHEN $9 = 'absent' THEN NULL ELSE e.approved_sha END,  -- a closed PR's approval ends
@@ -51,9 +58,11 @@ RETURNING id, pg_notify($14, id::text)
 
 # Desired absent for the environments `$1` that are present: a new generation, due now. `$2` remembers that they
 # expired; `$3` that GitHub is gone for them (uninstalled). Every destroy ends a fork's approval (re-pushing the
-# once-approved commit needs a maintainer again) and `/preview keep`.
+# once-approved commit needs a maintainer again), `/preview keep`, and a request under `deploy: manual` (it comes
+# back on request).
 _ABSENT = """
 UPDATE environments SET desired = 'absent', updated_at = now(), approved_sha = NULL, keep = false,
+    deploy_requested = false,
     generation = generation + (CASE WHEN desired = 'present' THEN 1 ELSE 0 END),
     next_attempt_at = CASE WHEN desired = 'present' THEN now() ELSE next_attempt_at END,
     attempts = CASE WHEN desired = 'present' THEN 0 ELSE attempts END,
@@ -89,24 +98,32 @@ async def apply_change(
     ttl_seconds: float,
     settle_seconds: float = 0.0,
     gated: bool = True,
+    facts_only: bool = False,
 ) -> int | None:
     """Write the desired state of one PR (inside the caller's transaction); returns the environment id (None:
     nothing to do, e.g. closing an unknown PR). A new SHA for an existing environment is due after
     `settle_seconds`, so a burst of pushes ends in one run at the last SHA. `gated`: the fork rule applies.
-    Raises `Outdated` (changing nothing) for a change older than the pull request state already applied."""
+    New labels, draft state or base branch are kept, and resolve the preview again when they may change its
+    outcome (core/rules.resolve_again). `facts_only`: the change tells only those facts (`labeled`, `edited`, ...):
+    what should exist, its commit and its expiry stay as they are, and a pull request without an environment gets
+    none. Raises `Outdated` (changing nothing) for a change older than the pull request state already applied."""
     current = await conn.fetchrow(
-        """SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping FROM environments
-           WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE""",
+        """SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha,
+                  head_ref, base_ref, draft, labels, deploy_requested, config, hold
+           FROM environments WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE""",
         change.repo_id,
         change.pr_number,
     )
-    if current is None and change.desired is Desired.ABSENT:
+    if current is None and (change.desired is Desired.ABSENT or facts_only):
         return None
     if current is not None and outdated(change, AppliedEvent(current["pr_updated_at"], current["pr_closed"])):
         raise Outdated(current["id"])
     closed = change.desired is Desired.ABSENT
     now = current and CurrentDesire(Desired(current["desired"]), current["desired_sha"], current["approved_sha"])
     desired, sha = desired_state(change, now, gated)
+    if facts_only:
+        desired, sha = Desired(current["desired"]), current["desired_sha"]
+        change = dataclasses.replace(change, head_sha=current["head_sha"] or change.head_sha)
     if current is None:
         env_id = await conn.fetchval("SELECT nextval('environments_id_seq')")
         inserted = await conn.fetchrow(
@@ -129,11 +146,25 @@ async def apply_change(
             NOTIFY_CHANNEL,
             change.updated_at,
             closed,
+            change.base_ref,
+            change.draft,
+            list(change.labels),
         )
         if inserted is not None:
             return env_id
         return await apply_change(conn, change, ttl_seconds, settle_seconds, gated)  # inserted meanwhile
-    changed = (current["desired"], current["desired_sha"]) != (str(desired), sha)
+    facts_before = PullFacts(
+        current["head_ref"],
+        current["base_ref"],
+        current["draft"],
+        tuple(current["labels"]),
+        current["deploy_requested"],
+    )
+    facts_now = dataclasses.replace(
+        facts_before, base_ref=change.base_ref, draft=change.draft, labels=tuple(change.labels)
+    )
+    config = None if current["config"] is None else json.loads(current["config"])
+    desire_changed = (current["desired"], current["desired_sha"]) != (str(desired), sha)
     await conn.fetchrow(
         _UPDATE,
         current["id"],
@@ -150,10 +181,15 @@ async def apply_change(
         ttl_seconds,
         settle_seconds,
         NOTIFY_CHANNEL,
-        changed,
+        desire_changed,
         change.updated_at,
         closed,
-        stays_asleep(current["desired_sleeping"], changed and desired is Desired.PRESENT),
+        stays_asleep(current["desired_sleeping"], desire_changed and desired is Desired.PRESENT),
+        change.base_ref,
+        change.draft,
+        list(change.labels),
+        desired is Desired.PRESENT and resolve_again(facts_before, facts_now, config, current["hold"] is not None),
+        not facts_only,
     )
     return current["id"]
 
@@ -168,12 +204,13 @@ async def deploy_head(
     pr_head: str | None = None,
 ) -> None:
     """A person asked for `sha` to be deployed (again): desired present there, awake (policy.stays_asleep), a new
-    generation even if nothing else changed (redeploy); `approve` records a maintainer's approval of a fork's
-    commit. The PR's head is `pr_head` when the caller just read it from GitHub, else stays what events said: a
-    commit pushed after the approved one keeps waiting for its own approval."""
+    generation even if nothing else changed (redeploy), and the preview is requested (`deploy: manual` deploys it
+    from now on, until it is destroyed); `approve` records a maintainer's approval of a fork's commit. The PR's
+    head is `pr_head` when the caller just read it from GitHub, else stays what events said: a commit pushed after
+    the approved one keeps waiting for its own approval."""
     await conn.execute(
         """UPDATE environments SET desired = 'present', desired_sha = $2, head_sha = coalesce($5, head_sha, $2),
-               approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END,
+               approved_sha = CASE WHEN $3 THEN $2 ELSE approved_sha END, deploy_requested = true,
                generation = generation + 1, attempts = 0, next_attempt_at = now(), last_activity_at = now(),
                status = CASE WHEN status IN ('active', 'sleeping', 'destroyed', 'failed') THEN 'pending'
                              ELSE status END,
@@ -258,7 +295,8 @@ async def request_destroy(conn: asyncpg.Connection, env_id: int) -> bool:
             return True
         await conn.execute(
             """UPDATE environments SET generation = generation + (CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
-                   attempts = 0, next_attempt_at = now(), updated_at = now(), approved_sha = NULL
+                   attempts = 0, next_attempt_at = now(), updated_at = now(), approved_sha = NULL,
+                   deploy_requested = false
                WHERE id = $1""",
             env_id,
         )
@@ -289,3 +327,21 @@ async def installation_back(conn: asyncpg.Connection, installation_id: int) -> N
 
 async def notify(conn: asyncpg.Connection, env_id: int) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(env_id))
+
+
+async def checks_changed(conn: asyncpg.Connection, repo_id: int, sha: str, name: str | None = None) -> list[int]:
+    """A check run, check suite or commit status of commit `sha` changed: the environments held waiting for checks
+    at that commit are resolved again (a new generation, due now). `name`: the check run's name or the status's
+    context; an environment whose configuration does not wait for it is left alone. Returns their ids."""
+    rows = await conn.fetch(
+        """UPDATE environments SET generation = generation + 1, attempts = 0, next_attempt_at = now(),
+               updated_at = now()
+           WHERE repo_id = $1 AND desired_sha = $2 AND hold = 'waiting' AND desired = 'present'
+             AND ($3::text IS NULL OR config IS NULL OR config->'wait_for' ? $3)
+           RETURNING id, pg_notify($4, id::text)""",
+        repo_id,
+        sha,
+        name,
+        NOTIFY_CHANNEL,
+    )
+    return [r["id"] for r in rows]

@@ -138,7 +138,8 @@ async def live_repositories(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 async def live_environments(conn: asyncpg.Connection, repo_id: int) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT id, pr_number, desired_sha, head_sha FROM environments WHERE repo_id = $1 AND desired = 'present'",
+        """SELECT id, pr_number, desired_sha, head_sha, base_ref, draft, labels FROM environments
+           WHERE repo_id = $1 AND desired = 'present'""",
         repo_id,
     )
 

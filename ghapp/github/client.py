@@ -29,6 +29,7 @@ PERMISSIONS = {
     "deployments": "write",
     "issues": "write",
     "pull_requests": "read",
+    "statuses": "read",
     "metadata": "read",
 }
 # Reading a repository's content (`.github/preview.yml`, archives) gets a token of its own: an installation made
@@ -178,9 +179,17 @@ class GitHubApp:
                 body["repositories"] = [repository_id]
             elif repository_id is not None:
                 body["repository_ids"] = [repository_id]
-            data = await self._app_api.post(
-                f"/app/installations/{installation_id}/access_tokens", data=body, jwt=self.jwt()
-            )
+            url = f"/app/installations/{installation_id}/access_tokens"
+            try:
+                data = await self._app_api.post(url, data=body, jwt=self.jwt())
+            except BadRequest as e:
+                if e.status_code != 422 or dict(permissions) != REPORT_PERMISSIONS:
+                    raise  # the content token's refusal is handled by its caller (github/repository.py)
+                # The installation has not accepted a permission added to the App since (app.yml), e.g. `statuses`:
+                # report with what it granted rather than not at all; what needs the missing one fails on its own.
+                log.warning("installation %d has not accepted all of %s: %s", installation_id, PERMISSIONS, e)
+                del body["permissions"]
+                data = await self._app_api.post(url, data=body, jwt=self.jwt())
             expires = dt.datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00")).timestamp()
             self._tokens[key] = (data["token"], expires)
             return data["token"]

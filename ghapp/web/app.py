@@ -33,6 +33,7 @@ from ghapp.workers.periodic import Resync, expire_and_prune, prune_sources, slee
 from ghapp.workers.publisher import LogSink, Publisher, Sink
 from ghapp.workers.reconciler import Reconciler
 from ghapp.workers.resolve import Resolver
+from ghapp.workers.rules import GitHubRuleChecker
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         )
     sources = app[keys.SOURCES]
     resolver = app.get(keys.RESOLVER) or Resolver(
-        configuration=RepositoryConfiguration(settings, files),
+        configuration=app.get(keys.CONFIGURATION) or RepositoryConfiguration(settings, files),
+        rules=GitHubRuleChecker(app.get(keys.GITHUB)),  # offline: the rules that need GitHub are skipped
         planner=ModulePlanner(settings, sources=sources),
     )
     reconciler = Reconciler(

@@ -15,7 +15,7 @@ from ghapp.db.state_role import StateRole
 from ghapp.github.client import GitHubApp
 from ghapp.sources import Sources
 from ghapp.web.intake import GroupCommit
-from ghapp.workers.resolve import Resolver
+from ghapp.workers.resolve import ConfigurationReader, Resolver
 
 if TYPE_CHECKING:
     from ghapp.gateway.app import Gateway
@@ -43,3 +43,5 @@ GITHUB = web.AppKey("github", GitHubApp)  # the App client (online only): one to
 SOURCES = web.AppKey("sources", Sources)
 RESOLVER = web.AppKey("resolver", Resolver)  # given to create_app (the demo), else the default resolver
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")  # the preview gateway (`create_app(..., gateway=True)`)
+# How the reconciler reads a repository's configuration; unset: ghapp's default (set before start, e.g. by tests).
+CONFIGURATION = web.AppKey("configuration", ConfigurationReader)

@@ -151,11 +151,18 @@ class Resync:
                 if await self._confirmed_closed(gh, path, env["pr_number"]):
                     await desired.mark_closed(conn, env["id"])
                     closed += 1
-            elif pr["head"]["sha"] != env["head_sha"]:  # a missed push
+            else:
                 change = change_from_pull(pr, Desired.PRESENT, repo["installation_id"])
+                pushed = change.head_sha != env["head_sha"]  # a missed push; else missed labels, draft or base?
+                if not pushed and (change.base_ref, change.draft, list(change.labels)) == (
+                    env["base_ref"],
+                    env["draft"],
+                    env["labels"],
+                ):
+                    continue
                 gated = fork_gated(change.is_fork, self.settings.allow_forks)
                 try:
-                    await desired.apply_change(conn, change, self.settings.env_ttl, gated=gated)
+                    await desired.apply_change(conn, change, self.settings.env_ttl, gated=gated, facts_only=not pushed)
                 except desired.Outdated:  # an event newer than this listing arrived meanwhile
                     continue
                 updated += 1

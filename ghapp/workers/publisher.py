@@ -21,6 +21,7 @@ from ghapp.core.contract import NOTIFY_CHANNEL, Status
 from ghapp.core.gateway import served_url
 from ghapp.core.model import Environment
 from ghapp.core.policy import awaiting_approval, backoff, may_start_preview, preview_cap
+from ghapp.core.rules import awaiting_request
 from ghapp.db import locks, publishing
 from ghapp.workers.loops import Drain, Wake, run_loop
 
@@ -76,6 +77,7 @@ async def snapshot(conn: asyncpg.Connection, env: Environment, settings: Setting
         hold=env.hold,
         hold_reason=env.hold_reason,
         config_source=env.config_source,
+        deploy_button=awaiting_request(env),
     )
 
 

@@ -159,7 +159,7 @@ class IssuesMixin:
             "node_id": node_id("LA", label_id),
             "url": f"{self.base_url}/repos/{repo.full_name}/labels/{quote(name)}",
             "name": name,
-            "description": None,
+            "description": "",  # a string in every answer that holds labels (pulls/list's may not be null)
             "color": hashlib.sha1(name.encode()).hexdigest()[:6],
             "default": False,
         }

@@ -1,4 +1,4 @@
-"""`check_run` buttons on our own check runs: Redeploy / Destroy (`requested_action`), and "Re-run". A button
+"""`check_run` buttons on our own check runs: Redeploy / Destroy / Deploy (`requested_action`), and "Re-run". A button
 deploys (and, for a fork, approves) that check run's commit, never the head at processing time.
 
 A press has no comment id, and `requested_action` carries no time of its own, so a replay with a new delivery id
@@ -16,7 +16,7 @@ from ghapp.core.payload import field, integer, text
 from ghapp.db import commands, reads
 
 router = Router()
-ACTIONS = {"redeploy": "redeploy", "destroy": "destroy"}
+ACTIONS = {"redeploy": "redeploy", "destroy": "destroy", "deploy": "deploy"}  # Deploy: a `deploy: manual` hold
 
 
 async def _store(event: Event, command: str, *, conn, result: dict) -> None:
