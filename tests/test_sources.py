@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,6 @@ import pytest
 
 from ghapp import isolation
 from ghapp.core.model import Environment
-from ghapp.core.repoconfig import ConfigOrigin, Plan, RepoConfig
 from ghapp.demo_repository import LocalRepositoryFiles, blob_sha
 from ghapp.github.client import GitHubApp
 from ghapp.github.repository import GitHubRepositoryFiles
@@ -27,7 +27,6 @@ from ghapp.sources import TEMPORARY, SourceLimits, Sources, UnsafeArchive
 from ghapp.web import keys
 from ghapp.web.app import create_app
 from ghapp.workers.periodic import prune_sources
-from ghapp.workers.resolve import Planner, Resolver
 from tests.support import ROOT, environment, processes_in_dir, processes_with, runs, wait_for
 from tests.test_policy import environment as make_env
 
@@ -331,24 +330,17 @@ async def test_the_local_repository_reads_files_and_serves_githubs_archive_layou
 # End to end: the real server, PostgreSQL and terraform/local, the fake GitHub serving the repository.
 
 
-class CheckoutPlanner(Planner):
-    """The planner step for `source: true` with the command from `inputs`, as the repository configuration will
-    plan it (until its ConfigurationReader lands, every preview here asks for its source)."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-        self.app = None
-
-    async def plan(self, env: Environment, config: RepoConfig, origin: ConfigOrigin) -> Plan:
-        assert self.app is not None and env.desired_sha
-        source_dir = await self.app[keys.SOURCES].checkout(env, env.desired_sha)
-        return Plan(config=config, origin=origin, source_dir=source_dir, tf_vars={"command": self.command})
+def with_preview_yml(files: dict) -> dict:
+    """A commit's files with the `.github/preview.yml` that asks for its code and serves it with its own command."""
+    command = f"exec {sys.executable} -m http.server $PORT --bind 127.0.0.1"
+    config = f"version: 1\nsource: true\ninputs:\n  command: {json.dumps(command)}\n"
+    return {".github/preview.yml": config, **files}
 
 
 @pytest.fixture
 def start_source_app(settings, aiohttp_client, fake_github, pg_dir):
-    """Start the whole app as the GitHub App on the fake GitHub and terraform/local, with the CheckoutPlanner;
-    keyword arguments change the settings. Its data dir is where the run user can reach it (not under pytest's
+    """Start the whole app as the GitHub App on the fake GitHub and terraform/local; keyword arguments change the
+    settings. Its data dir is where the run user can reach it (not under pytest's
     tmp_path, which another pytest session may close). Kills what a failed test left running."""
     settings = settings.replace(data_dir=pg_dir / "data")
     fake_github.add_repo(REPO, REPO_ID)
@@ -357,7 +349,6 @@ def start_source_app(settings, aiohttp_client, fake_github, pg_dir):
     fake_github.set_permission(REPO, "Codertocat", "admin")
 
     async def start(**changes):
-        planner = CheckoutPlanner(f"exec {sys.executable} -m http.server $PORT --bind 127.0.0.1")
         app = create_app(
             settings.replace(
                 app_id=str(fake_github.app_id),
@@ -368,9 +359,7 @@ def start_source_app(settings, aiohttp_client, fake_github, pg_dir):
                 terraform_env={"TF_VAR_port_base": str(33000 + os.getpid() % 3000), "TF_VAR_python": sys.executable},
                 **changes,
             ),
-            resolver=Resolver(planner=planner),
         )
-        planner.app = app
         client = await aiohttp_client(app)
         await wait_for(lambda: _ready(app), what="migrations")
         return app, client
@@ -406,12 +395,13 @@ async def test_the_preview_serves_the_prs_own_files_at_its_commit_then_at_the_pu
     start_source_app, deliveries, db, fake_github
 ):
     app, client = await start_source_app()
-    fake_github.add_commit(REPO, {"index.html": "<p>PR #2 at its first commit</p>\n"}, sha=SHA1)
-    fake_github.add_commit(REPO, {"index.html": "<p>PR #2 after the push</p>\n"}, sha=SHA2)
+    fake_github.add_commit(REPO, with_preview_yml({"index.html": "<p>PR #2 at its first commit</p>\n"}), sha=SHA1)
+    fake_github.add_commit(REPO, with_preview_yml({"index.html": "<p>PR #2 after the push</p>\n"}), sha=SHA2)
 
     env_id = await post(client, deliveries, "opened", SHA1)
     env = await wait_for(lambda: deployed(db, env_id, SHA1), timeout=90, what="the first commit deployed")
     assert fetch(env["preview_url"] + "index.html") == "<p>PR #2 at its first commit</p>\n"
+    assert env["config_source"].startswith(".github/preview.yml from the repository at") and env["config_blob_sha"]
     server = processes_in_dir(app[keys.SETTINGS].data_dir)  # the command, in its copy of the code
     run_user = isolation.run_user()
     assert server and run_user and {Path(f"/proc/{pid}").stat().st_uid for pid in server} == {run_user.uid}
@@ -438,8 +428,8 @@ async def test_a_refused_archive_fails_the_preview_with_its_reason_until_a_push_
     start_source_app, deliveries, db, fake_github
 ):
     app, client = await start_source_app(source_max_file_bytes=1000)
-    fake_github.add_commit(REPO, {"index.html": "ok", "video.bin": bytes(5000)}, sha=SHA1)
-    fake_github.add_commit(REPO, {"index.html": "<p>fixed</p>"}, sha=SHA2)
+    fake_github.add_commit(REPO, with_preview_yml({"index.html": "ok", "video.bin": bytes(5000)}), sha=SHA1)
+    fake_github.add_commit(REPO, with_preview_yml({"index.html": "<p>fixed</p>"}), sha=SHA2)
 
     env_id = await post(client, deliveries, "opened", SHA1)
     env = await wait_for(lambda: _failed(db, env_id), timeout=60, what="the preview failed")
