@@ -179,6 +179,19 @@ async def test_an_invalid_file_fails_the_check_run_with_its_line_and_a_fixing_pu
     assert "Invalid" not in github.comments(REPO, 2)[0]["body"]
 
 
+async def test_a_pull_request_cannot_set_the_operators_platform_inputs(start_app, deliveries, db, github):
+    # Attacked on 2026-12-01: the kubernetes module's platform settings (pod security, network policy, routing,
+    # ingress annotations, ...) have defaults, so without this refusal a pull request's file chose them.
+    config = "version: 1\nmodule: inputs\ninputs:\n  pod_security_enforce: privileged\n  greeting: hi\n"
+    github.add_commit(REPO, {PATH: config}, sha=SHA)
+    client = await start_app()
+    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
+    env = await wait_for(lambda: settled(db, env_id, "failed"), what="the platform input refused")
+    assert env["hold"] == "invalid"
+    assert env["hold_reason"].startswith("line 4: input 'pod_security_enforce' is a platform setting")
+    assert await db.fetchval("SELECT count(*) FROM runs") == 0
+
+
 # --- the reader on its own -----------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,49 @@ MAX_NODES = 1000  # keys and values in all: a real file has tens; validation cos
 CONTRACT_INPUTS = frozenset(
     {"pr_number", "git_sha", "head_ref", "repository", "environment_id", "environment_name", "source_dir", "sleeping"}
 )
+# The platform settings of ghapp's own modules (terraform/kubernetes, terraform/local): where and how a preview is
+# routed, isolated and authorised, and which cluster and paths Terraform uses. The operator sets them (TF_VAR_* in
+# ghapp's environment, else the module's default); a pull request's file never does, or `pod_security_enforce:
+# privileged` or `ingress_annotations` with an NGINX snippet would be a pull request's to choose.
+OPERATOR_INPUTS = frozenset(
+    {
+        # terraform/kubernetes
+        "preview_domain",
+        "routing",
+        "auth_mode",
+        "gateway_parent_refs",
+        "ghapp_namespace",
+        "ghapp_service",
+        "wake_service",
+        "auth_request_headers",
+        "auth_response_headers",
+        "auth_signin_path",
+        "ingress_class_name",
+        "ingress_annotations",
+        "tls_default_certificate",
+        "tls_secret_name",
+        "cert_manager_cluster_issuer",
+        "image_pull_secret_name",
+        "env_from_secret_name",
+        "resource_quota",
+        "run_as_user",
+        "run_as_group",
+        "pod_security_enforce",
+        "network_policy_enabled",
+        "proxy_namespace",
+        "namespace_labels",
+        "namespace_annotations",
+        "namespace_delete_timeout",
+        "kubeconfig_path",
+        "kubeconfig_context",
+        # terraform/local
+        "git_url",
+        "port_base",
+        "state_dir",
+        "lifetime_lock",
+        "python",
+    }
+)
 # Parts of a name that say "this is a secret": inputs end up in Terraform's state, plans and logs.
 SECRET_WORDS = (
     "token",
@@ -373,6 +416,12 @@ def _check_input_name(name: str, line: int | None) -> None:
     if name in CONTRACT_INPUTS:
         raise ConfigProblem(
             f"input {name!r} is set by ghapp itself (the module contract) and cannot be configured", line
+        )
+    if name in OPERATOR_INPUTS:
+        raise ConfigProblem(
+            f"input {name!r} is a platform setting of the operator's module (routing, isolation, access) and cannot "
+            f"be configured; the operator sets it (TF_VAR_{name})",
+            line,
         )
     lowered = name.lower()
     if any(word in lowered for word in SECRET_WORDS):
