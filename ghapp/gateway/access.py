@@ -77,6 +77,9 @@ SIGN_IN_PATH = "/gateway/sign-in"
 CALLBACK_PATH = "/gateway/callback"
 AUTH_PATH = "/gateway/auth"
 SIGN_IN_COOKIE = "ghapp_sign_in"  # on ghapp's own host, path /gateway/: the sign-in's state and return URL
+# On https: `__Host-` (path /), which only ghapp's own host can set. Without the prefix, any host of the same
+# registrable domain (a preview's page, with `domain=example.com`) could plant its own state: a login CSRF.
+SECURE_SIGN_IN_COOKIE = f"__Host-{SIGN_IN_COOKIE}"
 SIGN_IN_WINDOW = 10 * 60  # seconds to come back from GitHub
 TICKET_TTL = 60
 SESSION_CACHE_TTL = 10.0  # a revoked session or token still works this long on other replicas
@@ -117,6 +120,11 @@ class AccessControl:
     @property
     def https(self) -> bool:
         return self.settings.base_url.startswith("https://")
+
+    @property
+    def sign_in_cookie(self) -> tuple[str, str]:
+        """The sign-in cookie's name and path."""
+        return (SECURE_SIGN_IN_COOKIE, "/") if self.https else (SIGN_IN_COOKIE, "/gateway/")
 
     # the decision
 
@@ -284,11 +292,12 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     }
     response = _redirect(f"{settings.github_web_url}/login/oauth/authorize?{urllib.parse.urlencode(query)}")
     packed = base64.urlsafe_b64encode(json.dumps([state, target.url]).encode()).decode()
+    name, path = control.sign_in_cookie
     response.set_cookie(
-        SIGN_IN_COOKIE,
+        name,
         packed,
         max_age=SIGN_IN_WINDOW,
-        path="/gateway/",
+        path=path,
         httponly=True,
         samesite="Lax",  # GitHub's redirect back is a top-level GET from another site
         secure=control.https,
@@ -309,7 +318,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
     """`GET /gateway/callback?code&state`: GitHub sends the browser back here; on to the preview with a ticket."""
     control = request.app[ACCESS]
     settings = control.settings
-    started = _unpack(request.cookies.get(SIGN_IN_COOKIE, ""))
+    cookie, path = control.sign_in_cookie
+    started = _unpack(request.cookies.get(cookie, ""))
     state = request.query.get("state", "")
     if started is None or not state or not auth.same_secret(started[0], state):
         control.count_sign_in("bad_state")
@@ -350,7 +360,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
             await store.create_ticket(conn, ticket, person, TICKET_TTL)
         control.count_sign_in("allowed")
         response = _redirect(target.at(f"{SESSION_PATH}?{urllib.parse.urlencode({'ticket': ticket})}"))
-    response.del_cookie(SIGN_IN_COOKIE, path="/gateway/", httponly=True, samesite="Lax", secure=control.https)
+    response.del_cookie(cookie, path=path, httponly=True, samesite="Lax", secure=control.https)
     return response
 
 
