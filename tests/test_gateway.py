@@ -622,3 +622,17 @@ async def test_activity_is_flushed_every_few_seconds_and_at_shutdown(start_gatew
 
 async def _requested(db) -> bool:
     return await db.fetchval("SELECT last_request_at IS NOT NULL FROM environments")
+
+
+async def test_a_visitor_cannot_claim_to_be_a_signed_in_person(start_gateway, db, upstream, session):
+    """Attacked on 2026-12-01: on Kubernetes the preview learns the signed-in login from `X-Ghapp-User` (ghapp's
+    answer to the proxy's access check); ghapp's own gateway passed a visitor's `X-Ghapp-User: <anyone>` on as it
+    came, so a preview trusting the header (as it may on Kubernetes) took the visitor for that person."""
+    _client, gateway = await start_gateway()
+    name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
+    claims = {"X-Ghapp-User": "octocat", "x-ghapp-user": "admin", "X-Kept": "1"}
+    async with Client(session, gateway.port, name).get("/echo", headers=claims) as r:
+        assert r.status == 200
+        seen = (await r.json())["headers"]
+    assert seen["X-Kept"] == "1"
+    assert [k for k, _v in upstream.seen[-1]["headers"] if k.lower() == "x-ghapp-user"] == []

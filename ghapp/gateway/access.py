@@ -45,6 +45,7 @@ from ghapp.core.access import (
     SESSION_TTL,
     SIGN_IN_HANDOFF,
     TOKEN_HEADER,
+    USER_HEADER,
     DecisionCache,
     Facts,
     PreviewTarget,
@@ -253,11 +254,12 @@ async def check_access(request: web.Request, env: Environment) -> web.StreamResp
 
 
 def forwarded_headers(headers) -> list[tuple[str, str]]:
-    """The request's headers as the preview may see them: without ghapp's session cookie and automation token."""
+    """The request's headers as the preview may see them: without ghapp's session cookie and automation token, and
+    without a visitor's claim to be a signed-in person (`X-Ghapp-User`)."""
     kept: list[tuple[str, str]] = []
     for name, value in headers.items():
         lower = name.lower()
-        if lower == TOKEN_HEADER.lower():
+        if lower in (TOKEN_HEADER.lower(), USER_HEADER.lower()):
             continue
         if lower == "authorization" and presented_token({"Authorization": value}) is not None:
             continue
@@ -478,7 +480,7 @@ async def external_auth(request: web.Request) -> web.StreamResponse:
     scheme, host = original
     decision = await control.decide(env, host, scheme == "https", request.headers)
     if decision.verdict is Verdict.ALLOW:
-        return web.Response(status=200, text="ok", headers={"X-Ghapp-User": decision.login})
+        return web.Response(status=200, text="ok", headers={USER_HEADER: decision.login})
     if decision.verdict is Verdict.SIGN_IN:
         path = request.path_qs.removeprefix(AUTH_PATH)  # Gateway API appends the visitor's path
         target = control.sign_in_url(f"{scheme}://{host}{path if path.startswith('/') else '/'}")
