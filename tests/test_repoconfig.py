@@ -252,6 +252,20 @@ def test_the_operators_platform_inputs_are_refused_and_are_variables_of_ghapps_m
     assert OPERATOR_INPUTS <= declared
 
 
+def test_values_that_cannot_be_stored_or_passed_are_refused_at_their_line():
+    cases = {
+        b'version: 1\ninputs: {m: {"a\\0": 1}}\n': "line 2: input 'm' holds a NUL character",
+        b"inputs: {n: [0x" + b"f" * 4000 + b"]}\n": "line 1: input 'n' is a number too large",
+        b"ttl: " + b"9" * 5000 + b"d\n": "line 1: ttl is longer than 366 days",
+        b'wait_for: ["ci\\0"]\n': "line 1: wait_for holds a NUL character",
+    }
+    for text, reason in cases.items():
+        with pytest.raises(ConfigProblem) as raised:
+            parse(text, preview_v1())
+        assert str(raised.value).startswith(reason)
+    assert to_config(parse(b"ttl: 366d\ninputs: {n: 9223372036854775807}\n", preview_v1()).document).ttl == 366 * 86400
+
+
 def test_repository_patterns():
     assert repository_matches("Acme/Web", ["acme/web"])
     assert repository_matches("acme/web", ["other/x", "acme/*"])
