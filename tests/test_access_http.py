@@ -521,3 +521,22 @@ async def test_on_https_the_sign_in_cookie_cannot_be_planted_by_another_host_of_
     )
     assert done.status == 302 and done.headers["Location"].startswith(to + "_ghapp/session?ticket=")
     assert set_cookie(done, "__Host-ghapp_sign_in") is not None  # cleared
+
+
+async def test_a_sibling_previews_page_cannot_use_a_visitors_session(stack):
+    """Attacked on 2026-12-01: previews share a parent domain, so for browsers they are one site: a page of another
+    pull request's preview, opened by a signed-in reader, could open a WebSocket to this preview (browsers apply
+    no CORS to WebSockets, and SameSite=Lax lets the session cookie go along) and read it as that reader, or send
+    it credentialed requests (CSRF). A request whose Origin is another preview's is not signed in."""
+    cookie = await signed_in(stack, "alice")
+    sibling = f"http://pr-9-other-99.{stack.domain}"
+    handshake = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    handshake["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    for headers in (handshake, {"Accept": "application/json"}):
+        refused = await stack.preview("/ws", Cookie=cookie, Origin=sibling, **headers)
+        assert refused.status == 401, headers
+    # its own pages, a navigation (no Origin) and another site (an identity provider's form_post) still are
+    for origin in (stack.url("").rstrip("/"), None, "https://idp.example"):
+        sent = {"Origin": origin} if origin else {}
+        allowed = await stack.preview("/", Cookie=cookie, Accept="application/json", **sent)
+        assert allowed.status == 200, origin

@@ -82,6 +82,20 @@ def preview_name(host: str, domain: str, scheme: str = "http") -> str | None:
     return name
 
 
+def from_another_preview(origin: str, name: str, domain: str) -> bool:
+    """Whether a request's `Origin` is a page of another preview of `domain` than `name`'s. Previews share a parent
+    domain, so browsers send the session cookie along with a sibling's requests (same site: SameSite does not stop
+    them) and apply no CORS to its WebSockets: such a request must not count as signed in."""
+    try:
+        parts = urllib.parse.urlsplit(origin.strip())
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    other = preview_name(parts.netloc, domain, parts.scheme)
+    return other is not None and other != name
+
+
 @dataclasses.dataclass(frozen=True)
 class PreviewTarget:
     """A URL on a preview host, taken apart: where a sign-in may return to."""

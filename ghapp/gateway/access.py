@@ -52,6 +52,7 @@ from ghapp.core.access import (
     Verdict,
     cookie_value,
     effective_access,
+    from_another_preview,
     original_request,
     presented_token,
     preview_name,
@@ -138,6 +139,8 @@ class AccessControl:
         if access is Access.REPOSITORY:
             if (token := presented_token(headers)) is not None:
                 facts = Facts(access, facts.sign_in_configured, token_valid=await self._token_opens(token, env))
+            elif from_another_preview(headers.get("Origin", ""), env.name, self.settings.gateway_domain):
+                pass  # a sibling preview's page: its requests carry the visitor's cookie but are not the visitor's
             elif (session_id := cookie_value(cookie_header, session_cookie(https))) and 20 <= len(session_id) <= 100:
                 person = await self._person(session_id, host.lower())
                 if person is not None and person.repo_id == env.repo_id:
