@@ -295,7 +295,7 @@ async def test_websockets_both_ways_with_subprotocol_and_close_codes(start_gatew
         assert message.type == aiohttp.WSMsgType.CLOSE
         assert (message.data, message.extra) == (4002, "bye from upstream")
     seen = dict(upstream.seen[-1]["headers"])
-    assert seen["X-Forwarded-Host"] == host(name) and seen["Upgrade"].lower() == "websocket"
+    assert seen["X-Forwarded-Host"] == URL(gateway.url(name)).raw_authority and seen["Upgrade"].lower() == "websocket"
 
 
 async def _closed(upstream: Upstream) -> bool:
