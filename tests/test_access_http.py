@@ -488,3 +488,55 @@ async def test_on_kubernetes_ghapp_itself_starts_the_session_for_a_preview_host(
     stack.main.app[ACCESS].decisions.put(4242, REPO_ID, True)  # as the callback leaves it
     allowed = await stack.main.get("/gateway/auth", headers={"Host": stack.host, "Cookie": session})
     assert allowed.status == 200
+
+
+async def test_on_https_the_sign_in_cookie_cannot_be_planted_by_another_host_of_the_domain(stack):
+    """Attacked on 2026-12-01: on https the sign-in's state cookie was a plain `ghapp_sign_in`, which any host under
+    the same registrable domain (a preview's page: `document.cookie = "ghapp_sign_in=...; domain=example.com"`) can
+    set for ghapp's host: with the attacker's own state and GitHub code, the victim's browser was signed in as the
+    attacker (login CSRF). `__Host-` cookies can only come from ghapp's own host."""
+    main = stack.main.app[ACCESS]
+    main.settings = main.settings.replace(public_url="https://ghapp.example.com")
+    stack.github.sign_in_as("alice")
+    to = stack.url("/").replace("http://", "https://")
+    resp = await stack.main.get("/gateway/sign-in", params={"to": to}, allow_redirects=False)
+    assert resp.status == 302, await resp.text()
+    assert set_cookie(resp, "ghapp_sign_in") is None
+    started = set_cookie(resp, "__Host-ghapp_sign_in")
+    assert started is not None
+    attributes = [a.strip().lower() for a in started.split(";")[1:]]
+    assert {"secure", "httponly", "path=/", "samesite=lax"} <= set(attributes)
+    assert not any(a.startswith("domain") for a in attributes)
+    async with aiohttp.ClientSession() as browser, browser.get(resp.headers["Location"], allow_redirects=False) as a:
+        back = urllib.parse.urlsplit(a.headers["Location"]).query
+    value = cookie_pair(started).split("=", 1)[1]
+    # the attacker's state and code, with the cookie planted under the name without the prefix: refused
+    planted = await stack.main.get(f"/gateway/callback?{back}", headers={"Cookie": f"ghapp_sign_in={value}"})
+    assert planted.status == 400 and "Sign-in expired" in await planted.text()
+    async with stack.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM access_tickets") == 0
+    # the browser that started it gets on
+    done = await stack.main.get(
+        f"/gateway/callback?{back}", headers={"Cookie": cookie_pair(started)}, allow_redirects=False
+    )
+    assert done.status == 302 and done.headers["Location"].startswith(to + "_ghapp/session?ticket=")
+    assert set_cookie(done, "__Host-ghapp_sign_in") is not None  # cleared
+
+
+async def test_a_sibling_previews_page_cannot_use_a_visitors_session(stack):
+    """Attacked on 2026-12-01: previews share a parent domain, so for browsers they are one site: a page of another
+    pull request's preview, opened by a signed-in reader, could open a WebSocket to this preview (browsers apply
+    no CORS to WebSockets, and SameSite=Lax lets the session cookie go along) and read it as that reader, or send
+    it credentialed requests (CSRF). A request whose Origin is another preview's is not signed in."""
+    cookie = await signed_in(stack, "alice")
+    sibling = f"http://pr-9-other-99.{stack.domain}"
+    handshake = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    handshake["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    for headers in (handshake, {"Accept": "application/json"}):
+        refused = await stack.preview("/ws", Cookie=cookie, Origin=sibling, **headers)
+        assert refused.status == 401, headers
+    # its own pages, a navigation (no Origin) and another site (an identity provider's form_post) still are
+    for origin in (stack.url("").rstrip("/"), None, "https://idp.example"):
+        sent = {"Origin": origin} if origin else {}
+        allowed = await stack.preview("/", Cookie=cookie, Accept="application/json", **sent)
+        assert allowed.status == 200, origin

@@ -230,3 +230,24 @@ async def test_wrong_bearer_tokens_are_answered_429_with_retry_after(start_app, 
     resp = await client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
     assert await db.fetchval("SELECT desired FROM environments WHERE id = $1", env_id) == "present"
+
+
+async def test_another_sites_requests_cannot_lock_the_operator_out(start_app, db):
+    """Attacked on 2026-12-01: writes refused for having no credentials or no CSRF token counted as failed sign-ins,
+    so any page the operator opened (a preview's, which is even same-site) could POST a few times without
+    credentials, or with the session cookie the browser adds but no CSRF token, and lock the operator's address
+    out of the API and the dashboard's buttons for up to 15 minutes."""
+    client = await start_app(workers=False, admin_token=TOKEN)
+    (env_id,) = await seed(db)
+    for _ in range(6):
+        assert (await client.post(f"/api/environments/{env_id}/sleep")).status == 401
+        assert (await client.post(f"/environments/{env_id}/sleep", data={"confirmed": "yes"})).status == 401
+        assert (await client.post("/api/access-tokens", json={"repository": "acme/web"})).status == 401
+    await sign_in(client)
+    for _ in range(6):  # the session cookie goes along, as a browser sends it to a same-site request
+        assert (await client.post(f"/api/environments/{env_id}/sleep")).status == 403
+        assert (await client.post(f"/environments/{env_id}/sleep", data={"confirmed": "yes"})).status == 403
+        assert (await client.delete("/api/access-tokens/1")).status == 403
+    assert await db.fetchval("SELECT desired_sleeping FROM environments WHERE id = $1", env_id) is False
+    resp = await client.post(f"/api/environments/{env_id}/sleep", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 202, await resp.text()

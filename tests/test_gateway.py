@@ -15,6 +15,7 @@ import socket
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from ghapp.gateway.keys import ENVIRONMENT
 from ghapp.web import keys
@@ -294,7 +295,7 @@ async def test_websockets_both_ways_with_subprotocol_and_close_codes(start_gatew
         assert message.type == aiohttp.WSMsgType.CLOSE
         assert (message.data, message.extra) == (4002, "bye from upstream")
     seen = dict(upstream.seen[-1]["headers"])
-    assert seen["X-Forwarded-Host"] == host(name) and seen["Upgrade"].lower() == "websocket"
+    assert seen["X-Forwarded-Host"] == URL(gateway.url(name)).raw_authority and seen["Upgrade"].lower() == "websocket"
 
 
 async def _closed(upstream: Upstream) -> bool:
@@ -403,7 +404,7 @@ async def test_x_forwarded_headers_are_the_gateways_word_not_the_clients(start_g
     async with Client(session, gateway.port, name).get("/echo", headers=claims) as r:
         seen = (await r.json())["headers"]
     assert seen["X-Forwarded-For"] == "127.0.0.1"
-    assert seen["X-Forwarded-Host"] == host(name)
+    assert seen["X-Forwarded-Host"] == URL(gateway.url(name)).raw_authority  # the preview's own, published host
     assert seen["X-Forwarded-Proto"] == "http"
     assert seen["Host"] == f"127.0.0.1:{upstream.port}"
     assert "Forwarded" not in seen and "X-Real-IP" not in seen
@@ -622,3 +623,33 @@ async def test_activity_is_flushed_every_few_seconds_and_at_shutdown(start_gatew
 
 async def _requested(db) -> bool:
     return await db.fetchval("SELECT last_request_at IS NOT NULL FROM environments")
+
+
+async def test_a_visitor_cannot_claim_to_be_a_signed_in_person(start_gateway, db, upstream, session):
+    """Attacked on 2026-12-01: on Kubernetes the preview learns the signed-in login from `X-Ghapp-User` (ghapp's
+    answer to the proxy's access check); ghapp's own gateway passed a visitor's `X-Ghapp-User: <anyone>` on as it
+    came, so a preview trusting the header (as it may on Kubernetes) took the visitor for that person."""
+    _client, gateway = await start_gateway()
+    name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
+    claims = {"X-Ghapp-User": "octocat", "x-ghapp-user": "admin", "X-Kept": "1"}
+    async with Client(session, gateway.port, name).get("/echo", headers=claims) as r:
+        assert r.status == 200
+        seen = (await r.json())["headers"]
+    assert seen["X-Kept"] == "1"
+    assert [k for k, _v in upstream.seen[-1]["headers"] if k.lower() == "x-ghapp-user"] == []
+
+
+async def test_the_preview_is_told_its_own_host_however_the_visitor_spelled_it(start_gateway, db, upstream, session):
+    """Attacked on 2026-12-01: a Host of any port, case or trailing dot names the preview (as it should), but was
+    passed on as `X-Forwarded-Host`: a preview building absolute links from it (as frameworks do) put the
+    visitor's `:1337` in its page, which a cache in front keyed by the canonical host served to everyone (web cache
+    poisoning). The gateway states the preview's own host."""
+    _client, gateway = await start_gateway()
+    name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
+    for spelled in (f"{name.upper()}.LOCALHOST.:1337", f"{name}.localhost:1337", f"{name}.localhost"):
+        async with session.get(
+            f"http://127.0.0.1:{gateway.port}/echo", headers={"Host": spelled}, allow_redirects=False
+        ) as r:
+            assert r.status == 200, spelled
+            seen = (await r.json())["headers"]
+        assert seen["X-Forwarded-Host"] == f"{name}.localhost" == URL(gateway.url(name)).raw_authority, spelled

@@ -211,7 +211,7 @@ def test_default_is_an_httproute_with_ghapps_external_auth(routes_root):
     assert external["protocol"] == "HTTP"
     assert external["backendRef"] == {"group": "", "kind": "Service", "name": "ghapp", "namespace": "ghapp", "port": 80}
     assert external["http"]["path"] == "/gateway/auth"
-    assert "Cookie" in external["http"]["allowedHeaders"]
+    assert {"Cookie", "Origin"} <= set(external["http"]["allowedHeaders"])  # Origin: no sibling preview's requests
     # An empty list would copy every header of ghapp's answer into the request to the preview.
     assert external["http"]["allowedResponseHeaders"]
     assert "forwardBody" not in external, "the preview's request body is none of ghapp's business"
@@ -302,7 +302,7 @@ def test_envoy_security_policy_instead_of_the_filter(routes_root):
     assert ext["http"]["backendRefs"] == [
         {"group": "", "kind": "Service", "name": "ghapp", "namespace": "ghapp", "port": 80}
     ]
-    assert "Cookie" in ext["headersToExtAuth"]
+    assert {"Cookie", "Origin"} <= set(ext["headersToExtAuth"])
     assert ext["http"]["headersToBackend"]
     assert "failOpen" not in ext, "an unreachable ghapp must close the preview, not open it"
     grant_from = manifests["reference_grant"]["spec"]["from"]

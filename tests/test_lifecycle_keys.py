@@ -295,6 +295,35 @@ async def test_max_previews_from_the_configuration_queues_the_second_preview_unt
     assert env["max_previews"] == 1
 
 
+async def test_a_repositorys_max_previews_cannot_lift_the_operators_cap(start_app, deliveries, db, settings):
+    """Attacked on 2026-12-01: a pull request's file saying `max_previews: 50` replaced the operator's
+    GHAPP_MAX_PREVIEWS once its preview had been deployed: closed and reopened beyond the operator's cap, it
+    deployed again. The operator's cap is a ceiling."""
+    client = await start_app(max_previews=1)
+    configure(client, RepoConfig(max_previews=50))
+    first = await opened(client, deliveries, 1)
+    await wait_for(lambda: converged(db, first, "active"), what="the first preview active")
+    closed = deliveries.pull_request("closed", number=1, sha=fake_sha(1))
+    assert (await post(client, deliveries, "pull_request", closed))[0] == 202
+    await wait_for(lambda: converged(db, first, "destroyed"), what="the first preview destroyed")
+    second = await opened(client, deliveries, 2)
+    await wait_for(lambda: converged(db, second, "active"), what="the second preview active")
+    runs_before = await db.fetchval("SELECT count(*) FROM runs WHERE environment_id = $1", first)
+
+    reopened = deliveries.pull_request("reopened", number=1, sha=fake_sha(1))
+    assert (await post(client, deliveries, "pull_request", reopened))[0] == 202
+    operator = settings.replace(max_previews=1)
+
+    async def held_in_line():
+        shown = await view(db, first, operator)
+        return "(max_previews = 1); position 1" in shown.check_run.summary
+
+    await wait_for(held_in_line, what="the reopened preview waiting under the operator's cap")
+    env = await environment(db, first)
+    assert env["status"] in ("pending", "destroyed") and not env["provisioned"]
+    assert await db.fetchval("SELECT count(*) FROM runs WHERE environment_id = $1", first) == runs_before
+
+
 async def _waiting(db, env_id):
     """Requeued with its repository's cap and held in line: pending, unconverged, no lease."""
     env = await environment(db, env_id)

@@ -4,6 +4,8 @@ organisation's defaults, and encoding `inputs` for Terraform."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -14,6 +16,7 @@ from ghapp.core.contract import Access
 from ghapp.core.repoconfig import (
     MAX_BYTES,
     MAX_NODES,
+    OPERATOR_INPUTS,
     ConfigProblem,
     ModuleRules,
     RepoConfig,
@@ -27,6 +30,7 @@ from ghapp.core.repoconfig import (
 from ghapp.schemas import preview_v1
 
 pytestmark = pytest.mark.fast
+ROOT = Path(__file__).parent.parent
 
 FULL = b"""\
 version: 1
@@ -233,6 +237,33 @@ def test_modules_are_checked_against_what_the_operator_allows():
     for path in ("../outside", "/etc", "infra/../../x"):
         with pytest.raises(ConfigProblem, match="relative path inside the repository"):
             check_module(parse(f"module: {{path: '{path}'}}\n".encode(), preview_v1()), rules)
+
+
+def test_the_operators_platform_inputs_are_refused_and_are_variables_of_ghapps_modules():
+    for name in ("pod_security_enforce", "network_policy_enabled", "ingress_annotations", "routing", "state_dir"):
+        with pytest.raises(ConfigProblem, match=rf"line 3: input '{name}' is a platform setting"):
+            parse(f"version: 1\ninputs:\n  {name}: x\n".encode(), preview_v1())
+    parse(b"inputs: {replicas: 2, command: python3 serve.py, image_repository: ghcr.io/a/b}\n", preview_v1())
+    declared = {
+        m.group(1)
+        for module in ("kubernetes", "local")
+        for m in re.finditer(r'^variable "(\w+)"', (ROOT / "terraform" / module / "variables.tf").read_text(), re.M)
+    }
+    assert OPERATOR_INPUTS <= declared
+
+
+def test_values_that_cannot_be_stored_or_passed_are_refused_at_their_line():
+    cases = {
+        b'version: 1\ninputs: {m: {"a\\0": 1}}\n': "line 2: input 'm' holds a NUL character",
+        b"inputs: {n: [0x" + b"f" * 4000 + b"]}\n": "line 1: input 'n' is a number too large",
+        b"ttl: " + b"9" * 5000 + b"d\n": "line 1: ttl is longer than 366 days",
+        b'wait_for: ["ci\\0"]\n': "line 1: wait_for holds a NUL character",
+    }
+    for text, reason in cases.items():
+        with pytest.raises(ConfigProblem) as raised:
+            parse(text, preview_v1())
+        assert str(raised.value).startswith(reason)
+    assert to_config(parse(b"ttl: 366d\ninputs: {n: 9223372036854775807}\n", preview_v1()).document).ttl == 366 * 86400
 
 
 def test_repository_patterns():

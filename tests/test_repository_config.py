@@ -179,6 +179,46 @@ async def test_an_invalid_file_fails_the_check_run_with_its_line_and_a_fixing_pu
     assert "Invalid" not in github.comments(REPO, 2)[0]["body"]
 
 
+async def test_a_pull_request_cannot_set_the_operators_platform_inputs(start_app, deliveries, db, github):
+    # Attacked on 2026-12-01: the kubernetes module's platform settings (pod security, network policy, routing,
+    # ingress annotations, ...) have defaults, so without this refusal a pull request's file chose them.
+    config = "version: 1\nmodule: inputs\ninputs:\n  pod_security_enforce: privileged\n  greeting: hi\n"
+    github.add_commit(REPO, {PATH: config}, sha=SHA)
+    client = await start_app()
+    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
+    env = await wait_for(lambda: settled(db, env_id, "failed"), what="the platform input refused")
+    assert env["hold"] == "invalid"
+    assert env["hold_reason"].startswith("line 4: input 'pod_security_enforce' is a platform setting")
+    assert await db.fetchval("SELECT count(*) FROM runs") == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('  greeting: "a\\0b"\n', "line 4: input 'greeting' holds a NUL character"),
+        ("  greeting: hi\n  n: 0x" + "f" * 4000 + "\n", "line 5: input 'n' is a number too large"),
+        (
+            "  greeting: hi\nmax_previews: 3000000000\n",
+            "line 5: max_previews: 3000000000 is greater than the maximum of 10000",
+        ),
+        ("  greeting: hi\nttl: 99999999999d\n", "line 5: ttl is longer than 366 days"),
+        ('  greeting: hi\npaths: ["a\\0"]\n', "line 5: paths holds a NUL character"),
+    ],
+)
+async def test_values_no_environment_variable_or_database_can_hold_are_refused_at_their_line(
+    start_app, deliveries, db, github, text, reason
+):
+    # Attacked on 2026-12-01: a NUL in a string, or an integer of thousands of digits (hex or binary, which
+    # Python reads past its 4300-digit limit for decimals), passed validation and broke later: the NUL in
+    # Terraform's environment, the huge number when encoded or stored.
+    github.add_commit(REPO, {PATH: "version: 1\nmodule: inputs\ninputs:\n" + text}, sha=SHA)
+    client = await start_app()
+    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
+    env = await wait_for(lambda: settled(db, env_id, "failed"), what="the value refused")
+    assert env["hold"] == "invalid" and env["hold_reason"].startswith(reason), env["hold_reason"]
+    assert await db.fetchval("SELECT count(*) FROM runs") == 0
+
+
 # --- the reader on its own -----------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,9 @@ SESSION_COOKIE = "ghapp_preview"  # on each preview's own host: HttpOnly, SameSi
 SECURE_SESSION_COOKIE = f"__Host-{SESSION_COOKIE}"
 TOKEN_HEADER = "X-Ghapp-Access-Token"  # automation; `Authorization: Bearer ghpa_...` works too
 TOKEN_PREFIX = "ghpa_"
+# The signed-in login, in ghapp's answer to a Kubernetes proxy's access check, which copies it to the preview's
+# request. ghapp's own gateway never forwards a visitor's: it would be the visitor's word on who they are.
+USER_HEADER = "X-Ghapp-User"
 RESERVED_PREFIX = "/_ghapp/"  # ghapp's own pages on every preview host
 SESSION_PATH = "/_ghapp/session"  # where a sign-in's ticket is turned into the preview host's cookie
 SIGN_IN_HANDOFF = "/_ghapp/signin"  # on a preview host: on to ghapp's sign-in (ingress-nginx's auth-signin)
@@ -77,6 +80,20 @@ def preview_name(host: str, domain: str, scheme: str = "http") -> str | None:
     if not dot or rest != domain or not _NAME.fullmatch(name):
         return None
     return name
+
+
+def from_another_preview(origin: str, name: str, domain: str) -> bool:
+    """Whether a request's `Origin` is a page of another preview of `domain` than `name`'s. Previews share a parent
+    domain, so browsers send the session cookie along with a sibling's requests (same site: SameSite does not stop
+    them) and apply no CORS to its WebSockets: such a request must not count as signed in."""
+    try:
+        parts = urllib.parse.urlsplit(origin.strip())
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    other = preview_name(parts.netloc, domain, parts.scheme)
+    return other is not None and other != name
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,9 +95,11 @@ def next_slice(keys: list[int], after: int | None, size: int) -> tuple[list[int]
 
 
 def preview_cap(operator_default: int | None, repository_value: int | None = None) -> int | None:
-    """The cap on live previews of a repository: its own `max_previews`, else the operator's GHAPP_MAX_PREVIEWS;
-    None: no cap. (The claim's SQL, db/runs.py, applies the same rule as `coalesce(max_previews, $cap)`.)"""
-    return repository_value if repository_value is not None else operator_default
+    """The cap on live previews of a repository: the lower of its own `max_previews` and the operator's
+    GHAPP_MAX_PREVIEWS (a ceiling: a pull request's file must not lift it); None: neither sets one. (The claim's
+    SQL, db/runs.py, applies the same rule as `least(max_previews, $cap)`, which skips NULLs.)"""
+    caps = [c for c in (repository_value, operator_default) if c is not None]
+    return min(caps) if caps else None
 
 
 def may_start_preview(live: int, position: int, cap: int | None) -> bool:

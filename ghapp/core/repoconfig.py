@@ -29,9 +29,54 @@ PATH = ".github/preview.yml"
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 16
 MAX_NODES = 1000  # keys and values in all: a real file has tens; validation costs time per node
+MAX_INTEGER = 2**63 - 1  # larger numbers are no setting; Python cannot even print one of 4300 digits
+MAX_DURATION = 366 * 86400  # ttl and sleep_after: longer ones overflow timestamps and are no setting either
 # The module contract's own inputs: ghapp sets them, a configuration never does.
 CONTRACT_INPUTS = frozenset(
     {"pr_number", "git_sha", "head_ref", "repository", "environment_id", "environment_name", "source_dir", "sleeping"}
+)
+# The platform settings of ghapp's own modules (terraform/kubernetes, terraform/local): where and how a preview is
+# routed, isolated and authorised, and which cluster and paths Terraform uses. The operator sets them (TF_VAR_* in
+# ghapp's environment, else the module's default); a pull request's file never does, or `pod_security_enforce:
+# privileged` or `ingress_annotations` with an NGINX snippet would be a pull request's to choose.
+OPERATOR_INPUTS = frozenset(
+    {
+        # terraform/kubernetes
+        "preview_domain",
+        "routing",
+        "auth_mode",
+        "gateway_parent_refs",
+        "ghapp_namespace",
+        "ghapp_service",
+        "wake_service",
+        "auth_request_headers",
+        "auth_response_headers",
+        "auth_signin_path",
+        "ingress_class_name",
+        "ingress_annotations",
+        "tls_default_certificate",
+        "tls_secret_name",
+        "cert_manager_cluster_issuer",
+        "image_pull_secret_name",
+        "env_from_secret_name",
+        "resource_quota",
+        "run_as_user",
+        "run_as_group",
+        "pod_security_enforce",
+        "network_policy_enabled",
+        "proxy_namespace",
+        "namespace_labels",
+        "namespace_annotations",
+        "namespace_delete_timeout",
+        "kubeconfig_path",
+        "kubeconfig_context",
+        # terraform/local
+        "git_url",
+        "port_base",
+        "state_dir",
+        "lifetime_lock",
+        "python",
+    }
 )
 # Parts of a name that say "this is a secret": inputs end up in Terraform's state, plans and logs.
 SECRET_WORDS = (
@@ -219,12 +264,21 @@ def parse(data: bytes, schema: Mapping[str, Any]) -> ParsedFile:
     if problems:
         raise problems[0]
     lines = {str(k.value): _line(k) for k, _v in node.value}
+    for key, value in document.items():
+        if key == "inputs":
+            continue  # below, input by input
+        if reason := _unusable(value):
+            raise ConfigProblem(f"{key} {reason}", lines.get(key))
+        if key in ("ttl", "sleep_after") and not _bounded_duration(value):
+            raise ConfigProblem(f"{key} is longer than {MAX_DURATION // 86400} days", lines.get(key))
     inputs_node = _child(node, "inputs")
     for key_node, _value in inputs_node.value if isinstance(inputs_node, yaml.MappingNode) else ():
         if key_node.tag != "tag:yaml.org,2002:str":
             raise ConfigProblem(f"input name {key_node.value!r} is not a name (quote it if it is one)", _line(key_node))
         _check_input_name(str(key_node.value), _line(key_node))
         lines[f"inputs.{key_node.value}"] = _line(key_node)
+        if reason := _unusable(document["inputs"][key_node.value]):
+            raise ConfigProblem(f"input {key_node.value!r} {reason}", _line(key_node))
         if not _finite(document["inputs"][key_node.value]):
             raise ConfigProblem(
                 f"input {key_node.value!r}: .nan and .inf are not numbers Terraform reads", _line(key_node)
@@ -359,6 +413,24 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__}"
 
 
+def _unusable(value: Any) -> str | None:
+    """Why a value that passed the schema cannot be used (stored as JSON in PostgreSQL, put in Terraform's
+    environment), or None."""
+    if isinstance(value, str) and "\x00" in value:
+        return "holds a NUL character, which no environment variable or database text can"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        return f"is a number too large (at most {MAX_INTEGER})"
+    if isinstance(value, list):
+        return next((reason for v in value if (reason := _unusable(v))), None)
+    if isinstance(value, dict):
+        return next((reason for k, v in value.items() if (reason := _unusable(k) or _unusable(v))), None)
+    return None
+
+
+def _bounded_duration(text: str) -> bool:
+    return all(len(n) <= 9 for n, _unit in _DURATION.findall(text)) and duration(text) <= MAX_DURATION
+
+
 def _finite(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
@@ -373,6 +445,12 @@ def _check_input_name(name: str, line: int | None) -> None:
     if name in CONTRACT_INPUTS:
         raise ConfigProblem(
             f"input {name!r} is set by ghapp itself (the module contract) and cannot be configured", line
+        )
+    if name in OPERATOR_INPUTS:
+        raise ConfigProblem(
+            f"input {name!r} is a platform setting of the operator's module (routing, isolation, access) and cannot "
+            f"be configured; the operator sets it (TF_VAR_{name})",
+            line,
         )
     lowered = name.lower()
     if any(word in lowered for word in SECRET_WORDS):

@@ -18,8 +18,8 @@ from ghapp.db.rows import maybe_environment
 
 # The fair claim (policy.claim_key): among due environments not leased by a live worker, destroys first, then the
 # repository with the fewest runs in flight (leases held, on any replica), then the author with the fewest, then
-# the longest due. A new preview beyond its repository's cap ($3, or the environment's own max_previews) waits in
-# preview_queue (migration 008) and is not claimable.
+# the longest due. A new preview beyond its repository's cap (the lower of $3 and the environment's own
+# max_previews) waits in preview_queue (migration 008) and is not claimable.
 _CLAIM = """
 WITH in_flight AS (
     SELECT repo_id, author FROM environments WHERE lease_owner IS NOT NULL AND lease_until >= now()
@@ -28,7 +28,7 @@ WITH in_flight AS (
 ), by_author AS (
     SELECT author, count(*) AS n FROM in_flight GROUP BY author
 ), held AS (
-    SELECT id FROM preview_queue WHERE live + position > coalesce(max_previews, $3::int)
+    SELECT id FROM preview_queue WHERE live + position > least(max_previews, $3::int)
 )
 UPDATE environments SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
 WHERE id = (SELECT e.id FROM environments e
@@ -60,7 +60,7 @@ _DUE = """
 SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now()))::float8
 FROM environments e WHERE generation > observed_generation AND next_attempt_at IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM preview_queue q
-                  WHERE q.id = e.id AND q.live + q.position > coalesce(q.max_previews, $1::int))"""
+                  WHERE q.id = e.id AND q.live + q.position > least(q.max_previews, $1::int))"""
 
 
 async def seconds_until_due(conn: asyncpg.Connection, max_previews: int | None = None) -> float | None:

@@ -45,12 +45,14 @@ from ghapp.core.access import (
     SESSION_TTL,
     SIGN_IN_HANDOFF,
     TOKEN_HEADER,
+    USER_HEADER,
     DecisionCache,
     Facts,
     PreviewTarget,
     Verdict,
     cookie_value,
     effective_access,
+    from_another_preview,
     original_request,
     presented_token,
     preview_name,
@@ -77,6 +79,9 @@ SIGN_IN_PATH = "/gateway/sign-in"
 CALLBACK_PATH = "/gateway/callback"
 AUTH_PATH = "/gateway/auth"
 SIGN_IN_COOKIE = "ghapp_sign_in"  # on ghapp's own host, path /gateway/: the sign-in's state and return URL
+# On https: `__Host-` (path /), which only ghapp's own host can set. Without the prefix, any host of the same
+# registrable domain (a preview's page, with `domain=example.com`) could plant its own state: a login CSRF.
+SECURE_SIGN_IN_COOKIE = f"__Host-{SIGN_IN_COOKIE}"
 SIGN_IN_WINDOW = 10 * 60  # seconds to come back from GitHub
 TICKET_TTL = 60
 SESSION_CACHE_TTL = 10.0  # a revoked session or token still works this long on other replicas
@@ -118,6 +123,11 @@ class AccessControl:
     def https(self) -> bool:
         return self.settings.base_url.startswith("https://")
 
+    @property
+    def sign_in_cookie(self) -> tuple[str, str]:
+        """The sign-in cookie's name and path."""
+        return (SECURE_SIGN_IN_COOKIE, "/") if self.https else (SIGN_IN_COOKIE, "/gateway/")
+
     # the decision
 
     async def decide(self, env: Environment, host: str, https: bool, headers) -> Decision:
@@ -129,6 +139,8 @@ class AccessControl:
         if access is Access.REPOSITORY:
             if (token := presented_token(headers)) is not None:
                 facts = Facts(access, facts.sign_in_configured, token_valid=await self._token_opens(token, env))
+            elif from_another_preview(headers.get("Origin", ""), env.name, self.settings.gateway_domain):
+                pass  # a sibling preview's page: its requests carry the visitor's cookie but are not the visitor's
             elif (session_id := cookie_value(cookie_header, session_cookie(https))) and 20 <= len(session_id) <= 100:
                 person = await self._person(session_id, host.lower())
                 if person is not None and person.repo_id == env.repo_id:
@@ -245,11 +257,12 @@ async def check_access(request: web.Request, env: Environment) -> web.StreamResp
 
 
 def forwarded_headers(headers) -> list[tuple[str, str]]:
-    """The request's headers as the preview may see them: without ghapp's session cookie and automation token."""
+    """The request's headers as the preview may see them: without ghapp's session cookie and automation token, and
+    without a visitor's claim to be a signed-in person (`X-Ghapp-User`)."""
     kept: list[tuple[str, str]] = []
     for name, value in headers.items():
         lower = name.lower()
-        if lower == TOKEN_HEADER.lower():
+        if lower in (TOKEN_HEADER.lower(), USER_HEADER.lower()):
             continue
         if lower == "authorization" and presented_token({"Authorization": value}) is not None:
             continue
@@ -284,11 +297,12 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     }
     response = _redirect(f"{settings.github_web_url}/login/oauth/authorize?{urllib.parse.urlencode(query)}")
     packed = base64.urlsafe_b64encode(json.dumps([state, target.url]).encode()).decode()
+    name, path = control.sign_in_cookie
     response.set_cookie(
-        SIGN_IN_COOKIE,
+        name,
         packed,
         max_age=SIGN_IN_WINDOW,
-        path="/gateway/",
+        path=path,
         httponly=True,
         samesite="Lax",  # GitHub's redirect back is a top-level GET from another site
         secure=control.https,
@@ -309,7 +323,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
     """`GET /gateway/callback?code&state`: GitHub sends the browser back here; on to the preview with a ticket."""
     control = request.app[ACCESS]
     settings = control.settings
-    started = _unpack(request.cookies.get(SIGN_IN_COOKIE, ""))
+    cookie, path = control.sign_in_cookie
+    started = _unpack(request.cookies.get(cookie, ""))
     state = request.query.get("state", "")
     if started is None or not state or not auth.same_secret(started[0], state):
         control.count_sign_in("bad_state")
@@ -350,7 +365,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
             await store.create_ticket(conn, ticket, person, TICKET_TTL)
         control.count_sign_in("allowed")
         response = _redirect(target.at(f"{SESSION_PATH}?{urllib.parse.urlencode({'ticket': ticket})}"))
-    response.del_cookie(SIGN_IN_COOKIE, path="/gateway/", httponly=True, samesite="Lax", secure=control.https)
+    response.del_cookie(cookie, path=path, httponly=True, samesite="Lax", secure=control.https)
     return response
 
 
@@ -468,7 +483,7 @@ async def external_auth(request: web.Request) -> web.StreamResponse:
     scheme, host = original
     decision = await control.decide(env, host, scheme == "https", request.headers)
     if decision.verdict is Verdict.ALLOW:
-        return web.Response(status=200, text="ok", headers={"X-Ghapp-User": decision.login})
+        return web.Response(status=200, text="ok", headers={USER_HEADER: decision.login})
     if decision.verdict is Verdict.SIGN_IN:
         path = request.path_qs.removeprefix(AUTH_PATH)  # Gateway API appends the visitor's path
         target = control.sign_in_url(f"{scheme}://{host}{path if path.startswith('/') else '/'}")

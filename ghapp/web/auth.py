@@ -1,6 +1,8 @@
 """Who may write: an operator signed in with GHAPP_ADMIN_TOKEN (a server-side session in PostgreSQL, named by a
 random id in the cookie, with a CSRF token bound to it) or an API client presenting
-`Authorization: Bearer <GHAPP_ADMIN_TOKEN>`. Failed attempts are throttled per client address. The request
+`Authorization: Bearer <GHAPP_ADMIN_TOKEN>`. Wrong admin tokens are throttled per client address; a write without
+credentials or without its CSRF token is refused but not counted (any page the operator opens can send those, and
+must not lock the operator out; the session id and CSRF token are random, so there is nothing to guess). The request
 helpers answer with a `Refusal` instead of raising, so HTML and JSON callers word it their own way."""
 
 from __future__ import annotations
@@ -130,11 +132,9 @@ def check_form(request: web.Request, form) -> Refusal | None:
         return refusal
     current = session(request)
     if current is None:
-        return _failed(request, Refusal(401, "sign in first"))
+        return Refusal(401, "sign in first")
     if not same_secret(current.csrf, str(form.get(CSRF_FIELD, ""))):
-        return _failed(
-            request, Refusal(403, "the form's CSRF token is missing or wrong; reload the page and try again")
-        )
+        return Refusal(403, "the form's CSRF token is missing or wrong; reload the page and try again")
     return None
 
 
@@ -156,9 +156,9 @@ def check_api(request: web.Request) -> Refusal | None:
         return None
     current = session(request)
     if current is None:
-        return _failed(request, Refusal(401, "use Authorization: Bearer <GHAPP_ADMIN_TOKEN>"))
+        return Refusal(401, "use Authorization: Bearer <GHAPP_ADMIN_TOKEN>")
     if not same_secret(current.csrf, request.headers.get(CSRF_HEADER, "")):
-        return _failed(request, Refusal(403, f"a session needs the {CSRF_HEADER} header"))
+        return Refusal(403, f"a session needs the {CSRF_HEADER} header")
     return None
 
 

@@ -146,8 +146,8 @@ variable "wake_service" {
 
 variable "auth_request_headers" {
   type        = list(string)
-  default     = ["Cookie"]
-  description = "Headers of the visitor's request that the proxy passes to ghapp's access check, besides Host, Method, Path, Content-Length and Authorization (always passed)."
+  default     = ["Cookie", "Origin"]
+  description = "Headers of the visitor's request that the proxy passes to ghapp's access check, besides Host, Method, Path, Content-Length and Authorization (always passed). Origin: a request from another preview's page is not signed in."
 
   validation {
     condition     = length(var.auth_request_headers) <= 16 && alltrue([for h in var.auth_request_headers : can(regex("^[A-Za-z0-9-]{1,64}$", h))])
