@@ -21,6 +21,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from ghapp.core.access import SESSION_COOKIE, TOKEN_HEADER
+from ghapp.db import sleep
 from ghapp.gateway.wake import MARKER, RETRY_AFTER
 from tests.support import ROOT, ServeProcess, deliver, environment, ready, runs, wait_for
 from tests.test_browser import browser, console_errors, page  # noqa: F401 - fixtures
@@ -29,6 +30,7 @@ from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA, comment_on_p
 ADMIN = "kX2v9QpLw7RzT4mNb8YcJ1hE"
 ECHO = f"exec python3 {shlex.quote(str(ROOT / 'tests' / 'preview_echo.py'))}"
 REPOSITORY_ONLY = "version: 1\naccess: repository\n"
+SLEEP_AFTER = 30.0  # GHAPP_SLEEP_AFTER where the idle sleeper is under test: it looks every 1.5 s
 
 
 @pytest.fixture
@@ -102,9 +104,7 @@ async def put_to_sleep(proc: ServeProcess, db, env: dict) -> dict:
     """Asleep by the API (the dashboard's and `/preview sleep`'s write): its process stopped."""
     async with (
         aiohttp.ClientSession() as s,
-        s.post(
-            f"{proc.url}/api/environments/{env['id']}/sleep", headers={"Authorization": f"Bearer {ADMIN}"}
-        ) as r,
+        s.post(f"{proc.url}/api/environments/{env['id']}/sleep", headers={"Authorization": f"Bearer {ADMIN}"}) as r,
     ):
         assert r.status == 202, await r.text()
     asleep = await wait_for(lambda: _converged(db, env["id"], "sleeping"), timeout=90, what="asleep")
@@ -124,6 +124,10 @@ async def applies(db, env_id: int) -> int:
     return len([r for r in await runs(db, env_id) if r["action"] == "apply"])
 
 
+async def _is(answer, status: int) -> bool:
+    return await answer() == status
+
+
 def seen_by_preview(text: str) -> dict:
     return json.loads(text)
 
@@ -136,7 +140,7 @@ async def test_a_reader_signs_in_and_sees_the_preview_which_never_sees_ghapps_co
 ):
     proc = await start()
     env = await deployed(proc, deliveries, db)
-    assert env["access"] == "repository", "the repository's .github/preview.yml says so; the operator's default is public"
+    assert env["access"] == "repository", "from .github/preview.yml; the operator's default is public"
 
     async with aiohttp.ClientSession() as s, through_gateway(s, proc, env, headers={"Accept": "application/json"}) as r:
         assert r.status == 401 and "sign_in" in await r.json(), "a script without credentials sees nothing"
@@ -160,6 +164,18 @@ async def test_a_reader_signs_in_and_sees_the_preview_which_never_sees_ghapps_co
     assert session["domain"] == f"{env['name']}.localhost" and session["httpOnly"] and session["sameSite"] == "Lax"
     await context.close()
 
+    # alice revokes the App's authorization on GitHub: her session ends (within the replicas' short session cache)
+    async def with_session() -> int:
+        headers = {"Accept": "application/json", "Cookie": f"{SESSION_COOKIE}={session['value']}"}
+        async with aiohttp.ClientSession() as s, through_gateway(s, proc, env, headers=headers) as r:
+            return r.status
+
+    assert await with_session() == 200
+    revoked = deliveries.payload("github_app_authorization.revoked")
+    revoked["sender"] = {**revoked["sender"], "login": "alice", "id": github.revoke_authorization("alice")}
+    await deliver(proc, deliveries, revoked, "github_app_authorization")
+    await wait_for(lambda: _is(with_session, 401), what="alice's session ended")
+
     refused = await browser.new_context()
     page = await refused.new_page()
     github.sign_in_as("mallory")
@@ -175,9 +191,7 @@ async def test_a_reader_signs_in_and_sees_the_preview_which_never_sees_ghapps_co
 # 2. A sleeping preview woken by a browser
 
 
-async def test_a_signed_in_browser_wakes_a_sleeping_preview(
-    start, deliveries, db, github, page: Page, console_errors
-):
+async def test_a_signed_in_browser_wakes_a_sleeping_preview(start, deliveries, db, github, page: Page, console_errors):
     proc = await start()
     env = await deployed(proc, deliveries, db)
     github.sign_in_as("alice")
@@ -204,10 +218,16 @@ async def test_a_signed_in_browser_wakes_a_sleeping_preview(
 # 3. Scripts: held until awake, 503 past the limit, two replicas wake once
 
 
-async def test_a_script_is_held_until_the_preview_wakes_and_answers(start, deliveries, db):
-    proc = await start()
+async def test_an_idle_preview_sleeps_and_a_script_is_held_until_it_wakes_and_answers(start, deliveries, db):
+    proc = await start(GHAPP_SLEEP_AFTER=f"{SLEEP_AFTER:g}s")
     env = await deployed(proc, deliveries, db)
-    await put_to_sleep(proc, db, env)
+    await db.execute(
+        """UPDATE environments SET last_activity_at = now() - interval '1 hour',
+                                   last_request_at = now() - interval '1 hour' WHERE id = $1""",
+        env["id"],
+    )
+    asleep = await wait_for(lambda: _converged(db, env["id"], "sleeping"), timeout=90, what="put to sleep when idle")
+    assert asleep["desired_sleeping"] and not await _answers(asleep["preview_url"])
     before = await applies(db, env["id"])
     token = await create_token(proc, REPO)
 
@@ -215,12 +235,14 @@ async def test_a_script_is_held_until_the_preview_wakes_and_answers(start, deliv
         aiohttp.ClientSession() as s,
         through_gateway(s, proc, env, "/api/items?x=1", headers={TOKEN_HEADER: token, "Accept": "*/*"}) as r,
     ):
-        assert r.status == 200 and MARKER not in r.headers
+        assert r.status == 200 and MARKER not in r.headers, (dict(r.headers), await r.text())
         seen = seen_by_preview(await r.text())
     assert seen["preview"] == f"{REPO}#2" and seen["path"] == "/api/items?x=1"
     assert await applies(db, env["id"]) == before + 1
     awake = await environment(db, env["id"])
     assert (awake["status"], awake["desired_sleeping"], awake["wake_requested_at"]) == ("active", False, None)
+    async with db.acquire() as conn:  # the wake counts as a request: it does not fall asleep again at once
+        assert await sleep.sleep_idle(conn, SLEEP_AFTER) == []
     async with aiohttp.ClientSession() as s, s.get(f"{proc.url}/metrics") as r:
         metrics = await r.text()
     assert "ghapp_wakeups_total 1.0" in metrics and "ghapp_wake_latency_seconds_count 1.0" in metrics
@@ -277,17 +299,20 @@ async def _token_api(proc: ServeProcess, method: str, path: str, **kwargs) -> di
 
 
 async def test_access_tokens_open_one_repositorys_previews_until_revoked(start, deliveries, db):
-    proc = await start()
+    proc, replica = await start(), await start()
     env = await deployed(proc, deliveries, db)
     made = await _token_api(proc, "POST", "/api/access-tokens", json={"repository": REPO, "description": "e2e"})
     other = await create_token(proc, "Codertocat/Other")
 
-    async def fetch(**headers: str) -> tuple[int, dict]:
+    async def fetch(via: ServeProcess = proc, **headers: str) -> tuple[int, dict]:
         async with (
             aiohttp.ClientSession() as s,
-            through_gateway(s, proc, env, "/checkout", headers={"Accept": "application/json", **headers}) as r,
+            through_gateway(s, via, env, "/checkout", headers={"Accept": "application/json", **headers}) as r,
         ):
             return r.status, await r.json()
+
+    async def replica_refuses() -> bool:
+        return (await fetch(replica, **{TOKEN_HEADER: made["token"]}))[0] == 403
 
     status, seen = await fetch(**{TOKEN_HEADER: made["token"], "Authorization": "Basic cHJldmlldzpvd24="})
     assert status == 200 and seen["path"] == "/checkout"
@@ -302,6 +327,9 @@ async def test_access_tokens_open_one_repositorys_previews_until_revoked(start, 
     status, body = await fetch()
     assert status == 401
 
+    assert (await fetch(replica, **{TOKEN_HEADER: made["token"]}))[0] == 200, "any replica's gateway"
+
     await _token_api(proc, "DELETE", f"/api/access-tokens/{made['id']}")
     status, body = await fetch(**{TOKEN_HEADER: made["token"]})
-    assert status == 403 and "revoked" in body["error"]
+    assert status == 403 and "revoked" in body["error"], "at once on the replica that revoked it"
+    await wait_for(replica_refuses, what="the other replica refusing the revoked token (its cache: 10 s)")
