@@ -252,8 +252,14 @@ async def test_past_the_wake_timeout_a_script_gets_503_with_retry_after(start, d
     proc = await start(GHAPP_WAKE_TIMEOUT="0.05s")
     env = await deployed(proc, deliveries, db)
     await put_to_sleep(proc, db, env)
-    token = await create_token(proc, REPO)
+    token, others = await create_token(proc, REPO), await create_token(proc, "Codertocat/Other")
     headers = {TOKEN_HEADER: token, "Accept": "application/json"}
+
+    for stranger, refused in (({}, 401), ({TOKEN_HEADER: others}, 403)):  # who may not see it cannot wake it
+        async with aiohttp.ClientSession() as s, through_gateway(s, proc, env, "/api", headers=stranger) as r:
+            assert r.status == refused and MARKER not in r.headers
+    still = await environment(db, env["id"])
+    assert (still["status"], still["desired_sleeping"], still["wake_requested_at"]) == ("sleeping", True, None)
 
     async with aiohttp.ClientSession() as s, through_gateway(s, proc, env, "/api", headers=headers) as r:
         assert r.status == 503 and r.headers["Retry-After"] == str(RETRY_AFTER)
