@@ -235,7 +235,7 @@ async def test_an_idle_preview_sleeps_and_a_script_is_held_until_it_wakes_and_an
         aiohttp.ClientSession() as s,
         through_gateway(s, proc, env, "/api/items?x=1", headers={TOKEN_HEADER: token, "Accept": "*/*"}) as r,
     ):
-        assert r.status == 200 and MARKER not in r.headers, (dict(r.headers), await r.text())
+        assert r.status == 200 and MARKER not in r.headers, (await r.text(), proc.log()[-4000:])
         seen = seen_by_preview(await r.text())
     assert seen["preview"] == f"{REPO}#2" and seen["path"] == "/api/items?x=1"
     assert await applies(db, env["id"]) == before + 1
@@ -283,7 +283,7 @@ async def test_two_replicas_and_many_requests_wake_a_preview_with_one_apply(star
             return r.status, await r.text()
 
     answers = await asyncio.gather(*(request((first, second)[i % 2], i) for i in range(12)))
-    assert [status for status, _text in answers] == [200] * 12, answers
+    assert [status for status, _text in answers] == [200] * 12, (answers, first.log()[-4000:], second.log()[-4000:])
     assert sorted(seen_by_preview(text)["path"] for _status, text in answers) == sorted(f"/n/{i}" for i in range(12))
     assert await applies(db, env["id"]) == before + 1, "more than one apply woke the preview"
 
