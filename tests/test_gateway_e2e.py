@@ -92,7 +92,15 @@ def through_gateway(
 async def deployed(proc: ServeProcess, deliveries, db) -> dict:
     """PR #2 opened and its preview active (the environment's row)."""
     env_id = (await deliver(proc, deliveries, deliveries.pull_request("opened")))["environment_id"]
-    return await wait_for(lambda: _converged(db, env_id, "active"), timeout=90, what="the preview active")
+    return await settled(proc, db, env_id, "active", "the preview active")
+
+
+async def settled(proc: ServeProcess, db, env_id: int, status: str, what: str) -> dict:
+    """The environment once converged with `status`; on a timeout the failure shows the end of the replica's log."""
+    try:
+        return await wait_for(lambda: _converged(db, env_id, status), timeout=90, what=what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- the end of ghapp serve's log:\n{proc.log()[-4000:]}") from None
 
 
 async def _converged(db, env_id: int, status: str) -> dict | None:
@@ -107,7 +115,7 @@ async def put_to_sleep(proc: ServeProcess, db, env: dict) -> dict:
         s.post(f"{proc.url}/api/environments/{env['id']}/sleep", headers={"Authorization": f"Bearer {ADMIN}"}) as r,
     ):
         assert r.status == 202, await r.text()
-    asleep = await wait_for(lambda: _converged(db, env["id"], "sleeping"), timeout=90, what="asleep")
+    asleep = await settled(proc, db, env["id"], "sleeping", "asleep")
     assert not await _answers(asleep["preview_url"]), "the preview's process still answers while asleep"
     return asleep
 
@@ -199,7 +207,7 @@ async def test_a_signed_in_browser_wakes_a_sleeping_preview(start, deliveries, d
     await expect(page.get_by_role("heading")).to_have_text(f"Echo from {REPO} #2")
 
     await deliver(proc, deliveries, comment_on_pr(deliveries, "/preview sleep", github=github), "issue_comment")
-    asleep = await wait_for(lambda: _converged(db, env["id"], "sleeping"), timeout=90, what="asleep by the command")
+    asleep = await settled(proc, db, env["id"], "sleeping", "asleep by the command")
     assert not await _answers(asleep["preview_url"])
     before = await applies(db, env["id"])
 
@@ -226,7 +234,7 @@ async def test_an_idle_preview_sleeps_and_a_script_is_held_until_it_wakes_and_an
                                    last_request_at = now() - interval '1 hour' WHERE id = $1""",
         env["id"],
     )
-    asleep = await wait_for(lambda: _converged(db, env["id"], "sleeping"), timeout=90, what="put to sleep when idle")
+    asleep = await settled(proc, db, env["id"], "sleeping", "put to sleep when idle")
     assert asleep["desired_sleeping"] and not await _answers(asleep["preview_url"])
     before = await applies(db, env["id"])
     token = await create_token(proc, REPO)
@@ -264,7 +272,7 @@ async def test_past_the_wake_timeout_a_script_gets_503_with_retry_after(start, d
     async with aiohttp.ClientSession() as s, through_gateway(s, proc, env, "/api", headers=headers) as r:
         assert r.status == 503 and r.headers["Retry-After"] == str(RETRY_AFTER)
         assert "waking up" in (await r.json())["error"]
-    await wait_for(lambda: _converged(db, env["id"], "active"), timeout=90, what="awake all the same")
+    await settled(proc, db, env["id"], "active", "awake all the same")
     async with aiohttp.ClientSession() as s, through_gateway(s, proc, env, "/api", headers=headers) as r:
         assert r.status == 200 and seen_by_preview(await r.text())["path"] == "/api"
 
