@@ -170,6 +170,12 @@ async def test_a_reader_signs_in_and_sees_the_preview_which_never_sees_ghapps_co
     assert forwarded["x-forwarded-host"] == f"{env['name']}.localhost:{gateway_port(proc)}"
     session = next(c for c in await context.cookies() if c["name"] == SESSION_COOKIE)
     assert session["domain"] == f"{env['name']}.localhost" and session["httpOnly"] and session["sameSite"] == "Lax"
+    assert await page.evaluate("document.cookie") == "theme=dark", "the session cookie is HttpOnly"
+    assert await db.fetchval("SELECT login FROM access_sessions") == "alice"
+    # signed in: another page of the preview needs no new trip to GitHub
+    await page.goto(preview_url(proc, env, "/other"))
+    await expect(page.get_by_role("heading")).to_have_text(f"Echo from {REPO} #2")
+    assert len(github.calls("web/oauth-authorize")) == 1
     await context.close()
 
     # alice revokes the App's authorization on GitHub: her session ends (within the replicas' short session cache)
