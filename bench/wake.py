@@ -7,9 +7,9 @@ preview's own answer (target p50 <= 2 s on this 2-core machine; a sleeping Rende
 `python -m ghapp serve` (own data dir and embedded PostgreSQL, terraform/local, GHAPP_SLEEP_AFTER=never so only
 the benchmark puts the preview to sleep) gets one `pull_request.opened`. Each round: the preview is put to sleep
 (db/sleep.request_sleep, as `/preview sleep` does) and the benchmark waits until it is `sleeping` and its port is
-closed; then one request with `Accept: */*` goes through the wake guard (tests/wake_front.py, the stand-in for the
-gateway: the guard holds the request until the preview is active, then the preview's answer is fetched) and the
-time to the first byte of the answer is taken. The answer must be the preview's page. ghapp's own
+closed; then one request with `Accept: */*` goes to the preview's host on ghapp's own gateway (GHAPP_GATEWAY_PORT:
+its wake guard holds the request until the preview is active, then the gateway proxies it) and the time to the
+first byte of the preview's answer is taken. The answer must be the preview's page. ghapp's own
 `ghapp_wake_latency_seconds` (request → `active`, from /metrics) is reported beside it.
 """
 
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-from aiohttp.test_utils import TestServer
 
 from bench._common import (
     LOCAL_MODULE,
@@ -39,7 +38,6 @@ from bench._common import (
 )
 from bench.provisioning import kill_leftovers
 from ghapp.db import sleep
-from tests.wake_front import front_app
 
 
 async def _status(url: str, env_id: int) -> dict:
@@ -85,9 +83,8 @@ async def main(rounds: int) -> None:
             database_url = serve.database_url()
             assert database_url
             pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-            server = TestServer(await front_app(pool, env_id), host="127.0.0.1")
-            await server.start_server()
-            front = str(server.make_url("/"))
+            gateway_port = serve.env["GHAPP_GATEWAY_PORT"]
+            front, host = f"http://127.0.0.1:{gateway_port}/", f"{env['name']}.localhost:{gateway_port}"
             latencies = []
             try:
                 async with aiohttp.ClientSession() as session:
@@ -97,14 +94,13 @@ async def main(rounds: int) -> None:
                         await _until(lambda: _sleeping(serve.url, env_id))
                         await _until(lambda: _closed(url))
                         started = time.perf_counter()
-                        async with session.get(front, headers={"Accept": "*/*"}) as r:
+                        async with session.get(front, headers={"Accept": "*/*", "Host": host}) as r:
                             first = await r.content.readany()
                             first_byte = time.perf_counter() - started
                             page = (first + await r.content.read()).decode(errors="replace")
                         assert r.status == 200 and opened.repository in page, (r.status, page[:200])
                         latencies.append(first_byte)
             finally:
-                await server.close()
                 await pool.close()
             metrics = http_json(f"{serve.url}/metrics")[1]
         finally:

@@ -20,7 +20,7 @@ from ghapp.db.embedded import EmbeddedPostgres
 from ghapp.web import keys
 from ghapp.web.app import create_app
 from tests.fake_github import fake_github  # noqa: F401 - the fixture, shared by every test module
-from tests.support import ROOT, Deliveries, ServeProcess, free_port, processes_with, wait_for
+from tests.support import ROOT, Deliveries, ServeProcess, free_port, preview_port_base, processes_with, wait_for
 
 SCRIPTED_MODULE = ROOT / "tests" / "modules" / "scripted"
 LOCAL_MODULE = ROOT / "terraform" / "local"
@@ -159,7 +159,7 @@ def serve(tmp_path, database_url, terraform_bin):
     end, with whatever previews they left."""
     started: list[ServeProcess] = []
     data_dir = tmp_path / "data"
-    port_base = 30000 + os.getpid() % 5000
+    port_base = preview_port_base()
 
     def make(**extra) -> ServeProcess:
         env = {

@@ -205,11 +205,22 @@ class ServeProcess:
         return self.log_path.read_text(errors="replace")
 
 
+PREVIEW_PORTS = 30000  # previews of terraform/local in tests listen from here on (preview_port_base)
+
+
+def preview_port_base() -> int:
+    """TF_VAR_port_base for terraform/local in tests: each pytest process its own base, so sessions running at once
+    rarely meet, and out of free_port's range: a sleeping preview's port (closed while it sleeps) is never handed to
+    a server that then keeps its wake from starting. Below the ephemeral range for environment ids up to 60."""
+    return PREVIEW_PORTS + os.getpid() % 2700
+
+
 def free_port() -> int:
     """A free port below Linux's ephemeral range (32768-60999): no outgoing connection takes it before the server
-    binds it, no self-connect makes it look open, and it is away from the local module's default 20000 + id."""
+    binds it, no self-connect makes it look open, and it is away from the local module's default 20000 + id and
+    from the previews' ports in tests (preview_port_base)."""
     for _ in range(200):
-        port = random.randrange(21000, 32000)
+        port = random.randrange(21000, PREVIEW_PORTS)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))

@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.conftest import LOCAL_MODULE
-from tests.support import Deliveries, environment, fake_sha, processes_with, wait_for
+from tests.support import Deliveries, environment, fake_sha, preview_port_base, processes_with, wait_for
 from tests.test_dashboard import TOKEN, seed
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -242,7 +242,7 @@ async def _running_run(db, env_id):
 @pytest.fixture
 def local_previews(settings):
     """terraform/local as the module; whatever previews are left at the end are killed."""
-    port_base = 30000 + os.getpid() % 5000
+    port_base = preview_port_base()
     yield {"terraform_module": LOCAL_MODULE, "terraform_env": {"TF_VAR_port_base": str(port_base)}}
     for pid in processes_with(str(settings.data_dir)):
         with contextlib.suppress(ProcessLookupError):

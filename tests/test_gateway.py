@@ -17,7 +17,9 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from ghapp.gateway import app as preview_gateway
 from ghapp.gateway.keys import ENVIRONMENT
+from ghapp.gateway.wake import MARKER
 from ghapp.web import keys
 from ghapp.web.app import create_app
 from tests.support import free_port, ready, wait_for
@@ -300,6 +302,26 @@ async def test_websockets_both_ways_with_subprotocol_and_close_codes(start_gatew
 
 async def _closed(upstream: Upstream) -> bool:
     return bool(upstream.ws_closed_with)
+
+
+async def test_a_preview_put_to_sleep_a_moment_ago_wakes_instead_of_refusing(
+    start_gateway, db, aiohttp_server, session, monkeypatch
+):
+    """The gateway remembers a preview's row for a moment; one put to sleep since refuses connections. Nothing was
+    sent, so the gateway looks again and the wake guard answers (a browser: the waking page), not a 502."""
+    monkeypatch.setattr(preview_gateway, "LOOKUP_TTL", 3600.0)  # the stale row stays cached for the whole test
+    preview = Upstream()
+    server = await aiohttp_server(preview.app)
+    _client, gateway = await start_gateway()
+    name = await add_preview(db, 1, f"http://127.0.0.1:{server.port}/")
+    async with Client(session, gateway.port, name).get("/echo") as r:
+        assert r.status == 200
+
+    await server.close()  # asleep: its process stopped, the row says so
+    await db.execute("UPDATE environments SET status = 'sleeping', desired_sleeping = true")
+    async with Client(session, gateway.port, name).get("/", headers={"Accept": "text/html"}) as r:
+        assert r.status == 503 and r.headers[MARKER] == "waking", await r.text()
+    assert await db.fetchval("SELECT wake_requested_at IS NOT NULL AND NOT desired_sleeping FROM environments")
 
 
 async def test_upstream_errors_are_clear_pages(start_gateway, db, upstream, session):

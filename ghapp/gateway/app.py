@@ -10,7 +10,9 @@ A request goes through, in order:
 2. `/_ghapp/...`: ghapp's own pages on preview hosts (below); they are not proxied and no guard runs before them;
 3. the guards, in order (below); the first that answers ends the request with its answer;
 4. a preview that is not `active` (or has no http(s) `preview_url`): a page saying its status;
-5. the proxy (ghapp/gateway/proxy.py); the request is counted in `ghapp_gateway_requests_total{code}` and its
+5. the proxy (ghapp/gateway/proxy.py); a preview that refuses the connection is looked up again, uncached, and the
+   request goes through 3-5 once more if its row changed (put to sleep a moment ago: the wake guard answers); the
+   request is counted in `ghapp_gateway_requests_total{code}` and its
    environment's activity recorded (`Activity`, written in one batched UPDATE every few seconds).
 
 Hooks for other parts (add them before the application starts, e.g. in `ghapp/web/app.create_app`; `gateway` is
@@ -55,7 +57,7 @@ from ghapp.db import gateway as queries
 from ghapp.gateway import pages
 from ghapp.gateway.activity import Activity
 from ghapp.gateway.keys import ENVIRONMENT, GUARDS, RESERVED, Guard, RequestFilter
-from ghapp.gateway.proxy import Upstream
+from ghapp.gateway.proxy import Refused, Upstream
 from ghapp.web import keys
 from ghapp.web.metrics import Metrics
 
@@ -137,6 +139,28 @@ class Gateway:
         return await handler(request)
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._guarded_forward(request)
+        except Refused as refused:
+            # The preview's row may be up to LOOKUP_TTL old: one put to sleep, moved or destroyed a moment ago refuses
+            # connections. Nothing was sent yet, so look again and, if it changed, answer as it is now.
+            cached = request[ENVIRONMENT]
+            self.forget(cached.name)
+            try:
+                fresh = await self.environment(cached.name)
+            except db.UNAVAILABLE:
+                return refused.page
+            if fresh is None:
+                return pages.unknown_host(request.host)
+            if fresh == cached:
+                return refused.page
+            request[ENVIRONMENT] = fresh
+            try:
+                return await self._guarded_forward(request)
+            except Refused as again:
+                return again.page
+
+    async def _guarded_forward(self, request: web.Request) -> web.StreamResponse:
         for guard in self.guards:
             if (answer := await guard(request, request[ENVIRONMENT])) is not None:
                 return answer

@@ -31,6 +31,15 @@ PER_PREVIEW = 256  # concurrent upstream connections per preview
 _UNSENDABLE_CLOSE = {None, 1005, 1006, 1015}  # codes that say "no code" or "abnormal", never sent in a frame
 
 
+class Refused(Exception):
+    """The preview refused the connection: nothing of the request was sent, so the caller may look at the preview
+    again (it may have been put to sleep or moved a moment ago) and try once more; `page` is the answer otherwise."""
+
+    def __init__(self, page: web.Response) -> None:
+        super().__init__(page.reason)
+        self.page = page
+
+
 class Upstream:
     """One HTTP client for every preview: a pool of keep-alive connections."""
 
@@ -61,7 +70,8 @@ class Upstream:
         public_origin: str,
         filters: Sequence[RequestFilter] = (),
     ) -> web.StreamResponse:
-        """Proxy `request` to `origin` (the upstream's `scheme://host:port`)."""
+        """Proxy `request` to `origin` (the upstream's `scheme://host:port`); raises `Refused` when the upstream
+        refuses the connection."""
         target = request.rel_url.raw_path_qs
         if not target.startswith("/"):  # `OPTIONS *` or anything else that is not a path
             return pages.page(400, "Bad request", "The gateway forwards requests for paths only.")
@@ -115,6 +125,7 @@ class Upstream:
         return response
 
     def _error(self, env: Environment, error: BaseException) -> web.Response:
+        """The page for a failed upstream request; a refused connection raises `Refused` with it instead."""
         if isinstance(error, aiohttp.ConnectionTimeoutError):
             return pages.upstream_error(
                 env, 504, f"did not accept a connection within {self.connect_timeout:g} seconds"
@@ -122,7 +133,7 @@ class Upstream:
         if isinstance(error, TimeoutError):
             return pages.upstream_error(env, 504, f"did not answer within {self.read_timeout:g} seconds")
         if isinstance(error, aiohttp.ClientConnectorError):
-            return pages.upstream_error(env, 502, "refuses connections (it may be starting or have stopped)")
+            raise Refused(pages.upstream_error(env, 502, "refuses connections (it may be starting or have stopped)"))
         if isinstance(error, aiohttp.WSServerHandshakeError):
             return pages.upstream_error(env, 502, f"refused the WebSocket connection (status {error.status})")
         return pages.upstream_error(env, 502, "closed the connection without a complete answer")
