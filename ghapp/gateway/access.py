@@ -210,6 +210,10 @@ class AccessControl:
     def forget_tokens(self) -> None:
         self._tokens.clear()
 
+    def forget_sessions(self) -> None:
+        """Sessions ended in the database (a revoked authorization): this replica stops trusting its cache now."""
+        self._sessions.clear()
+
     def sign_in_url(self, target_url: str) -> str:
         return f"{self.settings.base_url}{SIGN_IN_PATH}?{urllib.parse.urlencode({'to': target_url})}"
 
