@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shlex
 
 import aiohttp
@@ -21,7 +22,9 @@ import pytest
 from playwright.async_api import Page, expect
 
 from ghapp.core.access import SESSION_COOKIE, TOKEN_HEADER
+from ghapp.db import access as store
 from ghapp.db import sleep
+from ghapp.gateway.access import SESSION_CACHE_TTL
 from ghapp.gateway.wake import MARKER, RETRY_AFTER
 from tests.support import ROOT, ServeProcess, deliver, environment, ready, runs, wait_for
 from tests.test_browser import browser, console_errors, page  # noqa: F401 - fixtures
@@ -202,6 +205,30 @@ async def test_a_reader_signs_in_and_sees_the_preview_which_never_sees_ghapps_co
     await refused.close()
 
 
+async def test_a_revocation_received_by_one_replica_ends_the_session_on_another_at_once(start, deliveries, db, github):
+    """The session cache is per replica (SESSION_CACHE_TTL): what ended a session in the database must reach every
+    replica's cache, not only the one GitHub happened to deliver the event to."""
+    first, second = await start(), await start()
+    env = await deployed(first, deliveries, db)
+    alice = github.add_user("alice").id
+    session_id = secrets.token_urlsafe(32)
+    host = f"{env['name']}.localhost:{gateway_port(second)}"
+    async with db.acquire() as conn:
+        await store.create_session(conn, session_id, store.Person(host, env["repo_id"], alice, "alice"), 3600)
+
+    async def on_second() -> int:
+        headers = {"Accept": "application/json", "Cookie": f"{SESSION_COOKIE}={session_id}"}
+        async with aiohttp.ClientSession() as s, through_gateway(s, second, env, headers=headers) as r:
+            return r.status
+
+    assert await on_second() == 200, "alice is signed in on the second replica's host, which now caches her session"
+    revoked = deliveries.payload("github_app_authorization.revoked")
+    revoked["sender"] = {**revoked["sender"], "login": "alice", "id": github.revoke_authorization("alice")}
+    await deliver(first, deliveries, revoked, "github_app_authorization")
+    # the NOTIFY reaches the second replica in milliseconds; its cache alone would keep her in for SESSION_CACHE_TTL
+    await wait_for(lambda: _is(on_second, 401), timeout=SESSION_CACHE_TTL / 2, what="the second replica ending it")
+
+
 # 2. A sleeping preview woken by a browser
 
 
@@ -352,4 +379,5 @@ async def test_access_tokens_open_one_repositorys_previews_until_revoked(start, 
     await _token_api(proc, "DELETE", f"/api/access-tokens/{made['id']}")
     status, body = await fetch(**{TOKEN_HEADER: made["token"]})
     assert status == 403 and "revoked" in body["error"], "at once on the replica that revoked it"
-    await wait_for(replica_refuses, what="the other replica refusing the revoked token (its cache: 10 s)")
+    # at once on the other replica too (NOTIFY), not when its cache (SESSION_CACHE_TTL) lets go
+    await wait_for(replica_refuses, timeout=SESSION_CACHE_TTL / 2, what="the other replica refusing the revoked token")

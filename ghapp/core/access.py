@@ -205,6 +205,14 @@ class DecisionCache:
             return None
         return entry[0]
 
+    def forget(self, user_id: int, repo_id: int | None = None) -> None:
+        """A person's decisions: all of them, or the one for `repo_id`."""
+        for key in [k for k in self._entries if k[0] == user_id and repo_id in (None, k[1])]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
     def put(self, user_id: int, repo_id: int, readable: bool) -> None:
         self._entries.pop((user_id, repo_id), None)
         self._entries[(user_id, repo_id)] = (readable, self.clock() + self.ttl)

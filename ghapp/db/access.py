@@ -12,6 +12,11 @@ import asyncpg
 from ghapp.core.model import Environment
 from ghapp.db.rows import maybe_environment
 
+# Every replica LISTENs here and drops what it cached about a person or a token when the database ends it; the
+# payload is `user <id>` (all of a person's sessions), `user <id> <repo id>` (those for one repository's previews)
+# or `tokens` (a token was revoked). NOTIFY is delivered at commit, so no replica hears of what did not happen.
+CHANNEL = "ghapp_access"
+
 
 def secret_hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
@@ -86,13 +91,16 @@ async def find_session(conn: asyncpg.Connection, session_id: str, host: str) -> 
 
 
 async def end_sessions(conn: asyncpg.Connection, user_id: int, repo_id: int | None = None) -> int:
-    """Ends a person's sessions (and pending tickets): all of them, or those for one repository's previews."""
+    """Ends a person's sessions (and pending tickets): all of them, or those for one repository's previews; every
+    replica is told (at commit) to stop trusting what it cached of them."""
     await conn.execute(
         "DELETE FROM access_tickets WHERE user_id = $1 AND ($2::bigint IS NULL OR repo_id = $2)", user_id, repo_id
     )
     status = await conn.execute(
         "DELETE FROM access_sessions WHERE user_id = $1 AND ($2::bigint IS NULL OR repo_id = $2)", user_id, repo_id
     )
+    notice = f"user {user_id}" if repo_id is None else f"user {user_id} {repo_id}"
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, notice)
     return int(status.split()[-1])
 
 
@@ -140,9 +148,11 @@ async def list_tokens(conn: asyncpg.Connection, repository: str | None = None) -
 
 
 async def revoke_token(conn: asyncpg.Connection, token_id: int) -> AccessToken | None:
+    """Revokes a token; every replica is told (at commit) to forget the tokens it cached."""
     row = await conn.fetchrow(
         "UPDATE access_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 "
-        "RETURNING id, repository, description, created_at, expires_at, revoked_at",
+        "RETURNING id, repository, description, created_at, expires_at, revoked_at, pg_notify($2, 'tokens')",
         token_id,
+        CHANNEL,
     )
-    return AccessToken(**dict(row)) if row else None
+    return AccessToken(**{k: v for k, v in row.items() if k != "pg_notify"}) if row else None

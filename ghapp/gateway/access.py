@@ -15,10 +15,13 @@ The way of one sign-in:
 Later requests find the session (cached `SESSION_CACHE_TTL` seconds per replica) and the person's read access
 (cached `DECISION_TTL`, then asked again with the installation's token; no access any more ends their sessions).
 A `github_app_authorization` revoked event ends all of a person's sessions (web/events/github_app_authorization.py).
+Whatever ends sessions or tokens in the database tells every replica (NOTIFY on `db.access.CHANNEL`, at commit),
+and each drops what it cached of them (`AccessControl.listen`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -35,6 +38,7 @@ import cachetools
 from aiohttp import web
 from gidgethub import BadRequest, GitHubException
 
+from ghapp import db
 from ghapp.config import Settings, parse_duration
 from ghapp.core.access import (
     DECISION_TTL,
@@ -204,15 +208,43 @@ class AccessControl:
 
     async def _end(self, user_id: int, repo_id: int | None = None) -> None:
         async with self.pool.acquire() as conn:
-            await store.end_sessions(conn, user_id, repo_id)
-        self._sessions.clear()
+            await store.end_sessions(conn, user_id, repo_id)  # every replica hears of it (`listen`)
+        self.forget_person(user_id, repo_id)
+
+    # what the database ended (a revoked authorization or token, lost access), whichever replica ended it
+
+    async def listen(self, database_url: str) -> None:
+        """Until cancelled: LISTEN on the access channel, so a session, decision or token ended through any replica
+        stops working here at once, not when this replica's cache expires. After each (re)connection everything
+        cached is dropped: what was ended meanwhile was not heard."""
+        await db.listen(database_url, store.CHANNEL, self._notified, on_connect=self.forget_all)
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        match payload.split():
+            case ["tokens"]:
+                self.forget_tokens()
+            case ["user", user] if user.isdigit():
+                self.forget_person(int(user))
+            case ["user", user, repo] if user.isdigit() and repo.isdigit():
+                self.forget_person(int(user), int(repo))
+            case _:
+                log.warning("unknown access notice %r: forgetting everything cached", payload[:100])
+                self.forget_all()
+
+    def forget_person(self, user_id: int, repo_id: int | None = None) -> None:
+        """A person's cached sessions and decisions: all of them, or those for one repository's previews."""
+        for key, person in list(self._sessions.items()):
+            if person is not None and person.user_id == user_id and repo_id in (None, person.repo_id):
+                self._sessions.pop(key, None)
+        self.decisions.forget(user_id, repo_id)
 
     def forget_tokens(self) -> None:
         self._tokens.clear()
 
-    def forget_sessions(self) -> None:
-        """Sessions ended in the database (a revoked authorization): this replica stops trusting its cache now."""
+    def forget_all(self) -> None:
         self._sessions.clear()
+        self._tokens.clear()
+        self.decisions.clear()
 
     def sign_in_url(self, target_url: str) -> str:
         return f"{self.settings.base_url}{SIGN_IN_PATH}?{urllib.parse.urlencode({'to': target_url})}"
@@ -585,7 +617,7 @@ async def api_revoke_token(request: web.Request) -> web.Response:
     if revoked is None:
         return web.json_response({"error": "no such token"}, status=404)
     if ACCESS in request.app:
-        request.app[ACCESS].forget_tokens()
+        request.app[ACCESS].forget_tokens()  # here at once; the other replicas when the NOTIFY reaches them
     return web.json_response(token_json(revoked))
 
 
@@ -634,10 +666,15 @@ def setup(app: web.Application) -> None:
 
 async def _lifetime(app: web.Application):
     async with aiohttp.ClientSession() as session:
-        app[ACCESS] = AccessControl(
+        control = app[ACCESS] = AccessControl(
             app[keys.SETTINGS], app[keys.POOL], session, app.get(keys.GITHUB), app.get(keys.METRICS)
         )
-        yield
+        listening = asyncio.create_task(control.listen(app[keys.DATABASE_URL]))
+        try:
+            yield
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
 
 
 __all__ = [

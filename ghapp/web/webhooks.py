@@ -16,7 +16,6 @@ from gidgethub import ValidationFailure
 from gidgethub.sansio import Event, validate_event
 
 from ghapp.core.payload import MalformedPayload
-from ghapp.gateway import access
 from ghapp.web import keys
 from ghapp.web.events import router
 
@@ -149,6 +148,4 @@ async def receive(request: web.Request) -> web.Response:
         return _reply(503, error="starting: the database is not ready yet")
 
     answer = await request.app[keys.INTAKE].submit(event)  # with concurrent deliveries, in one transaction
-    if event.event == "github_app_authorization" and answer.status < 300 and access.ACCESS in request.app:
-        request.app[access.ACCESS].forget_sessions()  # committed: the revoked sessions end here at once
     return _reply(answer.status, **answer.body)
