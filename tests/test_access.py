@@ -11,8 +11,10 @@ from ghapp.core.access import (
     DecisionCache,
     Facts,
     Verdict,
+    bounded_access,
     cookie_value,
     effective_access,
+    looser_refused,
     original_request,
     presented_token,
     preview_name,
@@ -220,3 +222,29 @@ def test_valid_repository():
 def test_the_manifest_names_the_sign_in_callback():
     manifest = load_manifest(ROOT / "app.yml", "https://ghapp.example.com", "http://127.0.0.1:9/setup/callback")
     assert manifest["callback_urls"] == ["https://ghapp.example.com/gateway/callback"]
+
+
+@pytest.mark.parametrize(
+    ("head", "base", "bounded"),
+    [
+        (None, None, None),  # nobody said: the operator's default
+        (Access.PUBLIC, None, None),  # the pull request cannot lift the operator's default
+        (Access.PUBLIC, Access.REPOSITORY, Access.REPOSITORY),  # nor the maintainers' file
+        (None, Access.REPOSITORY, Access.REPOSITORY),  # dropping the key (or the file) does not loosen it
+        (Access.REPOSITORY, None, Access.REPOSITORY),  # tightening is the pull request's to do
+        (Access.REPOSITORY, Access.PUBLIC, Access.REPOSITORY),
+        (Access.PUBLIC, Access.PUBLIC, Access.PUBLIC),
+        (None, Access.PUBLIC, Access.PUBLIC),
+    ],
+)
+def test_a_pull_requests_access_is_the_base_branchs_or_stricter(head, base, bounded):
+    assert bounded_access(head, base) is bounded
+
+
+def test_a_refused_public_is_told_to_the_pull_request():
+    assert looser_refused(Access.PUBLIC, Access.REPOSITORY) == (
+        "access: public in this pull request takes effect once merged (until then: repository)"
+    )
+    assert looser_refused(Access.PUBLIC, Access.PUBLIC) is None
+    assert looser_refused(None, Access.REPOSITORY) is None
+    assert looser_refused(Access.REPOSITORY, Access.REPOSITORY) is None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ghapp.config import Settings
-from ghapp.core.contract import Hold
+from ghapp.core.contract import Access, Hold
 from ghapp.core.repoconfig import PATH, ConfigOrigin, Held, Plan, RepoConfig, RepositoryFile
 from ghapp.workers.configuration import ModulePlanner, RepositoryConfiguration
 from tests.test_policy import environment as make_environment
@@ -140,7 +140,49 @@ async def test_offline_the_operators_defaults(catalog):
     assert await reader(None, catalog).read(ENV) == (RepoConfig(), ConfigOrigin())
     files = Files({})
     assert await reader(files, catalog).read(ENV) == (RepoConfig(), ConfigOrigin())
-    assert files.reads == [("acme/.github", None), ("acme/web", SHA)]
+    # the base branch too (here: the default branch): what it says of `access` bounds the head's
+    assert files.reads == [("acme/.github", None), ("acme/web", SHA), ("acme/web", None)]
+
+
+@pytest.mark.parametrize(
+    ("organization", "base", "head", "access", "note"),
+    [
+        (None, None, "access: public\n", None, "until then: repository"),
+        (None, "access: repository\n", "access: public\n", Access.REPOSITORY, "until then: repository"),
+        (None, "access: repository\n", "version: 1\n", Access.REPOSITORY, None),  # dropping the key
+        (None, "access: repository\n", None, Access.REPOSITORY, None),  # dropping the file
+        # dropping the file: the organisation's `public` would apply once merged, not before
+        ("access: public\n", "access: repository\n", None, Access.REPOSITORY, "until then: repository"),
+        ("access: public\n", None, None, Access.PUBLIC, None),  # the organisation's word is the maintainers'
+        (None, "access: public\n", "access: public\n", Access.PUBLIC, None),
+        (None, "access: [broken\n", "access: public\n", None, "until then: repository"),
+    ],
+)
+async def test_a_same_repository_pull_requests_access_is_bounded_by_the_base_branch(
+    catalog, organization, base, head, access, note
+):
+    files = Files(
+        {
+            key: text
+            for key, text in {
+                ("acme/.github", None): organization,
+                ("acme/web", "main"): base,
+                ("acme/web", SHA): head,
+            }.items()
+            if text is not None
+        }
+    )
+    env = dataclasses.replace(ENV, base_ref="main")
+    config, origin = await reader(files, catalog, access=Access.REPOSITORY).read(env)
+    assert config.access is access
+    assert (origin.note or None) == (note and f"access: public in this pull request takes effect once merged ({note})")
+
+
+async def test_the_head_asking_for_repository_needs_no_base_branch(catalog):
+    files = Files({("acme/web", SHA): "access: repository\n"})
+    config, _origin = await reader(files, catalog).read(dataclasses.replace(ENV, base_ref="main"))
+    assert config.access is Access.REPOSITORY
+    assert ("acme/web", "main") not in files.reads
 
 
 async def test_the_organisations_defaults_alone(catalog):
@@ -172,7 +214,7 @@ async def test_the_organisations_own_dot_github_is_read_once(catalog):
     files = Files({("acme/.github", SHA): "module: local\n"})
     config, origin = await reader(files, catalog).read(env)
     assert config.module == "local" and origin.kind == "repository"
-    assert files.reads == [("acme/.github", SHA)]
+    assert files.reads == [("acme/.github", SHA), ("acme/.github", None)]  # its head, then its base for `access`
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from ghapp.core.contract import Access
 from ghapp.core.repoconfig import PATH, FileTooLarge
 from ghapp.github.client import GitHubApp
 from ghapp.github.repository import GitHubRepositoryFiles
@@ -177,6 +178,35 @@ async def test_an_invalid_file_fails_the_check_run_with_its_line_and_a_fixing_pu
     assert env["deployed_sha"] == fixed and env["hold"] is None
     assert check_run(github, fixed)["conclusion"] == "success"
     assert "Invalid" not in github.comments(REPO, 2)[0]["body"]
+
+
+async def test_a_pull_request_cannot_open_its_own_preview_to_the_world(start_app, deliveries, db, github):
+    """A same-repository pull request's file is read at its head, which its author wrote: `access: public` there
+    takes effect once merged. Until the base branch says so, the preview keeps the operator's `repository`, and the
+    pull request is told why."""
+    github.add_commit(REPO, {PATH: "version: 1\n"}, branch="main")  # the maintainers' file says nothing of access
+    github.add_commit(REPO, {PATH: "version: 1\naccess: public\n"}, sha=SHA)
+    client = await start_app(access=Access.REPOSITORY)
+    opened = deliveries.pull_request("opened")
+    opened["pull_request"]["base"]["ref"] = "main"  # the base branch the fake repository has (the payload: master)
+    env_id = (await post(client, deliveries, "pull_request", opened))["environment_id"]
+    env = await wait_for(lambda: settled(db, env_id, "active"), what="deployed")
+    assert env["access"] is None, "the operator's default (repository) stands: the head's `public` is refused"
+    refused = "access: public in this pull request takes effect once merged (until then: repository)"
+    assert env["config_source"].endswith(f"; {refused}")
+    assert refused in github.comments(REPO, 2)[0]["body"]
+
+    # merged: the base branch says `public`; the pull request's next push gets it
+    github.add_commit(REPO, {PATH: "version: 1\naccess: public\n"}, branch="main")
+    pushed = fake_sha("pushed")
+    github.add_commit(REPO, {PATH: "version: 1\naccess: public\n", "README.md": "more"}, sha=pushed)
+    github.add_pull(REPO, 2, head_sha=pushed, head_ref="changes", user="Codertocat")
+    synchronized = deliveries.pull_request("synchronize", sha=pushed)
+    synchronized["pull_request"]["base"]["ref"] = "main"
+    await post(client, deliveries, "pull_request", synchronized)
+    env = await wait_for(lambda: settled(db, env_id, "active", pushed), what="the push deployed")
+    assert env["access"] == "public" and "takes effect" not in env["config_source"]
+    assert "takes effect" not in github.comments(REPO, 2)[0]["body"]
 
 
 async def test_a_pull_request_cannot_set_the_operators_platform_inputs(start_app, deliveries, db, github):

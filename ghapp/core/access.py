@@ -70,6 +70,22 @@ def effective_access(configured: Access | None, default: Access) -> Access:
     return configured if configured is not None else default
 
 
+def bounded_access(head: Access | None, base: Access | None) -> Access | None:
+    """The `access` a same-repository pull request's preview gets: the base branch's (None: the operator's default),
+    or stricter. The pull request's own file is its author's word, and may only tighten it: `access: public` in a
+    pull request takes effect once merged, as the maintainers' file."""
+    if Access.REPOSITORY in (head, base):
+        return Access.REPOSITORY
+    return base
+
+
+def looser_refused(head: Access | None, granted: Access) -> str | None:
+    """What to tell the pull request when its file asked for looser access than it was granted, else None."""
+    if head is Access.PUBLIC and granted is not Access.PUBLIC:
+        return f"access: public in this pull request takes effect once merged (until then: {granted})"
+    return None
+
+
 def preview_name(host: str, domain: str, scheme: str = "http") -> str | None:
     """The environment name of a preview host `<name>.<domain>` (the Host header, port included), else None."""
     host, domain = host.strip().lower(), domain.strip().lower()

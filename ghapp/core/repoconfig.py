@@ -147,13 +147,15 @@ class ConfigOrigin:
     kind: str = "operator"
     blob_sha: str | None = None
     ref: str | None = None
+    note: str | None = None  # what of the file was not applied, and why (ghapp's own words)
 
     def describe(self) -> str:
+        note = f"; {self.note}" if self.note else ""
         if self.kind == "operator":
-            return "the operator's defaults (no .github/preview.yml)"
+            return f"the operator's defaults (no .github/preview.yml){note}"
         where = "the organization's .github repository" if self.kind == "organization" else "the repository"
         blob = f" (blob {self.blob_sha[:7]})" if self.blob_sha else ""
-        return f".github/preview.yml from {where} at {self.ref}{blob}"
+        return f".github/preview.yml from {where} at {self.ref}{blob}{note}"
 
 
 @dataclasses.dataclass(frozen=True)

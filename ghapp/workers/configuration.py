@@ -6,13 +6,16 @@ applied with."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ghapp.config import Settings
-from ghapp.core.contract import Hold
+from ghapp.core.access import bounded_access, effective_access, looser_refused
+from ghapp.core.contract import Access, Hold
 from ghapp.core.model import Environment
 from ghapp.core.repoconfig import (
     PATH,
@@ -69,8 +72,9 @@ def module_rules(settings: Settings, env: Environment) -> ModuleRules:
 
 
 class RepositoryConfiguration(ConfigurationReader):
-    """Same-repository pull request: the file at its head commit; a fork's: at the base branch (so a fork cannot
-    change how it is deployed). Then the organisation's defaults (`<owner>/.github`, at its default branch) under
+    """Same-repository pull request: the file at its head commit, except that its `access` is bounded by the base
+    branch's (so a pull request cannot open its own preview to the world); a fork's: at the base branch (so a fork
+    cannot change how it is deployed). Then the organisation's defaults (`<owner>/.github`, at its default branch) under
     it; neither: the operator's defaults. Without `files` (offline, no GitHub App): the operator's defaults."""
 
     def __init__(self, settings: Settings, files: RepositoryFiles | None) -> None:
@@ -98,7 +102,7 @@ class RepositoryConfiguration(ConfigurationReader):
         if found is not None:
             files.append(("", found, ConfigOrigin("repository", found.blob_sha, at)))
         if not files:
-            return RepoConfig(), ConfigOrigin()
+            return await self._bounded(env, RepoConfig(), ConfigOrigin(), None)
         parsed: list[ParsedFile] = []
         for where, file, origin in files:
             try:
@@ -114,7 +118,28 @@ class RepositoryConfiguration(ConfigurationReader):
             except ConfigProblem as e:
                 return Held(Hold.INVALID, f"{files[deciding][0]}{e}", files[deciding][2])
         document = merge(parsed[0].document, parsed[1].document) if len(parsed) == 2 else parsed[0].document
-        return to_config(document), files[-1][2]
+        defaults = parsed[0].document if files[0][2].kind == "organization" else None
+        return await self._bounded(env, to_config(document), files[-1][2], defaults)
+
+    async def _bounded(
+        self, env: Environment, config: RepoConfig, origin: ConfigOrigin, organization: Mapping[str, Any] | None
+    ) -> tuple[RepoConfig, ConfigOrigin]:
+        """A same-repository pull request's file is read at its head, which its author wrote: its `access` may only
+        be as strict as the base branch's file (over the organisation's; neither: the operator's default) or
+        stricter. A fork's file is the base branch's already."""
+        if env.is_fork or config.access is Access.REPOSITORY:
+            return config, origin
+        base: Mapping[str, Any] | None = None
+        found = await self._read(env, env.repository, env.base_ref or None)
+        if isinstance(found, RepositoryFile):
+            try:
+                base = (await asyncio.to_thread(parse, found.raw, preview_v1())).document
+            except ConfigProblem:
+                base = None  # the base branch's own file is broken: the organisation's or the operator's word
+        granted = merge(organization, base).get("access")
+        access = bounded_access(config.access, Access(granted) if granted is not None else None)
+        note = looser_refused(config.access, effective_access(access, self.settings.default_access))
+        return dataclasses.replace(config, access=access), dataclasses.replace(origin, note=note) if note else origin
 
     async def _read(self, env: Environment, repository: str, ref: str | None) -> RepositoryFile | None | Held:
         assert self.files is not None
