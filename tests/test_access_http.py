@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from ghapp.core.access import SESSION_COOKIE, preview_name, wants_page
+from ghapp.core.access import SESSION_COOKIE, wants_page
+from ghapp.core.gateway import environment_name_of
 from ghapp.db import access as store
 from ghapp.gateway.access import ACCESS, AccessControl, check_access, forwarded_headers
 from ghapp.github.client import GitHubApp
@@ -64,12 +65,12 @@ class Stack:
         return await self.gateway.get(path, headers=sent, allow_redirects=False)
 
 
-def preview_app(domain_of) -> web.Application:
+def preview_app(site_of) -> web.Application:
     """The gateway stand-in: find the preview by its host, run the guard, answer what the preview would see."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         control = request.app[ACCESS]
-        name = preview_name(request.host, domain_of())
+        name = environment_name_of(request.host, site_of())
         env = None
         if name is not None:
             async with control.pool.acquire() as conn:
@@ -116,7 +117,7 @@ async def stack(settings, aiohttp_client, github, deliveries, db):
     async with aiohttp.ClientSession() as session:
         app = GitHubApp(session, str(github.app_id), github.private_key_pem, github.base_url)
         control = AccessControl(changed, main_app[keys.POOL], session, app, cache_ttl=0.2, decision_ttl=0.5)
-        gateway_app = preview_app(lambda: changed.gateway_domain)
+        gateway_app = preview_app(lambda: changed.preview_site)
         gateway_app[ACCESS] = control
         gateway = await aiohttp_client(
             gateway_app, server_kwargs={"port": gateway_port}, cookie_jar=aiohttp.DummyCookieJar()

@@ -146,6 +146,8 @@ def start_gateway(settings, aiohttp_client):
     """ghapp with the gateway on a free port; `hooks(gateway)` runs before it starts. Returns (client, gateway)."""
 
     async def start(hooks=None, **changes):
+        # published at :8081 (what the requests' Host says), listening on a free port
+        changes = {"preview_domain": "localhost:8081", **changes}
         app = create_app(settings.replace(gateway_port=0, **changes), workers=False, gateway=True)
         if hooks:
             hooks(app[keys.GATEWAY])
@@ -439,7 +441,7 @@ async def test_redirects_pass_untouched_unless_they_name_the_upstreams_own_addre
     _client, gateway = await start_gateway()
     name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
     expected = {
-        "self": f"http://{name}.localhost/landing?x=1",  # GHAPP_GATEWAY_PORT=0 here: no port in the public URL
+        "self": f"http://{name}.localhost:8081/landing?x=1",  # the published port, not the one it listens on
         "away": "https://github.com/login?return_to=%2F",
         "relative": "/landing",
     }
@@ -662,16 +664,20 @@ async def test_a_visitor_cannot_claim_to_be_a_signed_in_person(start_gateway, db
 
 
 async def test_the_preview_is_told_its_own_host_however_the_visitor_spelled_it(start_gateway, db, upstream, session):
-    """Attacked on 2026-12-01: a Host of any port, case or trailing dot names the preview (as it should), but was
-    passed on as `X-Forwarded-Host`: a preview building absolute links from it (as frameworks do) put the
-    visitor's `:1337` in its page, which a cache in front keyed by the canonical host served to everyone (web cache
-    poisoning). The gateway states the preview's own host."""
+    """Attacked on 2026-12-01: a Host of another case or with a trailing dot names the preview (as it should), but
+    was passed on as `X-Forwarded-Host`: a preview building absolute links from it (as frameworks do) put the
+    visitor's spelling in its page, which a cache in front keyed by the canonical host served to everyone (web cache
+    poisoning). The gateway states the preview's own host. Another port names no preview (core/gateway's one host
+    rule): it is another origin."""
     _client, gateway = await start_gateway()
     name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")
-    for spelled in (f"{name.upper()}.LOCALHOST.:1337", f"{name}.localhost:1337", f"{name}.localhost"):
+    for other in (f"{name}.localhost:1337", f"{name}.localhost"):
+        async with session.get(f"http://127.0.0.1:{gateway.port}/echo", headers={"Host": other}) as r:
+            assert r.status == 404, other
+    for spelled in (f"{name.upper()}.LOCALHOST.:8081", f"{name}.localhost.:8081", f"{name}.localhost:08081"):
         async with session.get(
             f"http://127.0.0.1:{gateway.port}/echo", headers={"Host": spelled}, allow_redirects=False
         ) as r:
             assert r.status == 200, spelled
             seen = (await r.json())["headers"]
-        assert seen["X-Forwarded-Host"] == f"{name}.localhost" == URL(gateway.url(name)).raw_authority, spelled
+        assert seen["X-Forwarded-Host"] == f"{name}.localhost:8081" == URL(gateway.url(name)).raw_authority, spelled

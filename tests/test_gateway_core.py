@@ -89,8 +89,12 @@ def test_gateway_urls():
     ("host", "name"),
     [
         ("pr-1-shop-1.localhost:8081", "pr-1-shop-1"),
-        ("PR-1-Shop-1.LOCALHOST", "pr-1-shop-1"),
-        ("pr-1-shop-1.localhost.", "pr-1-shop-1"),
+        ("PR-1-Shop-1.LOCALHOST:8081", "pr-1-shop-1"),
+        ("pr-1-shop-1.localhost.:8081", "pr-1-shop-1"),
+        ("pr-1-shop-1.localhost:08081", "pr-1-shop-1"),
+        ("pr-1-shop-1.localhost", None),  # port 80: another origin, another server on that name
+        ("pr-1-shop-1.localhost:8082", None),
+        ("pr-1-shop-1.localhost:808100000", None),
         ("localhost:8081", None),
         ("a.b.localhost:8081", None),
         ("pr-1.localhost.evil.com", None),
@@ -104,6 +108,22 @@ def test_gateway_urls():
 )
 def test_the_host_names_one_preview_or_none(host, name):
     assert environment_name_of(host, LOCAL) == name
+
+
+@pytest.mark.parametrize(
+    ("host", "site", "name"),
+    [
+        ("pr-1.p.example.com", PreviewSite("https", "p.example.com"), "pr-1"),
+        ("pr-1.p.example.com:443", PreviewSite("https", "p.example.com"), "pr-1"),  # the default port, written
+        ("pr-1.p.example.com:80", PreviewSite("https", "p.example.com"), None),
+        ("pr-1.p.example.com:80", PreviewSite("http", "p.example.com"), "pr-1"),
+        ("pr-1.p.example.com", PreviewSite("http", "p.example.com", 80), "pr-1"),
+        ("pr-1.p.example.com:8443", PreviewSite("https", "p.example.com", 8443), "pr-1"),
+        ("pr-1.p.example.com", PreviewSite("https", "p.example.com", 8443), None),
+    ],
+)
+def test_the_published_port_is_part_of_the_host_and_the_default_port_may_be_left_out(host, site, name):
+    assert environment_name_of(host, site) == name
 
 
 @pytest.mark.parametrize(

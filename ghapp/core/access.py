@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from ghapp.core.contract import Access
+from ghapp.core.gateway import PreviewSite, environment_name_of
 
 SESSION_COOKIE = "ghapp_preview"  # on each preview's own host: HttpOnly, SameSite=Lax, Secure on https
 # On https the `__Host-` prefix makes browsers refuse the cookie from anywhere but that host over https, with no
@@ -26,8 +26,6 @@ SESSION_PATH = "/_ghapp/session"  # where a sign-in's ticket is turned into the 
 SIGN_IN_HANDOFF = "/_ghapp/signin"  # on a preview host: on to ghapp's sign-in (ingress-nginx's auth-signin)
 SESSION_TTL = 12 * 3600
 DECISION_TTL = 5 * 60  # a person's read access to a repository is asked again after this
-_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # an environment name: one DNS label
-_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
 class Verdict(enum.StrEnum):
@@ -86,20 +84,8 @@ def looser_refused(head: Access | None, granted: Access) -> str | None:
     return None
 
 
-def preview_name(host: str, domain: str, scheme: str = "http") -> str | None:
-    """The environment name of a preview host `<name>.<domain>` (the Host header, port included), else None."""
-    host, domain = host.strip().lower(), domain.strip().lower()
-    default_port = _DEFAULT_PORTS.get(scheme, "")
-    if default_port and host.endswith(default_port) and not domain.endswith(default_port):
-        host = host.removesuffix(default_port)
-    name, dot, rest = host.partition(".")
-    if not dot or rest != domain or not _NAME.fullmatch(name):
-        return None
-    return name
-
-
-def from_another_preview(origin: str, name: str, domain: str) -> bool:
-    """Whether a request's `Origin` is a page of another preview of `domain` than `name`'s. Previews share a parent
+def from_another_preview(origin: str, name: str, site: PreviewSite) -> bool:
+    """Whether a request's `Origin` is a page of another preview than `name`'s. Previews share a parent
     domain, so browsers send the session cookie along with a sibling's requests (same site: SameSite does not stop
     them) and apply no CORS to its WebSockets: such a request must not count as signed in."""
     try:
@@ -108,7 +94,7 @@ def from_another_preview(origin: str, name: str, domain: str) -> bool:
         return False
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
-    other = preview_name(parts.netloc, domain, parts.scheme)
+    other = environment_name_of(parts.netloc, site)
     return other is not None and other != name
 
 
@@ -129,8 +115,8 @@ class PreviewTarget:
         return f"{self.scheme}://{self.host}{path}"
 
 
-def preview_target(url: str, domain: str, *, https_only: bool = False) -> PreviewTarget | None:
-    """`url` if it is an absolute http(s) URL on a preview host of `domain` and nothing else (no user info, no
+def preview_target(url: str, site: PreviewSite, *, https_only: bool = False) -> PreviewTarget | None:
+    """`url` if it is an absolute http(s) URL on a preview host of `site` and nothing else (no user info, no
     backslashes or control characters that browsers read differently), else None: the sign-in's return URL, so
     ghapp never redirects anywhere else."""
     if not url or len(url) > 4096 or any(c in url for c in "\\\r\n\t\x00") or not url.isascii():
@@ -143,7 +129,7 @@ def preview_target(url: str, domain: str, *, https_only: bool = False) -> Previe
     allowed = ("https",) if https_only else ("http", "https")
     if parts.scheme not in allowed or "@" in parts.netloc or not parts.hostname:
         return None
-    name = preview_name(parts.netloc, domain, parts.scheme)
+    name = environment_name_of(parts.netloc, site)
     if name is None:
         return None
     path = parts.path or "/"
@@ -190,12 +176,12 @@ def without_cookie(cookie_header: str, *names: str) -> str:
     return "; ".join(kept)
 
 
-def original_request(headers: Mapping[str, str], host: str, domain: str, scheme: str) -> tuple[str, str] | None:
+def original_request(headers: Mapping[str, str], host: str, site: PreviewSite, scheme: str) -> tuple[str, str] | None:
     """(scheme, host) of the request a proxy asks ghapp about, or None. Gateway API implementations (NGINX Gateway
     Fabric, Envoy Gateway) keep the visitor's Host: it is the preview host, and then nothing else is looked at, so a
     visitor's own `X-Original-URL` cannot move the decision to another preview. ingress-nginx's auth-url
     subrequest is addressed to ghapp and carries `X-Original-URL`, which nginx sets itself."""
-    if preview_name(host, domain, scheme) is not None:
+    if environment_name_of(host, site) is not None:
         return scheme, host
     original = headers.get("X-Original-URL", "")
     try:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # Hop-by-hop headers (RFC 9110 7.6.1), plus the ones RFC 2616 listed and proxies still drop: never forwarded.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"})
@@ -71,14 +72,22 @@ def served_url(environment_name: str | None, preview_url: str | None, site: Prev
 
 
 def environment_name_of(host: str | None, site: PreviewSite) -> str | None:
-    """The environment a `Host` header names (`<name>.<domain>`, any port), or None: only one DNS label, so
-    nothing a client sends beyond letters, digits and hyphens ever comes out of here."""
+    """The environment a host names (`<name>.<domain>` at the published port), or None. The one rule for every host
+    ghapp is shown: the gateway's `Host`, a proxy's original request, a sign-in's return URL, a request's `Origin`.
+    Case and a trailing dot are spelling (DNS reads them alike); the port is not: another port is another origin to
+    browsers and another server on the same name (on one machine, `*.localhost` is every local port, a preview's
+    own process included), so a sign-in must never hand a ticket there, and a session made for it is no preview's.
+    The scheme's default port may be written or left out. Only one DNS label comes out of here, so nothing a client
+    sends beyond letters, digits and hyphens ever does."""
     if not host:
         return None
-    name, _, port = host.strip().lower().partition(":")
-    if port and not (port.isascii() and port.isdigit()):
+    hostname, _, port = host.strip().lower().partition(":")
+    if port and not (port.isascii() and port.isdigit() and len(port) <= 5):
         return None
-    label, dot, rest = name.rstrip(".").partition(".")
+    default = _DEFAULT_PORTS.get(site.scheme)
+    if (int(port) if port else default) != (site.port or default):
+        return None
+    label, dot, rest = hostname.removesuffix(".").partition(".")
     if not dot or rest != site.domain or not _LABEL.fullmatch(label):
         return None
     return label

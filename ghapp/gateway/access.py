@@ -59,7 +59,6 @@ from ghapp.core.access import (
     from_another_preview,
     original_request,
     presented_token,
-    preview_name,
     preview_target,
     session_cookie,
     verdict,
@@ -67,6 +66,7 @@ from ghapp.core.access import (
     without_cookie,
 )
 from ghapp.core.contract import Access
+from ghapp.core.gateway import environment_name_of
 from ghapp.core.model import Environment
 from ghapp.db import access as store
 from ghapp.github.client import USER_AGENT, GitHubApp
@@ -143,7 +143,7 @@ class AccessControl:
         if access is Access.REPOSITORY:
             if (token := presented_token(headers)) is not None:
                 facts = Facts(access, facts.sign_in_configured, token_valid=await self._token_opens(token, env))
-            elif from_another_preview(headers.get("Origin", ""), env.name, self.settings.gateway_domain):
+            elif from_another_preview(headers.get("Origin", ""), env.name, self.settings.preview_site):
                 pass  # a sibling preview's page: its requests carry the visitor's cookie but are not the visitor's
             elif (session_id := cookie_value(cookie_header, session_cookie(https))) and 20 <= len(session_id) <= 100:
                 person = await self._person(session_id, host.lower())
@@ -318,7 +318,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     control = request.app[ACCESS]
     settings = control.settings
     target = preview_target(
-        request.query.get("to") or request.query.get("rd", ""), settings.gateway_domain, https_only=control.https
+        request.query.get("to") or request.query.get("rd", ""), settings.preview_site, https_only=control.https
     )
     if target is None:
         return _page(400, "Not a preview address", f"Sign-in only returns to previews under {settings.gateway_domain}.")
@@ -367,7 +367,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         return _page(
             400, "Sign-in expired", "This sign-in was not started here, or too long ago. Open the preview again."
         )
-    target = preview_target(started[1], settings.gateway_domain, https_only=control.https)
+    target = preview_target(started[1], settings.preview_site, https_only=control.https)
     if target is None or not settings.sign_in_configured:
         return _page(400, "Not a preview address", "Open the preview again.")
     if "error" in request.query or not request.query.get("code"):
@@ -510,9 +510,10 @@ async def external_auth(request: web.Request) -> web.StreamResponse:
     (Envoy) shows a browser a 401 page that goes on to the sign-in."""
     control = request.app[ACCESS]
     scheme = "https" if control.https else request.headers.get("X-Forwarded-Proto", request.scheme).lower()
-    original = original_request(request.headers, request.host, control.settings.gateway_domain, scheme)
+    site = control.settings.preview_site
+    original = original_request(request.headers, request.host, site, scheme)
     env = None
-    if original is not None and (name := preview_name(original[1], control.settings.gateway_domain, original[0])):
+    if original is not None and (name := environment_name_of(original[1], site)):
         env = await control.environment(name)
     if original is None or env is None:
         return web.json_response({"error": "not a preview host"}, status=403)
@@ -536,7 +537,7 @@ async def preview_sign_in(request: web.Request) -> web.StreamResponse:
     preview's front page). ingress-nginx's auth-signin points here."""
     control = request.app[ACCESS]
     scheme = _scheme(request)
-    target = preview_target(request.query.get("rd", ""), control.settings.gateway_domain, https_only=control.https)
+    target = preview_target(request.query.get("rd", ""), control.settings.preview_site, https_only=control.https)
     if target is None or target.host != request.host.lower():
         return _redirect(control.sign_in_url(f"{scheme}://{request.host}/"))
     return _redirect(control.sign_in_url(target.url))

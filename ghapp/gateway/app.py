@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import urllib.parse
 from typing import Any
 
 import asyncpg
@@ -65,6 +66,17 @@ log = logging.getLogger(__name__)
 
 LOOKUP_TTL = 2.0  # seconds a host's environment (or its absence) is remembered
 RESERVED_PREFIX = "/_ghapp"
+
+
+def requested_host(request: web.Request) -> str:
+    """The host a request names: an absolute-form target's authority (RFC 9112 3.2.2: it wins over `Host`; aiohttp's
+    `request.host` drops its port), else the `Host` header."""
+    if not request.raw_path.startswith("/"):
+        try:
+            return urllib.parse.urlsplit(request.raw_path).netloc
+        except ValueError:
+            return ""
+    return request.host
 
 
 class Gateway:
@@ -123,7 +135,7 @@ class Gateway:
     @web.middleware
     async def _resolve(self, request: web.Request, handler) -> web.StreamResponse:
         """The preview the host names, in `request[ENVIRONMENT]`, for every route."""
-        name = environment_name_of(request.host, self.site)
+        name = environment_name_of(requested_host(request), self.site)
         if name is None:
             return pages.unknown_host(request.host)
         if self._ready is None or not self._ready.is_set():
