@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from ghapp.core.access import SESSION_COOKIE, wants_page
+from ghapp.core.access import SESSION_COOKIE, TOKEN_HEADER, wants_page
 from ghapp.core.gateway import environment_name_of
 from ghapp.db import access as store
-from ghapp.gateway.access import ACCESS, AccessControl, check_access, forwarded_headers
+from ghapp.gateway.access import ACCESS, AccessControl, check_access, create_access_token, forwarded_headers
 from ghapp.github.client import GitHubApp
 from ghapp.web import keys
 from ghapp.web.app import create_app
@@ -541,3 +541,26 @@ async def test_a_sibling_previews_page_cannot_use_a_visitors_session(stack):
         sent = {"Origin": origin} if origin else {}
         allowed = await stack.preview("/", Cookie=cookie, Accept="application/json", **sent)
         assert allowed.status == 200, origin
+
+
+async def test_a_request_let_through_by_gateway_auth_keeps_the_preview_awake(stack, db):
+    """A preview reached only through a Kubernetes Gateway: ghapp sees nothing of its traffic but the ExternalAuth
+    check, which must count as use (batched, as ghapp's own gateway does), or the idle sleeper would put a preview
+    in use to sleep. A refused request is no use."""
+    async with db.acquire() as conn:
+        token, _made = await create_access_token(conn, REPO)
+    allowed = await stack.main.get("/gateway/auth/cart", headers={"Host": stack.host, TOKEN_HEADER: token})
+    assert allowed.status == 200
+
+    async def recorded():
+        return await db.fetchval("SELECT last_request_at FROM environments WHERE id = $1", stack.env_id)
+
+    await wait_for(recorded, what="the request recorded in the next batch")
+    activity = stack.main.app[ACCESS].activity
+    await wait_for(lambda: _flushed(activity, stack.env_id), what="nothing left to write")
+    refused = await stack.main.get("/gateway/auth", headers={"Host": stack.host})
+    assert refused.status == 401 and activity.last_request(stack.env_id) is None
+
+
+async def _flushed(activity, env_id: int) -> bool:
+    return activity.last_request(env_id) is None

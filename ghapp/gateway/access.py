@@ -69,6 +69,7 @@ from ghapp.core.contract import Access
 from ghapp.core.gateway import environment_name_of
 from ghapp.core.model import Environment
 from ghapp.db import access as store
+from ghapp.gateway.activity import Activity
 from ghapp.github.client import USER_AGENT, GitHubApp
 from ghapp.web import auth, keys
 
@@ -116,8 +117,11 @@ class AccessControl:
         metrics: Metrics | None = None,
         cache_ttl: float = SESSION_CACHE_TTL,
         decision_ttl: float = DECISION_TTL,
+        activity: Activity | None = None,
     ) -> None:
         self.settings, self.pool, self.session, self.github, self.metrics = settings, pool, session, github, metrics
+        # requests let through by `/gateway/auth` (a Kubernetes Gateway carries them): they keep a preview awake
+        self.activity = activity or Activity()
         self.decisions = DecisionCache(time.monotonic, decision_ttl)
         self._sessions: cachetools.TTLCache = cachetools.TTLCache(maxsize=50_000, ttl=cache_ttl)
         self._tokens: cachetools.TTLCache = cachetools.TTLCache(maxsize=10_000, ttl=cache_ttl)
@@ -520,6 +524,7 @@ async def external_auth(request: web.Request) -> web.StreamResponse:
     scheme, host = original
     decision = await control.decide(env, host, scheme == "https", request.headers)
     if decision.verdict is Verdict.ALLOW:
+        control.activity.touch(env.id)  # the request goes on to the preview: it is in use (batched, like the gateway)
         return web.Response(status=200, text="ok", headers={USER_HEADER: decision.login})
     if decision.verdict is Verdict.SIGN_IN:
         path = request.path_qs.removeprefix(AUTH_PATH)  # Gateway API appends the visitor's path
@@ -666,16 +671,26 @@ def setup(app: web.Application) -> None:
 
 
 async def _lifetime(app: web.Application):
+    gateway = app.get(keys.GATEWAY)  # ghapp's own gateway records activity; /gateway/auth adds to its batch
+    activity = gateway.activity if gateway is not None else Activity()
     async with aiohttp.ClientSession() as session:
         control = app[ACCESS] = AccessControl(
-            app[keys.SETTINGS], app[keys.POOL], session, app.get(keys.GITHUB), app.get(keys.METRICS)
+            app[keys.SETTINGS], app[keys.POOL], session, app.get(keys.GITHUB), app.get(keys.METRICS), activity=activity
         )
-        listening = asyncio.create_task(control.listen(app[keys.DATABASE_URL]))
+        tasks = [asyncio.create_task(control.listen(app[keys.DATABASE_URL]))]
+        if gateway is None:
+            tasks.append(asyncio.create_task(_record_activity(app, activity)))
         try:
             yield
         finally:
-            listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
+            for task in tasks:
+                task.cancel()  # the activity's last batch is written as it ends
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _record_activity(app: web.Application, activity: Activity) -> None:
+    await app[keys.READY].wait()
+    await activity.run(app[keys.POOL])
 
 
 __all__ = [
