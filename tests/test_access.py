@@ -3,6 +3,9 @@ request carries, the headers a preview may see, the decision cache, and the oper
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from ghapp.app_manifest import load_manifest
@@ -25,7 +28,8 @@ from ghapp.core.access import (
 )
 from ghapp.core.contract import Access
 from ghapp.core.gateway import PreviewSite
-from ghapp.gateway.access import forwarded_headers, valid_repository
+from ghapp.db.access import CHANNEL
+from ghapp.gateway.access import AccessControl, forwarded_headers, valid_repository
 from tests.support import ROOT
 
 pytestmark = pytest.mark.fast
@@ -235,3 +239,31 @@ def test_a_refused_public_is_told_to_the_pull_request():
     assert looser_refused(Access.PUBLIC, Access.PUBLIC) is None
     assert looser_refused(None, Access.REPOSITORY) is None
     assert looser_refused(Access.REPOSITORY, Access.REPOSITORY) is None
+
+
+async def test_a_session_read_while_it_is_being_ended_is_not_cached():
+    """A lookup that began before a revocation was heard may return the row the revocation deleted: it answers its
+    own request, but is not kept (else the ended session would live on here for the cache's TTL)."""
+    started, release = asyncio.Event(), asyncio.Event()
+    reads = []
+
+    class Connection:
+        async def fetchrow(self, *_args):
+            reads.append(1)
+            started.set()
+            await release.wait()
+            return {"host": "h", "repo_id": 1, "user_id": 7, "login": "alice"}
+
+    class Pool:
+        @contextlib.asynccontextmanager
+        async def acquire(self):
+            yield Connection()
+
+    control = AccessControl(Settings(), Pool(), session=None)  # type: ignore[arg-type]
+    lookup = asyncio.create_task(control._person("s" * 32, "h"))
+    await started.wait()
+    control._notified(None, 0, CHANNEL, "user 7")  # alice's sessions ended through another replica
+    release.set()
+    assert (await lookup).login == "alice"
+    await control._person("s" * 32, "h")
+    assert len(reads) == 2, "the session read before the revocation was cached"

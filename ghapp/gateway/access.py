@@ -126,6 +126,7 @@ class AccessControl:
         self._sessions: cachetools.TTLCache = cachetools.TTLCache(maxsize=50_000, ttl=cache_ttl)
         self._tokens: cachetools.TTLCache = cachetools.TTLCache(maxsize=10_000, ttl=cache_ttl)
         self._environments: cachetools.TTLCache = cachetools.TTLCache(maxsize=10_000, ttl=cache_ttl)
+        self._forgotten = 0  # how often something was ended: a lookup begun before then is not cached
 
     @property
     def https(self) -> bool:
@@ -171,16 +172,22 @@ class AccessControl:
     async def _token_opens(self, token: str, env: Environment) -> bool:
         repository = self._tokens.get(token, _UNKNOWN)
         if repository is _UNKNOWN:
+            forgotten = self._forgotten
             async with self.pool.acquire() as conn:
-                repository = self._tokens[token] = await store.token_repository(conn, token)
+                repository = await store.token_repository(conn, token)
+            if forgotten == self._forgotten:  # else it may be older than what was ended meanwhile: not kept
+                self._tokens[token] = repository
         return repository is not None and repository.lower() == env.repository.lower()
 
     async def _person(self, session_id: str, host: str) -> store.Person | None:
         key = (session_id, host)
         person = self._sessions.get(key, _UNKNOWN)
         if person is _UNKNOWN:
+            forgotten = self._forgotten
             async with self.pool.acquire() as conn:
-                person = self._sessions[key] = await store.find_session(conn, session_id, host)
+                person = await store.find_session(conn, session_id, host)
+            if forgotten == self._forgotten:  # else it may be older than what was ended meanwhile: not kept
+                self._sessions[key] = person
         return person
 
     async def _readable(self, person: store.Person, env: Environment) -> bool | None:
@@ -237,15 +244,18 @@ class AccessControl:
 
     def forget_person(self, user_id: int, repo_id: int | None = None) -> None:
         """A person's cached sessions and decisions: all of them, or those for one repository's previews."""
+        self._forgotten += 1
         for key, person in list(self._sessions.items()):
             if person is not None and person.user_id == user_id and repo_id in (None, person.repo_id):
                 self._sessions.pop(key, None)
         self.decisions.forget(user_id, repo_id)
 
     def forget_tokens(self) -> None:
+        self._forgotten += 1
         self._tokens.clear()
 
     def forget_all(self) -> None:
+        self._forgotten += 1
         self._sessions.clear()
         self._tokens.clear()
         self.decisions.clear()
