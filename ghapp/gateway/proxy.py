@@ -75,8 +75,9 @@ class Upstream:
         target = request.rel_url.raw_path_qs
         if not target.startswith("/"):  # `OPTIONS *` or anything else that is not a path
             return pages.page(400, "Bad request", "The gateway forwards requests for paths only.")
-        # The preview's published host, not the visitor's spelling of it (any port, case, a trailing dot): a preview
-        # building links from X-Forwarded-Host must not put a visitor's `:1337` in a page a cache keeps.
+        # The preview's published host, not the visitor's spelling of it (case, a trailing dot, a written default
+        # port): a preview building links from X-Forwarded-Host must not put a visitor's spelling in a page a cache
+        # keeps.
         host = URL(public_origin).raw_authority
         sent: CIMultiDict[str] = CIMultiDict(request.headers)
         for keep in filters:
