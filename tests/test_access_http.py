@@ -364,6 +364,11 @@ async def test_external_auth_for_a_kubernetes_gateway_or_ingress_nginx(stack, db
         "/gateway/auth", headers={"X-Original-URL": "http://pr-1-x-5.localhost.evil/", "Cookie": cookie}
     )
     assert elsewhere.status == 403
+    # the preview's name on another port is another server: no decision for it (core/gateway's one host rule)
+    other_port = await stack.main.get(
+        "/gateway/auth", headers={"Host": f"{stack.env_name}.localhost:1", "Cookie": cookie}
+    )
+    assert other_port.status == 403
 
     # a visitor's own X-Original-URL cannot move the decision to a preview they may see
     body, headers = deliveries.signed("pull_request", deliveries.pull_request("opened", number=7))
