@@ -358,7 +358,7 @@ async def test_an_upgrade_the_gateway_does_not_bridge_ends_the_connection_after_
     ((status, headers, body),) = responses(raw)
     assert status == 200 and headers.get("connection", "").lower() == "close"
     assert [(s["method"], s["path"]) for s in stack.preview.seen] == [("GET", "/a")]
-    assert "Upgrade" not in stack.preview.seen[0]["headers"]
+    assert "Upgrade" not in dict(stack.preview.seen[0]["headers"])
 
 
 async def test_an_absolute_request_target_names_the_preview_that_decides(stack):
@@ -455,7 +455,7 @@ async def test_an_upgrade_on_a_non_get_is_a_plain_request_without_upgrade(stack)
     ((status, headers, _body),) = responses(raw)
     assert status == 200
     assert [(s["method"], s["path"]) for s in stack.preview.seen] == [("POST", "/ws")]
-    assert "Upgrade" not in stack.preview.seen[0]["headers"]
+    assert "Upgrade" not in dict(stack.preview.seen[0]["headers"])
 
 
 async def cookie_headers(stack: Stack, session: str) -> list[str]:
@@ -533,7 +533,7 @@ async def test_connection_cannot_strip_what_the_gateway_states(stack):
         )
     )
     assert [status for status, _h, _b in responses(raw)] == [200]
-    headers = stack.preview.seen[0]["headers"]
+    headers = dict(stack.preview.seen[0]["headers"])
     assert headers["X-Forwarded-For"] == "127.0.0.1" and headers["X-Forwarded-Proto"] == "http"
     assert headers["X-Forwarded-Host"] == stack.public + ".localhost"
 

@@ -8,6 +8,8 @@ A request goes through, in order:
 1. the host: an unknown host is a 404 page; the environment is looked up by name (cached `LOOKUP_TTL` seconds;
    `Gateway.forget(name)` drops an entry at once, e.g. after waking a preview);
 2. `/_ghapp/...`: ghapp's own pages on preview hosts (below); they are not proxied and no guard runs before them;
+   any other spelling a preview's router could read as one of them (`//_ghapp/`, `/x/../_ghapp/`, `/_GHAPP/`) is a
+   404 page, never proxied;
 3. the guards, in order (below); the first that answers ends the request with its answer;
 4. a preview that is not `active` (or has no http(s) `preview_url`): a page saying its status;
 5. the proxy (ghapp/gateway/proxy.py); a preview that refuses the connection is looked up again, uncached, and the
@@ -51,7 +53,7 @@ from cachetools import TTLCache
 from ghapp import db
 from ghapp.config import ConfigError, Settings
 from ghapp.core.contract import Status
-from ghapp.core.gateway import environment_name_of, gateway_url, upstream_origin
+from ghapp.core.gateway import environment_name_of, gateway_url, reserved_spelling, upgrade_requested, upstream_origin
 from ghapp.core.model import Environment
 from ghapp.db import gateway as queries
 from ghapp.gateway import pages
@@ -87,6 +89,7 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.app = web.Application(middlewares=[self._count, self._resolve])
+        self.app.on_response_prepare.append(_close_unless_upgraded)
         self.app[keys.GATEWAY] = self
         self.app[GUARDS] = self.guards
         self.reserved = web.Application()
@@ -139,6 +142,8 @@ class Gateway:
         return await handler(request)
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        if reserved_spelling(request.rel_url.raw_path):
+            return pages.page(404, "Not a page of this preview", f"Paths under {RESERVED_PREFIX}/ are ghapp's.")
         try:
             return await self._guarded_forward(request)
         except Refused as refused:
@@ -220,6 +225,15 @@ class Gateway:
     async def _record_activity(self, pool: asyncpg.Pool, ready: asyncio.Event) -> None:
         await ready.wait()
         await self.activity.run(pool)
+
+
+async def _close_unless_upgraded(request: web.Request, response: web.StreamResponse) -> None:
+    """A request that asked to switch protocols and was answered without switching (a refused WebSocket, `Upgrade:
+    h2c`, an upgrade on a POST): the server's parser takes what follows on the connection for the new protocol and
+    would never read it as requests, so the answer ends the connection instead of leaving the client waiting."""
+    if response.status != 101 and upgrade_requested(request.method, request.headers.items()):
+        response.force_close()
+        response.headers["Connection"] = "close"  # this hook runs after aiohttp has written its own Connection
 
 
 def setup(app: web.Application) -> Gateway:

@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from ghapp.core.gateway import end_to_end, request_headers, rewrite_location
+from ghapp.core.gateway import request_headers, response_headers, rewrite_location
 from ghapp.core.model import Environment
 from ghapp.gateway import pages
 from ghapp.gateway.keys import RequestFilter
@@ -96,6 +96,11 @@ class Upstream:
                 allow_redirects=False,
                 timeout=self._timeout(),
             ) as answer:
+                if answer.status < 200:  # a 101 to a request that asked for no upgrade (1xx before it are skipped)
+                    answer.close()
+                    return pages.upstream_error(
+                        env, 502, f"answered {answer.status} to a request that asked for no new protocol"
+                    )
                 return await self._relay(request, answer, origin, public_origin)
         except aiohttp.ClientError as e:
             return self._error(env, e)
@@ -106,7 +111,7 @@ class Upstream:
         self, request: web.Request, answer: aiohttp.ClientResponse, origin: str, public_origin: str
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=answer.status, reason=answer.reason)
-        for name, value in end_to_end(answer.headers.items()):
+        for name, value in response_headers(answer.headers.items()):
             if name.lower() == "location":
                 value = rewrite_location(value, origin, public_origin)
             response.headers.add(name, value)
