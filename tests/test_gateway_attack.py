@@ -636,3 +636,37 @@ async def test_an_endless_answer_stops_when_the_visitor_leaves(stack):
     await asyncio.wait_for(ended.wait(), EXCHANGE_TIMEOUT)
     server.close()
     await server.wait_closed()
+
+
+async def test_a_refused_upload_is_never_told_to_continue(stack):
+    """`Expect: 100-continue`: the gateway says `100 Continue` only once the guards let the request through, so a
+    refused client never sends its body (a 100 MB upload to a preview it may not see), and the refusal ends the
+    connection, whose unsent body would otherwise be read as the next request's bytes."""
+    raw = await stack.exchange(
+        request("POST", "/upload", stack.host, "Expect: 100-continue", f"Content-Length: {100 * 1024 * 1024}")
+    )
+    assert b"100 Continue" not in raw and not raw.endswith(b"<HUNG>"), raw[:300]
+    ((status, headers, _body),) = responses(raw)
+    assert status == 401 and headers["connection"] == "close"
+    assert stack.preview.seen == []
+
+    cookie = await stack.session()
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+    writer.write(
+        request(
+            "POST",
+            "/upload",
+            stack.host,
+            "Expect: 100-continue",
+            "Content-Length: 5",
+            f"Cookie: {SESSION_COOKIE}={cookie}",
+            "Connection: close",
+        )
+    )
+    continued = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), EXCHANGE_TIMEOUT)
+    assert continued == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"hello")
+    raw = await asyncio.wait_for(reader.read(), EXCHANGE_TIMEOUT)
+    writer.close()
+    assert [status for status, _h, _b in responses(raw)] == [200]
+    assert [(s["path"], s["body"]) for s in stack.preview.seen] == [("/upload", b"hello")]
