@@ -47,7 +47,7 @@ import logging
 from typing import Any
 
 import asyncpg
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from cachetools import TTLCache
 
 from ghapp import db
@@ -170,6 +170,10 @@ class Gateway:
             if (answer := await guard(request, request[ENVIRONMENT])) is not None:
                 return answer
         env = request[ENVIRONMENT]  # as the guards leave it: a guard that waited for a wake puts the fresh row there
+        if _expects_continue(request) and not request.get(CONTINUED, False):
+            request[CONTINUED] = True
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer's own bytes start after it
         origin = upstream_origin(env.preview_url)
         if env.status != Status.ACTIVE or origin is None:
             return pages.not_active(env)
@@ -193,7 +197,7 @@ class Gateway:
         self.upstream = Upstream()
         # Mounted now, not at creation: mounting freezes the sub-application's routes, which other parts add to.
         self.app.add_subapp(RESERVED_PREFIX, self.reserved)
-        self.app.router.add_route("*", "/{path:.*}", self._proxy)
+        self.app.router.add_route("*", "/{path:.*}", self._proxy, expect_handler=_continue_after_the_guards)
         # At shutdown, requests and WebSockets still open get a few seconds.
         self._runner = web.AppRunner(
             self.app, handle_signals=False, access_log=None, shutdown_timeout=min(5.0, self.settings.shutdown_grace)
@@ -227,11 +231,29 @@ class Gateway:
         await self.activity.run(pool)
 
 
+CONTINUED: web.RequestKey[bool] = web.RequestKey("continued")  # `100 Continue` sent
+
+
+def _expects_continue(request: web.Request) -> bool:
+    return request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue"
+
+
+async def _continue_after_the_guards(request: web.Request) -> None:
+    """aiohttp's `Expect` handler, except that `100 Continue` waits until the guards let the request through
+    (`_guarded_forward`): a client that may not see the preview is refused before it sends its body."""
+    if request.version == HttpVersion11 and not _expects_continue(request):
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers.get('Expect', '')[:100]}")
+
+
 async def _close_unless_upgraded(request: web.Request, response: web.StreamResponse) -> None:
-    """A request that asked to switch protocols and was answered without switching (a refused WebSocket, `Upgrade:
-    h2c`, an upgrade on a POST): the server's parser takes what follows on the connection for the new protocol and
-    would never read it as requests, so the answer ends the connection instead of leaving the client waiting."""
-    if response.status != 101 and upgrade_requested(request.method, request.headers.items()):
+    """Answers after which the connection cannot carry another request, so they end it (instead of leaving the
+    client waiting): a request that asked to switch protocols and was answered without switching (a refused
+    WebSocket, `Upgrade: h2c`, an upgrade on a POST), whose following bytes the server's parser takes for the new
+    protocol; and a request answered before it was told to send its body (`Expect: 100-continue`), whose body may
+    never come."""
+    switched = response.status == 101
+    unsent = _expects_continue(request) and not request.get(CONTINUED, False) and response.status >= 200
+    if (not switched and upgrade_requested(request.method, request.headers.items())) or unsent:
         response.force_close()
         response.headers["Connection"] = "close"  # this hook runs after aiohttp has written its own Connection
 
