@@ -159,7 +159,8 @@ async def exchange(port: int, data: bytes) -> bytes:
 
 
 def responses(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
-    """The HTTP/1.1 answers in `raw`, in order: (status, headers with lower-case names, body)."""
+    """The HTTP/1.1 answers in `raw`, in order: (status, headers with lower-case names, body); a head alone has an
+    empty body."""
     found = []
     while raw:
         head, sep, raw = raw.partition(b"\r\n\r\n")
@@ -170,7 +171,9 @@ def responses(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
         for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
+        if not raw:
+            body = b""
+        elif "content-length" in headers:
             length = int(headers["content-length"])
             body, raw = raw[:length], raw[length:]
         elif headers.get("transfer-encoding", "").lower() == "chunked":
@@ -642,12 +645,14 @@ async def test_a_refused_upload_is_never_told_to_continue(stack):
     """`Expect: 100-continue`: the gateway says `100 Continue` only once the guards let the request through, so a
     refused client never sends its body (a 100 MB upload to a preview it may not see), and the refusal ends the
     connection, whose unsent body would otherwise be read as the next request's bytes."""
-    raw = await stack.exchange(
-        request("POST", "/upload", stack.host, "Expect: 100-continue", f"Content-Length: {100 * 1024 * 1024}")
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+    writer.write(request("POST", "/upload", stack.host, "Expect: 100-continue", f"Content-Length: {100 * 1024**2}"))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), EXCHANGE_TIMEOUT)
+    ((status, headers, _body),) = responses(
+        head + await reader.readexactly(int(responses(head)[0][1]["content-length"]))
     )
-    assert b"100 Continue" not in raw and not raw.endswith(b"<HUNG>"), raw[:300]
-    ((status, headers, _body),) = responses(raw)
-    assert status == 401 and headers["connection"] == "close"
+    writer.close()
+    assert status == 401 and headers["connection"] == "close"  # its body, if it comes anyway, is read and dropped
     assert stack.preview.seen == []
 
     cookie = await stack.session()
