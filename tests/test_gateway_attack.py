@@ -245,6 +245,7 @@ def seen_anywhere(preview: Preview | RawPreview, secret: str) -> bool:
 
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+POISON = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"  # an answer nobody asked for
 
 # Framing two parsers could read differently: the gateway's parser (llhttp) refuses each with 400 before any guard
 # or preview sees it.
@@ -591,15 +592,24 @@ async def test_a_malformed_or_oversized_answer_is_a_502_page(stack, answer):
     assert "set-cookie" not in headers and "x-long" not in headers
 
 
-async def test_a_preview_answering_beyond_its_content_length_cannot_answer_the_next_request(stack):
-    """Bytes after the answer's declared length (a second, unasked answer) never become the answer to the next
-    request on the same upstream connection."""
-    hostile = RawPreview(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"
+@pytest.mark.parametrize(
+    ("method", "answer"),
+    [
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + POISON),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"),
+        ("GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 6\r\n\r\nPOISON"),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\n\r\n" + POISON),
+    ],
+    ids=["past Content-Length", "a body to HEAD", "a body to 204", "an answer after 304"],
+)
+async def test_a_preview_answering_more_than_it_was_asked_cannot_answer_the_next_request(stack, method, answer):
+    """Bytes a preview sends beyond its answer (a second, unasked answer) never become the answer to the next
+    request on the same upstream connection: response-queue poisoning."""
+    host = await stack.hostile(RawPreview(answer))
+    raw = await stack.exchange(
+        request(method, "/a", host) + request(method, "/b", host) + request(method, "/c", host, "Connection: close")
     )
-    host = await stack.hostile(hostile)
-    raw = await stack.exchange(request("GET", "/a", host) + request("GET", "/b", host, "Connection: close"))
-    assert [body for _s, _h, body in responses(raw)] == [b"ok", b"ok"]
+    assert b"POISON" not in raw and raw.count(b"HTTP/1.1 ") == 3, raw[:500]
 
 
 async def test_a_flood_of_informational_answers_ends_in_the_real_one(stack):
