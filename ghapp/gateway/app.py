@@ -10,12 +10,16 @@ A request goes through, in order:
 2. `/_ghapp/...`: ghapp's own pages on preview hosts (below); they are not proxied and no guard runs before them;
    any other spelling a preview's router could read as one of them (`//_ghapp/`, `/x/../_ghapp/`, `/_GHAPP/`) is a
    404 page, never proxied;
-3. the guards, in order (below); the first that answers ends the request with its answer;
+3. the guards, in order (below); the first that answers ends the request with its answer; a client that sent
+   `Expect: 100-continue` is told to continue only once they all let it through (a refused one never uploads);
 4. a preview that is not `active` (or has no http(s) `preview_url`): a page saying its status;
 5. the proxy (ghapp/gateway/proxy.py); a preview that refuses the connection is looked up again, uncached, and the
    request goes through 3-5 once more if its row changed (put to sleep a moment ago: the wake guard answers); the
    request is counted in `ghapp_gateway_requests_total{code}` and its
    environment's activity recorded (`Activity`, written in one batched UPDATE every few seconds).
+An answer after which the connection cannot carry another request ends it (`Connection: close`): one to a request
+that asked to switch protocols without switching (anything but a bridged WebSocket), or one sent before the
+request's body was asked for.
 
 Hooks for other parts (add them before the application starts, e.g. in `ghapp/web/app.create_app`; `gateway` is
 `app[ghapp.web.keys.GATEWAY]`, the `Gateway` below; the gateway starts after all of the main application's

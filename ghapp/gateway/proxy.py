@@ -1,8 +1,9 @@
 """The reverse proxy: one request (or WebSocket) to a preview's upstream, bodies streamed both ways.
 
 One `Upstream` (an aiohttp ClientSession, its connection pool kept alive between requests) serves every preview.
-The upstream's answer passes as the preview made it: status, headers (less the hop-by-hop ones), compressed bytes
-as they are (no decompression), redirects untouched (unless they name the upstream's own loopback address). No
+The upstream's answer passes as the preview made it: status, headers (less the hop-by-hop ones and a `Set-Cookie`
+for ghapp's own cookies), compressed bytes as they are (no decompression), redirects untouched (unless they name
+the upstream's own loopback address); a 1xx as its final answer (a 101 nobody asked for) is a 502. No
 cookie is kept between requests of different people: the session's cookie jar stores nothing."""
 
 from __future__ import annotations
