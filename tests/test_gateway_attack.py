@@ -276,6 +276,15 @@ AMBIGUOUS = {
     "bare LF line ends": lambda h: f"GET /a HTTP/1.1\nHost: {h}\n\n".encode() + SMUGGLED,
     "a bare LF inside the head": lambda h: f"GET /a HTTP/1.1\r\nHost: {h}\nX: y\r\n\r\n".encode() + SMUGGLED,
     "two Host headers": lambda h: request("GET", "/a", h, "Host: pr-7-shop-7.localhost:8081") + SMUGGLED,
+    "a signed Content-Length": lambda h: request("POST", "/a", h, "Content-Length: +40", body=SMUGGLED),
+    "a negative Content-Length": lambda h: request("POST", "/a", h, "Content-Length: -1", body=SMUGGLED),
+    "a coding that only contains chunked": lambda h: request(
+        "POST", "/a", h, "Transfer-Encoding: xchunked", "Content-Length: 0", body=SMUGGLED
+    ),
+    "a vertical tab after chunked": lambda h: request(
+        "POST", "/a", h, "Transfer-Encoding: chunked\x0b", "Content-Length: 0", body=SMUGGLED
+    ),
+    "a NUL in a header": lambda h: request("GET", "/a", h, "X-A: a\x00b") + SMUGGLED,
     "a chunk size with junk": lambda h: request(
         "POST", "/a", h, "Transfer-Encoding: chunked", body=b"0x5\r\nhello\r\n0\r\n\r\n" + SMUGGLED
     ),
