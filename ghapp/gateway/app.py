@@ -174,13 +174,13 @@ class Gateway:
             if (answer := await guard(request, request[ENVIRONMENT])) is not None:
                 return answer
         env = request[ENVIRONMENT]  # as the guards leave it: a guard that waited for a wake puts the fresh row there
+        origin = upstream_origin(env.preview_url)
+        if env.status != Status.ACTIVE or origin is None:
+            return pages.not_active(env)
         if _expects_continue(request) and not request.get(CONTINUED, False):
             request[CONTINUED] = True
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the answer's own bytes start after it
-        origin = upstream_origin(env.preview_url)
-        if env.status != Status.ACTIVE or origin is None:
-            return pages.not_active(env)
         self.activity.touch(env.id)
         assert self.upstream is not None
         return await self.upstream.forward(
