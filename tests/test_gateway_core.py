@@ -13,8 +13,11 @@ from ghapp.core.gateway import (
     gateway_url,
     preview_site,
     request_headers,
+    reserved_spelling,
+    response_headers,
     rewrite_location,
     served_url,
+    upgrade_requested,
     upstream_origin,
 )
 
@@ -204,3 +207,59 @@ def test_a_public_upstream_naming_itself_is_left_alone():
     assert rewrite_location(location, "https://pr-1.preview.example.com", "https://pr-1.preview.example.com") == (
         location
     )
+
+
+def test_a_preview_cannot_set_ghapps_own_cookies():
+    answer = [
+        ("Set-Cookie", "ghapp_preview=planted; Path=/; HttpOnly"),
+        ("set-cookie", "__Host-ghapp_preview=x; Path=/; Secure"),
+        ("Set-Cookie", " __Secure-ghapp_sign_in=x"),
+        ("Set-Cookie", "ghapp_session=x; Domain=example.com"),
+        ("Set-Cookie", "cart=3; Path=/"),
+        ("Set-Cookie", "my_ghapp_preview=1"),  # not ghapp's
+        ("Connection", "close"),
+        ("X-Kept", "1"),
+    ]
+    assert response_headers(answer) == [
+        ("Set-Cookie", "cart=3; Path=/"),
+        ("Set-Cookie", "my_ghapp_preview=1"),
+        ("X-Kept", "1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "upgrade"),
+    [
+        ("GET", [("Connection", "Upgrade"), ("Upgrade", "websocket")], True),
+        ("POST", [("connection", "keep-alive, upgrade"), ("upgrade", "h2c")], True),
+        ("CONNECT", [], True),
+        ("GET", [("Upgrade", "h2c")], False),  # without Connection: upgrade, a header like another
+        ("GET", [("Connection", "upgrade")], False),
+        ("GET", [], False),
+    ],
+)
+def test_which_requests_ask_to_switch_protocols(method, headers, upgrade):
+    assert upgrade_requested(method, headers) is upgrade
+
+
+@pytest.mark.parametrize(
+    ("path", "reserved"),
+    [
+        ("/_ghapp/signin", True),
+        ("//_ghapp/signin", True),
+        ("/./_ghapp/session?ticket=x", True),
+        ("/x/../_ghapp/signin", True),
+        ("/%2e%2e/_ghapp/signin", True),
+        ("/%5Fghapp/signin", True),
+        ("/_GHAPP/signin", True),
+        ("/\\_ghapp/signin", True),
+        ("/_ghapp", True),
+        ("/", False),
+        ("/app/_ghapp/x", False),
+        ("/_ghapp_x/signin", False),
+        ("/?next=/_ghapp/signin", False),
+        ("/x/../../app", False),
+    ],
+)
+def test_which_paths_a_previews_router_could_read_as_ghapps_pages(path, reserved):
+    assert reserved_spelling(path) is reserved

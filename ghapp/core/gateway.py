@@ -18,6 +18,10 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "te", "trailer", "transfer-e
 # the gateway's own hop (Expect: the gateway answered `100 Continue` itself).
 CLIENT_CLAIMS = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"})
 _NOT_FORWARDED = frozenset({"host", "expect"})
+# ghapp's own cookies (the preview session `ghapp_preview`, the sign-in's `ghapp_sign_in`, the dashboard's
+# `ghapp_session`), with or without a `__Host-`/`__Secure-` prefix: a preview never sets them.
+_OWN_COOKIE = re.compile(r"\s*(?:__host-|__secure-)?ghapp_", re.IGNORECASE)
+RESERVED_SEGMENT = "_ghapp"  # ghapp's own pages on every preview host: `/_ghapp/...`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +133,37 @@ def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     headers = list(headers)
     drop = HOP_BY_HOP | _connection_tokens(headers)
     return [(n, v) for n, v in headers if n.lower() not in drop and not n.lower().startswith("proxy-")]
+
+
+def response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """What of a preview's answer crosses to the visitor: its end-to-end headers, less a `Set-Cookie` for one of
+    ghapp's own cookies (HttpOnly, so the preview's scripts cannot touch them; its answer could replace or end a
+    visitor's session with ghapp)."""
+    return [(n, v) for n, v in end_to_end(headers) if n.lower() != "set-cookie" or not _OWN_COOKIE.match(v)]
+
+
+def upgrade_requested(method: str, headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether an HTTP/1.1 parser takes the rest of the connection for another protocol after this request's head
+    (`Connection: upgrade` with an `Upgrade` header, or CONNECT): unless the upgrade happens (a WebSocket the gateway
+    bridges), the connection must close after the answer, as its next bytes are not read as requests."""
+    headers = list(headers)
+    offered = any(name.lower() == "upgrade" for name, _value in headers)
+    return method.upper() == "CONNECT" or (offered and "upgrade" in _connection_tokens(headers))
+
+
+def reserved_spelling(raw_path: str) -> bool:
+    """Whether a request target would name one of ghapp's `/_ghapp/` pages to a preview's router, which may decode
+    percent-escapes, merge slashes, resolve dot segments and ignore case: such a path is ghapp's, never the
+    preview's (the gateway serves `/_ghapp/...` spelled plainly itself; any other spelling is refused)."""
+    path = urllib.parse.unquote(raw_path.partition("?")[0]).replace("\\", "/")
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    return bool(segments) and segments[0].lower() == RESERVED_SEGMENT
 
 
 def request_headers(

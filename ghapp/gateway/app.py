@@ -8,12 +8,18 @@ A request goes through, in order:
 1. the host: an unknown host is a 404 page; the environment is looked up by name (cached `LOOKUP_TTL` seconds;
    `Gateway.forget(name)` drops an entry at once, e.g. after waking a preview);
 2. `/_ghapp/...`: ghapp's own pages on preview hosts (below); they are not proxied and no guard runs before them;
-3. the guards, in order (below); the first that answers ends the request with its answer;
+   any other spelling a preview's router could read as one of them (`//_ghapp/`, `/x/../_ghapp/`, `/_GHAPP/`) is a
+   404 page, never proxied;
+3. the guards, in order (below); the first that answers ends the request with its answer; a client that sent
+   `Expect: 100-continue` is told to continue only once they all let it through (a refused one never uploads);
 4. a preview that is not `active` (or has no http(s) `preview_url`): a page saying its status;
 5. the proxy (ghapp/gateway/proxy.py); a preview that refuses the connection is looked up again, uncached, and the
    request goes through 3-5 once more if its row changed (put to sleep a moment ago: the wake guard answers); the
    request is counted in `ghapp_gateway_requests_total{code}` and its
    environment's activity recorded (`Activity`, written in one batched UPDATE every few seconds).
+An answer after which the connection cannot carry another request ends it (`Connection: close`): one to a request
+that asked to switch protocols without switching (anything but a bridged WebSocket), or one sent before the
+request's body was asked for.
 
 Hooks for other parts (add them before the application starts, e.g. in `ghapp/web/app.create_app`; `gateway` is
 `app[ghapp.web.keys.GATEWAY]`, the `Gateway` below; the gateway starts after all of the main application's
@@ -46,13 +52,13 @@ import urllib.parse
 from typing import Any
 
 import asyncpg
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from cachetools import TTLCache
 
 from ghapp import db
 from ghapp.config import ConfigError, Settings
 from ghapp.core.contract import Status
-from ghapp.core.gateway import environment_name_of, gateway_url, upstream_origin
+from ghapp.core.gateway import environment_name_of, gateway_url, reserved_spelling, upgrade_requested, upstream_origin
 from ghapp.core.model import Environment
 from ghapp.db import gateway as queries
 from ghapp.gateway import pages
@@ -99,6 +105,7 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.app = web.Application(middlewares=[self._count, self._resolve])
+        self.app.on_response_prepare.append(_close_unless_upgraded)
         self.app[keys.GATEWAY] = self
         self.app[GUARDS] = self.guards
         self.reserved = web.Application()
@@ -151,6 +158,8 @@ class Gateway:
         return await handler(request)
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        if reserved_spelling(request.rel_url.raw_path):
+            return pages.page(404, "Not a page of this preview", f"Paths under {RESERVED_PREFIX}/ are ghapp's.")
         try:
             return await self._guarded_forward(request)
         except Refused as refused:
@@ -180,6 +189,10 @@ class Gateway:
         origin = upstream_origin(env.preview_url)
         if env.status != Status.ACTIVE or origin is None:
             return pages.not_active(env)
+        if _expects_continue(request) and not request.get(CONTINUED, False):
+            request[CONTINUED] = True
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer's own bytes start after it
         self.activity.touch(env.id)
         assert self.upstream is not None
         return await self.upstream.forward(
@@ -200,7 +213,7 @@ class Gateway:
         self.upstream = Upstream()
         # Mounted now, not at creation: mounting freezes the sub-application's routes, which other parts add to.
         self.app.add_subapp(RESERVED_PREFIX, self.reserved)
-        self.app.router.add_route("*", "/{path:.*}", self._proxy)
+        self.app.router.add_route("*", "/{path:.*}", self._proxy, expect_handler=_continue_after_the_guards)
         # At shutdown, requests and WebSockets still open get a few seconds.
         self._runner = web.AppRunner(
             self.app, handle_signals=False, access_log=None, shutdown_timeout=min(5.0, self.settings.shutdown_grace)
@@ -232,6 +245,33 @@ class Gateway:
     async def _record_activity(self, pool: asyncpg.Pool, ready: asyncio.Event) -> None:
         await ready.wait()
         await self.activity.run(pool)
+
+
+CONTINUED: web.RequestKey[bool] = web.RequestKey("continued")  # `100 Continue` sent
+
+
+def _expects_continue(request: web.Request) -> bool:
+    return request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue"
+
+
+async def _continue_after_the_guards(request: web.Request) -> None:
+    """aiohttp's `Expect` handler, except that `100 Continue` waits until the guards let the request through
+    (`_guarded_forward`): a client that may not see the preview is refused before it sends its body."""
+    if request.version == HttpVersion11 and not _expects_continue(request):
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers.get('Expect', '')[:100]}")
+
+
+async def _close_unless_upgraded(request: web.Request, response: web.StreamResponse) -> None:
+    """Answers after which the connection cannot carry another request, so they end it (instead of leaving the
+    client waiting): a request that asked to switch protocols and was answered without switching (a refused
+    WebSocket, `Upgrade: h2c`, an upgrade on a POST), whose following bytes the server's parser takes for the new
+    protocol; and a request answered before it was told to send its body (`Expect: 100-continue`), whose body may
+    never come."""
+    switched = response.status == 101
+    unsent = _expects_continue(request) and not request.get(CONTINUED, False) and response.status >= 200
+    if (not switched and upgrade_requested(request.method, request.headers.items())) or unsent:
+        response.force_close()
+        response.headers["Connection"] = "close"  # this hook runs after aiohttp has written its own Connection
 
 
 def setup(app: web.Application) -> Gateway:

@@ -1,8 +1,9 @@
 """The reverse proxy: one request (or WebSocket) to a preview's upstream, bodies streamed both ways.
 
 One `Upstream` (an aiohttp ClientSession, its connection pool kept alive between requests) serves every preview.
-The upstream's answer passes as the preview made it: status, headers (less the hop-by-hop ones), compressed bytes
-as they are (no decompression), redirects untouched (unless they name the upstream's own loopback address). No
+The upstream's answer passes as the preview made it: status, headers (less the hop-by-hop ones and a `Set-Cookie`
+for ghapp's own cookies), compressed bytes as they are (no decompression), redirects untouched (unless they name
+the upstream's own loopback address); a 1xx as its final answer (a 101 nobody asked for) is a 502. No
 cookie is kept between requests of different people: the session's cookie jar stores nothing."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from ghapp.core.gateway import end_to_end, request_headers, rewrite_location
+from ghapp.core.gateway import request_headers, response_headers, rewrite_location
 from ghapp.core.model import Environment
 from ghapp.gateway import pages
 from ghapp.gateway.keys import RequestFilter
@@ -97,6 +98,11 @@ class Upstream:
                 allow_redirects=False,
                 timeout=self._timeout(),
             ) as answer:
+                if answer.status < 200:  # a 101 to a request that asked for no upgrade (1xx before it are skipped)
+                    answer.close()
+                    return pages.upstream_error(
+                        env, 502, f"answered {answer.status} to a request that asked for no new protocol"
+                    )
                 return await self._relay(request, answer, origin, public_origin)
         except aiohttp.ClientError as e:
             return self._error(env, e)
@@ -107,7 +113,7 @@ class Upstream:
         self, request: web.Request, answer: aiohttp.ClientResponse, origin: str, public_origin: str
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=answer.status, reason=answer.reason)
-        for name, value in end_to_end(answer.headers.items()):
+        for name, value in response_headers(answer.headers.items()):
             if name.lower() == "location":
                 value = rewrite_location(value, origin, public_origin)
             response.headers.add(name, value)
