@@ -197,7 +197,9 @@ async def stack(settings, aiohttp_client, aiohttp_server, db):
     preview = Preview()
     preview.port = (await aiohttp_server(preview.app)).port
     app = create_app(
-        settings.replace(gateway_port=0, client_id="Iv1.attack", client_secret="attack-secret"),
+        settings.replace(
+            gateway_port=0, preview_domain="localhost:8081", client_id="Iv1.attack", client_secret="attack-secret"
+        ),
         workers=False,
         gateway=True,
     )
@@ -548,7 +550,7 @@ async def test_connection_cannot_strip_what_the_gateway_states(stack):
     assert [status for status, _h, _b in responses(raw)] == [200]
     headers = dict(stack.preview.seen[0]["headers"])
     assert headers["X-Forwarded-For"] == "127.0.0.1" and headers["X-Forwarded-Proto"] == "http"
-    assert headers["X-Forwarded-Host"] == stack.public + ".localhost"
+    assert headers["X-Forwarded-Host"] == stack.public_host
 
 
 # A hostile preview's answers
