@@ -119,7 +119,8 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
-        self.head_size = 0
+        self.head_size = 0  # bytes of the headers parsed
+        self.fed_head = 0  # bytes given to llhttp before the head was complete
         self.headers_done = False
         self.framed = False  # the answer says its length (Content-Length or chunked): not ended by a close
         self.complete = False
@@ -148,13 +149,14 @@ class _Connection(asyncio.Protocol):
             if self.error is not None:  # a callback's verdict
                 self._fail(self.error)
                 return
-            self.complete, self.keep_alive = True, False  # a HEAD answer's head: where it ended is not known, so close
+            # A HEAD answer's head, or bytes after the whole answer: where the answer ended is not known, so close.
+            self.complete, self.keep_alive = True, False
         except httptools.HttpParserError as e:
             self._fail(UpstreamError(f"sent an answer that is not valid HTTP/1.1 ({e})"))
             return
-        if not self.headers_done:
-            self.head_size += len(data)
-            if self.head_size > MAX_HEAD:
+        if not self.headers_done:  # all of `data` was head: a header line without end is cut off here
+            self.fed_head += len(data)
+            if self.fed_head > MAX_HEAD:
                 self._fail(UpstreamError(f"sent an answer whose head is over {MAX_HEAD // 1024} KiB"))
                 return
         elif self.drain_waiter is not None and not self.drain_waiter.done():
@@ -189,10 +191,18 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise _Stop  # a second answer to one request: this one stands, the connection is closed
+
     def on_status(self, reason: bytes) -> None:
         self.reason += reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > MAX_HEAD:
+            self.error = UpstreamError(f"sent an answer whose head is over {MAX_HEAD // 1024} KiB")
+            raise _Stop
         lower = name.lower()
         if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
             self.framed = True
@@ -283,7 +293,7 @@ class _Connection(asyncio.Protocol):
 
 class _Stop(Exception):
     """Stops llhttp from a callback: after a HEAD answer's head (llhttp would read the body its Content-Length
-    announces), or with `error` set."""
+    announces), at the start of a second answer, or with `error` set."""
 
 
 class Pool:
