@@ -173,7 +173,9 @@ class _Connection(asyncio.Protocol):
             if self.headers_done and not self.framed:
                 self.complete = True  # a close-delimited body ends here
             elif not self.received and self.used > 1:
-                self.error = Stale("closed a kept-alive connection")
+                self.error = Stale(
+                    "closed the connection without an answer (a kept-alive one, as the request went out)"
+                )
             else:
                 self.error = UpstreamError(CLOSED)
         self.keep_alive = False
