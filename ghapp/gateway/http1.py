@@ -112,6 +112,8 @@ class _Connection(asyncio.Protocol):
         self.reading_paused = False
         self.used = 0  # requests sent on it
         self.idle_since = 0.0
+        self.deadline = 0.0  # of the current wait for the upstream's next bytes (loop time)
+        self.timer: asyncio.TimerHandle | None = None
         self._reset(head_only=False)
 
     def _reset(self, head_only: bool) -> None:
@@ -168,6 +170,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.pool.forget(self)
         if self.parser is not None and not self.complete and self.error is None:
             if self.headers_done and not self.framed:
@@ -255,16 +260,30 @@ class _Connection(asyncio.Protocol):
         """Until more of the answer arrives (raises its error, or ReadTimeout)."""
         if self.error is not None:
             raise self.error
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        self.deadline = loop.time() + self.pool.read_timeout
+        if self.timer is None or self.timer.when() > self.deadline:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_at(self.deadline, self._check_deadline)
         try:
-            await asyncio.wait_for(self.waiter, self.pool.read_timeout)
-        except TimeoutError:
-            self._close()
-            raise ReadTimeout(f"did not answer within {self.pool.read_timeout:g} seconds") from None
+            await self.waiter
         finally:
             self.waiter = None
         if self.error is not None:
             raise self.error
+
+    def _check_deadline(self) -> None:
+        """The read timeout. One timer per connection, moved on only when it fires (cheaper than one per wait)."""
+        self.timer = None
+        if self.waiter is None or self.waiter.done():
+            return  # nobody waits: the next wait arms it again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:
+            self.timer = loop.call_at(self.deadline, self._check_deadline)
+            return
+        self._fail(ReadTimeout(f"did not answer within {self.pool.read_timeout:g} seconds"))
 
     async def drain(self) -> None:
         if self.transport is None:
