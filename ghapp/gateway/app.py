@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -86,6 +87,7 @@ class Gateway:
         self._shared: list[web.AppKey[Any]] = []
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._counters: dict[int, Any] = {}  # ghapp_gateway_requests_total's child per status, looked up once
         self.app = web.Application(middlewares=[self._count, self._resolve])
         self.app[keys.GATEWAY] = self
         self.app[GUARDS] = self.guards
@@ -118,7 +120,10 @@ class Gateway:
             status = e.status
             raise
         finally:
-            self.metrics.gateway_requests.labels(str(status)).inc()
+            counter = self._counters.get(status)
+            if counter is None:
+                counter = self._counters[status] = self.metrics.gateway_requests.labels(str(status))
+            counter.inc()
 
     @web.middleware
     async def _resolve(self, request: web.Request, handler) -> web.StreamResponse:
@@ -165,7 +170,7 @@ class Gateway:
             if (answer := await guard(request, request[ENVIRONMENT])) is not None:
                 return answer
         env = request[ENVIRONMENT]  # as the guards leave it: a guard that waited for a wake puts the fresh row there
-        origin = upstream_origin(env.preview_url)
+        origin = _upstream_origin(env.preview_url)
         if env.status != Status.ACTIVE or origin is None:
             return pages.not_active(env)
         self.activity.touch(env.id)
@@ -220,6 +225,9 @@ class Gateway:
     async def _record_activity(self, pool: asyncpg.Pool, ready: asyncio.Event) -> None:
         await ready.wait()
         await self.activity.run(pool)
+
+
+_upstream_origin = functools.lru_cache(maxsize=10_000)(upstream_origin)  # once per preview, not per request
 
 
 def setup(app: web.Application) -> Gateway:
