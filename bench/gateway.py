@@ -263,7 +263,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections (throughput)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput round")
     parser.add_argument("--upload-mb", type=int, default=100)
-    parser.add_argument("--profile", type=Path, help="run ghapp under cProfile, writing its statistics here")
+    parser.add_argument("--profile", type=Path, help="run ghapp under cProfile (CPU time), writing its statistics here")
     args = parser.parse_args()
     facts = machine_facts()
     print_facts(facts)
@@ -272,7 +272,7 @@ def main() -> None:
     preview = subprocess.Popen([sys.executable, "-m", "bench.gateway", "upstream", str(preview_port)], env=clean_env())
     with tempfile.TemporaryDirectory(prefix="ghapp-bench-gateway-") as work:
         Path(work).chmod(0o755)  # the embedded PostgreSQL's user must reach its data dir when run as root
-        profile = ("-m", "cProfile", "-o", str(args.profile.absolute())) if args.profile else ()
+        profile = ("-m", "bench.cpu_profile", str(args.profile.absolute())) if args.profile else ()
         ghapp = GhappServe(Path(work), python_args=profile, GHAPP_GATEWAY_PORT=str(gateway_port))
         try:
             ghapp.start()

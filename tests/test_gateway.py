@@ -513,6 +513,60 @@ async def _raw_status(port: int, raw: str) -> int:
     return int(match[1])
 
 
+async def test_answers_the_preview_gets_wrong_are_a_502_page_and_its_framings_all_pass(start_gateway, db, session):
+    _client, gateway = await start_gateway()
+    name = await add_preview(db, 1, "http://127.0.0.1:1/")
+
+    async def through(answer: bytes, method: str = "GET") -> tuple[int, bytes]:
+        async with _raw_upstream(answer) as port:
+            await db.execute("UPDATE environments SET preview_url = $1", f"http://127.0.0.1:{port}/")
+            gateway.forget(name)
+            async with Client(session, gateway.port, name).request(method, "/") as r:
+                return r.status, await r.read()
+
+    oversized = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    status, body = await through(oversized)
+    assert status == 502 and b"head is over 64 KiB" in body
+    status, body = await through(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nok")
+    assert status == 502 and b"not valid HTTP/1.1" in body
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    assert await through(chunked) == (200, b"abcde")
+    assert await through(b"HTTP/1.0 200 OK\r\n\r\nuntil the close") == (200, b"until the close")
+    assert await through(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\n!") == (
+        201,
+        b"!",
+    )
+
+
+async def test_a_kept_alive_connection_the_preview_closed_is_retried_once_for_idempotent_requests(
+    start_gateway, db, session
+):
+    """A preview whose keep-alive ran out closes the connection as the next request arrives: a GET goes again on a
+    new connection; a POST (the preview may have acted on it) gets a 502 page."""
+    seen: list[bytes] = []
+
+    async def answers_once_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(answers_once_per_connection, "127.0.0.1", 0)
+    async with server:
+        _client, gateway = await start_gateway()
+        name = await add_preview(db, 1, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+        preview = Client(session, gateway.port, name)
+        for method, expected in (("GET", 200), ("GET", 200), ("POST", 502), ("POST", 200)):
+            async with preview.request(method, "/") as r:
+                assert r.status == expected, (method, await r.text())
+                if expected == 502:
+                    assert "closed the connection without an answer" in await r.text()
+    # GET on a new connection, GET on it again (closed: sent again on a new one), POST there (closed: not again),
+    # POST on a new connection.
+    assert [h.split(b" ")[0] for h in seen] == [b"GET", b"GET", b"GET", b"POST", b"POST"]
+
+
 async def test_upstream_connections_are_kept_alive_and_reused(start_gateway, db, upstream, session):
     _client, gateway = await start_gateway()
     name = await add_preview(db, 1, f"http://127.0.0.1:{upstream.port}/")

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import urllib.parse
 from typing import Any
@@ -104,7 +105,8 @@ class Gateway:
         self._shared: list[web.AppKey[Any]] = []
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self.app = web.Application(middlewares=[self._count, self._resolve])
+        self._counters: dict[int, Any] = {}  # ghapp_gateway_requests_total's child per status, looked up once
+        self.app = web.Application(middlewares=[self._front])
         self.app.on_response_prepare.append(_close_unless_upgraded)
         self.app[keys.GATEWAY] = self
         self.app[GUARDS] = self.guards
@@ -127,19 +129,23 @@ class Gateway:
         return env
 
     @web.middleware
-    async def _count(self, request: web.Request, handler) -> web.StreamResponse:
+    async def _front(self, request: web.Request, handler) -> web.StreamResponse:
+        """Every request: counted by status; the preview its host names in `request[ENVIRONMENT]` for every route.
+        (One middleware, not two: aiohttp wraps each one anew per request.)"""
         status = 500
         try:
-            response = await handler(request)
+            response = await self._resolve(request, handler)
             status = response.status
             return response
         except web.HTTPException as e:
             status = e.status
             raise
         finally:
-            self.metrics.gateway_requests.labels(str(status)).inc()
+            counter = self._counters.get(status)
+            if counter is None:
+                counter = self._counters[status] = self.metrics.gateway_requests.labels(str(status))
+            counter.inc()
 
-    @web.middleware
     async def _resolve(self, request: web.Request, handler) -> web.StreamResponse:
         """The preview the host names, in `request[ENVIRONMENT]`, for every route."""
         name = environment_name_of(requested_host(request), self.site)
@@ -186,7 +192,7 @@ class Gateway:
             if (answer := await guard(request, request[ENVIRONMENT])) is not None:
                 return answer
         env = request[ENVIRONMENT]  # as the guards leave it: a guard that waited for a wake puts the fresh row there
-        origin = upstream_origin(env.preview_url)
+        origin = _upstream_origin(env.preview_url)
         if env.status != Status.ACTIVE or origin is None:
             return pages.not_active(env)
         if _expects_continue(request) and not request.get(CONTINUED, False):
@@ -272,6 +278,9 @@ async def _close_unless_upgraded(request: web.Request, response: web.StreamRespo
     if (not switched and upgrade_requested(request.method, request.headers.items())) or unsent:
         response.force_close()
         response.headers["Connection"] = "close"  # this hook runs after aiohttp has written its own Connection
+
+
+_upstream_origin = functools.lru_cache(maxsize=10_000)(upstream_origin)  # once per preview, not per request
 
 
 def setup(app: web.Application) -> Gateway:

@@ -1,17 +1,18 @@
 """The reverse proxy: one request (or WebSocket) to a preview's upstream, bodies streamed both ways.
 
-One `Upstream` (an aiohttp ClientSession, its connection pool kept alive between requests) serves every preview.
+One `Upstream` (kept-alive connections per preview, ghapp/gateway/http1.py) serves every preview.
 The upstream's answer passes as the preview made it: status, headers (less the hop-by-hop ones and a `Set-Cookie`
 for ghapp's own cookies), compressed bytes as they are (no decompression), redirects untouched (unless they name
-the upstream's own loopback address); a 1xx as its final answer (a 101 nobody asked for) is a 502. No
-cookie is kept between requests of different people: the session's cookie jar stores nothing."""
+the upstream's own loopback address); a 1xx as its final answer (a 101 nobody asked for) is a 502. No cookie is
+kept between requests of different people: nothing stores cookies."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -20,7 +21,7 @@ from yarl import URL
 
 from ghapp.core.gateway import request_headers, response_headers, rewrite_location
 from ghapp.core.model import Environment
-from ghapp.gateway import pages
+from ghapp.gateway import http1, pages
 from ghapp.gateway.keys import RequestFilter
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0  # the longest wait for the upstream's next bytes (the first one included), as nginx's 60 s
 MAX_WS_MESSAGE = 16 * 1024 * 1024
 PER_PREVIEW = 256  # concurrent upstream connections per preview
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 9.2.2: may be sent again
+REFUSES = "refuses connections (it may be starting or have stopped)"
 _UNSENDABLE_CLOSE = {None, 1005, 1006, 1015}  # codes that say "no code" or "abnormal", never sent in a frame
 
 
@@ -42,13 +45,13 @@ class Refused(Exception):
 
 
 class Upstream:
-    """One HTTP client for every preview: a pool of keep-alive connections."""
+    """The client to every preview: plain requests on the gateway's own HTTP/1.1 client (ghapp/gateway/http1.py,
+    kept-alive connections per preview), WebSockets on an aiohttp ClientSession."""
 
     def __init__(self, *, connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT) -> None:
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        # Per preview at most PER_PREVIEW connections at once, so one preview's slow clients cannot take them all.
+        self.pool = http1.Pool(connect_timeout=connect_timeout, read_timeout=read_timeout, limit=PER_PREVIEW)
         self.session = aiohttp.ClientSession(
-            # Per preview at most PER_PREVIEW connections at once, so one preview's slow clients cannot take them all.
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=PER_PREVIEW, keepalive_timeout=30),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -56,11 +59,21 @@ class Upstream:
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
 
-    def _timeout(self) -> aiohttp.ClientTimeout:
-        # `connect` also bounds the wait for a free connection to a preview that has PER_PREVIEW in use.
-        return aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=self.read_timeout)
+    @property
+    def connect_timeout(self) -> float:
+        return self.pool.connect_timeout
+
+    @property
+    def read_timeout(self) -> float:
+        """The longest wait for the upstream's next bytes (the first one included)."""
+        return self.pool.read_timeout
+
+    @read_timeout.setter
+    def read_timeout(self, seconds: float) -> None:
+        self.pool.read_timeout = seconds
 
     async def close(self) -> None:
+        self.pool.close()
         await self.session.close()
 
     async def forward(
@@ -79,60 +92,63 @@ class Upstream:
         # The preview's published host, not the visitor's spelling of it (case, a trailing dot, a written default
         # port): a preview building links from X-Forwarded-Host must not put a visitor's spelling in a page a cache
         # keeps.
-        host = URL(public_origin).raw_authority
-        sent: CIMultiDict[str] = CIMultiDict(request.headers)
+        host = _authority(public_origin)
+        sent: Iterable[tuple[str, str]] = request.headers.items()
         for keep in filters:
-            sent = CIMultiDict(keep(sent))
-        headers = CIMultiDict(
-            request_headers(sent.items(), client_ip=request.remote or "", proto=_proto(public_origin), host=host)
-        )
+            sent = keep(CIMultiDict(sent))
+        headers = request_headers(sent, client_ip=request.remote or "", proto=_proto(public_origin), host=host)
         if _is_websocket(request):
-            return await self._websocket(request, env, URL(origin + target, encoded=True), headers)
-        body = request.content if request.body_exists else None
+            return await self._websocket(request, env, URL(origin + target, encoded=True), CIMultiDict(headers))
+        # The body's framing is the gateway's own (http1.Pool): the visitor's Content-Length, else chunked.
+        headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+        body = request.content.iter_any() if request.body_exists else None
         try:
-            async with self.session.request(
-                request.method,
-                URL(origin + target, encoded=True),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=self._timeout(),
-            ) as answer:
-                if answer.status < 200:  # a 101 to a request that asked for no upgrade (1xx before it are skipped)
-                    answer.close()
-                    return pages.upstream_error(
-                        env, 502, f"answered {answer.status} to a request that asked for no new protocol"
-                    )
-                return await self._relay(request, answer, origin, public_origin)
-        except aiohttp.ClientError as e:
-            return self._error(env, e)
-        except TimeoutError:
-            return self._error(env, TimeoutError())
+            try:
+                answer = await self.pool.send(origin, request.method, target, headers, body, request.content_length)
+            except http1.Stale:
+                if body is not None or request.method not in IDEMPOTENT:
+                    raise
+                # The preview closed a kept-alive connection as the request went out: once more on a new one.
+                answer = await self.pool.send(origin, request.method, target, headers, fresh=True)
+        except http1.ConnectFailed:
+            raise Refused(pages.upstream_error(env, 502, REFUSES)) from None
+        except http1.UpstreamError as e:
+            return pages.upstream_error(
+                env, 504 if isinstance(e, http1.ConnectTimeout | http1.ReadTimeout) else 502, str(e)
+            )
+        try:
+            return await self._relay(request, answer, origin, public_origin)
+        finally:
+            answer.close()
 
     async def _relay(
-        self, request: web.Request, answer: aiohttp.ClientResponse, origin: str, public_origin: str
+        self, request: web.Request, answer: http1.Answer, origin: str, public_origin: str
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=answer.status, reason=answer.reason)
-        for name, value in response_headers(answer.headers.items()):
+        body = answer.body  # the whole of it, when it has all arrived: sent with the head in one write
+        response = (_Whole if body is not None else web.StreamResponse)(
+            status=answer.status, reason=answer.reason or None
+        )
+        for name, value in response_headers(answer.headers):
             if name.lower() == "location":
                 value = rewrite_location(value, origin, public_origin)
             response.headers.add(name, value)
         await response.prepare(request)
         try:
-            async for chunk in answer.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
+            if body is None:
+                async for chunk in answer.chunks():
+                    await response.write(chunk)
+            await response.write_eof(body or b"")
         except ConnectionResetError:
             pass  # the client went away: the upstream connection is closed, not reused
-        except (aiohttp.ClientError, TimeoutError) as e:
+        except http1.UpstreamError as e:
             # The status is sent already: end the client's connection so it sees a cut answer, not a short one.
-            log.info("%s: the upstream's answer broke off (%s)", request.host, type(e).__name__)
+            log.info("%s: the upstream's answer broke off (%s)", request.host, e)
             if request.transport is not None:
                 request.transport.close()
         return response
 
     def _error(self, env: Environment, error: BaseException) -> web.Response:
-        """The page for a failed upstream request; a refused connection raises `Refused` with it instead."""
+        """The page for a failed WebSocket handshake."""
         if isinstance(error, aiohttp.ConnectionTimeoutError):
             return pages.upstream_error(
                 env, 504, f"did not accept a connection within {self.connect_timeout:g} seconds"
@@ -140,10 +156,10 @@ class Upstream:
         if isinstance(error, TimeoutError):
             return pages.upstream_error(env, 504, f"did not answer within {self.read_timeout:g} seconds")
         if isinstance(error, aiohttp.ClientConnectorError):
-            raise Refused(pages.upstream_error(env, 502, "refuses connections (it may be starting or have stopped)"))
+            raise Refused(pages.upstream_error(env, 502, REFUSES))
         if isinstance(error, aiohttp.WSServerHandshakeError):
             return pages.upstream_error(env, 502, f"refused the WebSocket connection (status {error.status})")
-        return pages.upstream_error(env, 502, "closed the connection without a complete answer")
+        return pages.upstream_error(env, 502, http1.CLOSED)
 
     async def _websocket(
         self, request: web.Request, env: Environment, url: URL, headers: CIMultiDict[str]
@@ -171,6 +187,18 @@ class Upstream:
         finally:
             await upstream.close()
         return client
+
+
+class _Whole(web.StreamResponse):
+    """An answer whose body is all here: its head is written with the body, in one write (aiohttp sends a
+    StreamResponse's head at `prepare`, a Response's with its body; this is the latter's behaviour)."""
+
+    _send_headers_immediately = False
+
+
+@functools.cache
+def _authority(public_origin: str) -> str:
+    return URL(public_origin).raw_authority
 
 
 def _proto(public_origin: str) -> str:
