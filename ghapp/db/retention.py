@@ -23,6 +23,22 @@ WHERE r.finished_at < now() - make_interval(secs => $1)
                     AND NOT EXISTS (SELECT 1 FROM runs n WHERE n.environment_id = r.environment_id AND n.id > r.id))
 ORDER BY r.finished_at LIMIT $2) old
 """
+_DELETE_RUN_LOGS = """
+DELETE FROM run_logs WHERE (run_id, seq) IN
+    (SELECT run_id, seq FROM run_logs WHERE run_id = ANY($1::bigint[]) LIMIT $2)"""
+_DELETE_RUNS = "DELETE FROM runs WHERE id = ANY($1::bigint[]) AND state <> 'running'"
+# `= ANY(ARRAY(...))`, not `IN (SELECT ...)`: the batch is found through the age index, then each row by its key
+# (with IN, PostgreSQL may join the batch against the whole table).
+_DELETE_COMMANDS = """
+DELETE FROM commands
+WHERE id = ANY(ARRAY(SELECT id FROM commands WHERE done_at < now() - make_interval(secs => $1) LIMIT $2))"""
+_DELETE_DELIVERIES = """
+DELETE FROM deliveries
+WHERE id = ANY(ARRAY(SELECT id FROM deliveries WHERE received_at < now() - make_interval(secs => $1) LIMIT $2))"""
+# The commits whose source checkouts are kept (prune_sources).
+_COMMITS_IN_USE = """
+SELECT repo_id, desired_sha AS sha FROM environments WHERE desired_sha IS NOT NULL AND desired = 'present'
+UNION SELECT repo_id, deployed_sha FROM environments WHERE deployed_sha IS NOT NULL AND provisioned"""
 
 
 async def prune(pool: asyncpg.Pool, older_than: float, batch: int = BATCH, pause: float = PAUSE) -> dict[str, int]:
@@ -36,31 +52,20 @@ async def prune(pool: asyncpg.Pool, older_than: float, batch: int = BATCH, pause
             break
         deleted["run_logs"] += await _repeat(
             pool,
-            """DELETE FROM run_logs WHERE (run_id, seq) IN
-                   (SELECT run_id, seq FROM run_logs WHERE run_id = ANY($1::bigint[]) LIMIT $2)""",
+            _DELETE_RUN_LOGS,
             run_ids,
             batch,
             pause,
         )
         async with pool.acquire() as conn:  # the logs are gone: the cascade has nothing left to do
-            deleted["runs"] += _count(
-                await conn.execute("DELETE FROM runs WHERE id = ANY($1::bigint[]) AND state <> 'running'", run_ids)
-            )
+            deleted["runs"] += _count(await conn.execute(_DELETE_RUNS, run_ids))
         if len(run_ids) < RUNS_PER_BATCH:
             break
         await asyncio.sleep(pause)
-    deleted["commands"] = await _repeat(
-        pool,
-        """DELETE FROM commands WHERE id IN
-               (SELECT id FROM commands WHERE done_at < now() - make_interval(secs => $1) LIMIT $2)""",
-        older_than,
-        batch,
-        pause,
-    )
+    deleted["commands"] = await _repeat(pool, _DELETE_COMMANDS, older_than, batch, pause)
     deleted["deliveries"] = await _repeat(
         pool,
-        """DELETE FROM deliveries WHERE id IN
-               (SELECT id FROM deliveries WHERE received_at < now() - make_interval(secs => $1) LIMIT $2)""",
+        _DELETE_DELIVERIES,
         min(older_than, DELIVERIES_KEPT),
         batch,
         pause,
@@ -86,8 +91,5 @@ def _count(status: str) -> int:
 
 async def commits_in_use(conn: asyncpg.Connection) -> set[tuple[int, str]]:
     """(repository id, SHA) of every commit an environment wants or runs: the source checkouts to keep."""
-    rows = await conn.fetch(
-        """SELECT repo_id, desired_sha AS sha FROM environments WHERE desired_sha IS NOT NULL AND desired = 'present'
-        UNION SELECT repo_id, deployed_sha FROM environments WHERE deployed_sha IS NOT NULL AND provisioned"""
-    )
+    rows = await conn.fetch(_COMMITS_IN_USE)
     return {(row["repo_id"], row["sha"]) for row in rows}
