@@ -488,8 +488,20 @@ class Bench:
                 t_pages = time.monotonic()
                 out["pages"] = []
                 for label, path in page_paths(n, middle):
+                    meter = CpuMeter(ghapp=g.proc.pid).start()
                     times, size = await asyncio.to_thread(timed_gets, g.port, path, a.requests)
-                    out["pages"].append((label, times, size))
+                    cpu = meter.stop()
+                    per_request = cpu["wall_s"] * 1000 / (a.requests + 3)  # timed_gets makes 3 warm-ups first
+                    out["pages"].append(
+                        (
+                            label,
+                            times,
+                            size,
+                            cpu["ghapp_main_cpu_pct"] / 100 * per_request,
+                            cpu["ghapp_cpu_pct"] / 100 * per_request,
+                            cpu["machine_busy_pct"],
+                        )
+                    )
                 out["during_pages"] = sampler.window(t_pages)
                 # an operator looks: page through all environments (API) and open the dashboard
                 t_api = time.monotonic()
@@ -608,16 +620,15 @@ class Bench:
 
     # --- 3 ------------------------------------------------------------------------------------------------------------
 
-    async def restart(self, g: GhappServe | None) -> dict:
-        """On benchmark 2's server (or a fresh one): top up to --environments converged ones, then restart twice."""
+    async def restart(self, g: GhappServe | None, total: int) -> dict:
+        """On benchmark 2's server (or a fresh one): top up to `total` converged environments, then restart twice."""
         a = self.args
         if g is None or g.proc.poll() is not None:
-            g = self.serve("burst", TF_VAR_delay="0")
+            g = self.serve(f"restart-{total}", TF_VAR_delay="0")
         out: dict = {}
         conn = await self.db(g)
         try:
             real = await conn.fetchval("SELECT count(*) FROM environments")
-            total = max(a.environments)
             await self.insert_converged(conn, 20_001, total - real)
             await conn.execute("VACUUM ANALYZE environments")
             out["real"], out["inserted"] = real, total - real
@@ -681,7 +692,8 @@ class Bench:
             await admin.execute("CREATE DATABASE sizing")
         finally:
             await admin.close()
-        sizing_url = url.rsplit("/", 1)[0] + "/sizing" if "?" not in url else url  # the URL names no options here
+        sizing_url = url.replace("/postgres?", "/sizing?")  # the serve's own database is `postgres`
+        assert sizing_url != url, url
         pool = await asyncpg.create_pool(sizing_url, min_size=1, max_size=2)
         out: dict = {"sample": a.sample}
         try:
@@ -793,9 +805,9 @@ def report_pages(results: list[dict]) -> None:
     rows = []
     smallest = {}
     for r in sorted(results, key=lambda r: r["tracked"]):
-        smallest.setdefault(r["variant"], {label: percentile(t, 50) for label, t, _ in r["pages"]})
+        smallest.setdefault(r["variant"], {label: percentile(t, 50) for label, t, *_ in r["pages"]})
     for r in results:
-        for label, times, size in r["pages"]:
+        for label, times, size, cpu_main, cpu_tree, busy in r["pages"]:
             p95 = percentile(times, 95)
             rows.append(
                 [
@@ -809,10 +821,14 @@ def report_pages(results: list[dict]) -> None:
                     f"{size / 1024:.0f} KiB",
                     "yes" if p95 <= PAGE_TARGET_MS else "**no**",
                     f"{percentile(times, 50) / smallest[r['variant']][label]:.2f}",
+                    f"{cpu_main:.1f}",
+                    f"{cpu_tree:.1f}",
+                    f"{busy:.0f} %",
                 ]
             )
     headers = ["variant", "envs", "page", "n", "p50", "p95", "max", "body", f"p95 <= {PAGE_TARGET_MS:.0f} ms"]
-    print(table([*headers, "p50 / p50 with the fewest envs"], rows))
+    cpu = ["serve CPU ms per request", "+ PostgreSQL (tree)", "machine busy (of 200 %)"]
+    print(table([*headers, "p50 / p50 with the fewest envs", *cpu], rows))
 
 
 def report_size(r: dict, a: argparse.Namespace) -> None:
@@ -1056,7 +1072,9 @@ async def main(args: argparse.Namespace) -> int:
             r, g = await bench.burst()
             report_burst(r, args.burst, args.delay)
         if 3 in args.only:
-            report_restart(await bench.restart(g), args.poll)
+            for n in args.environments:  # benchmark 2's server is topped up to the first count
+                report_restart(await bench.restart(g, n), args.poll)
+                g = None
         if 4 in args.only:
             report_size(await bench.size(), args)
     except BaseException:
@@ -1084,7 +1102,7 @@ def parse_args() -> argparse.Namespace:
         "--environments",
         default=[1000],
         type=lambda s: [int(x) for x in s.split(",")],
-        help="benchmark 1: environments tracked, one server each (e.g. 1000,10000: side by side); 3: the largest",
+        help="benchmarks 1 and 3: environments tracked, one server each (e.g. 1000,10000: side by side)",
     )
     p.add_argument(
         "--variants",

@@ -7,6 +7,8 @@ import asyncio
 
 import asyncpg
 
+from ghapp.db import locks
+
 BATCH = 1000
 PAUSE = 0.05  # seconds between two batches
 DELIVERIES_KEPT = 7 * 86400  # delivery ids serve deduplication only: a week, or less if the retention is shorter
@@ -43,42 +45,39 @@ UNION SELECT repo_id, deployed_sha FROM environments WHERE deployed_sha IS NOT N
 
 async def prune(pool: asyncpg.Pool, older_than: float, batch: int = BATCH, pause: float = PAUSE) -> dict[str, int]:
     """Delete runs (with their logs), done commands and deliveries older than `older_than` seconds (deliveries:
-    at most a week old); returns how many rows of each went."""
+    at most a week old); returns how many rows of each went. One replica at a time: while another prunes, this
+    one deletes nothing (the next pass does what is left)."""
     deleted = {"run_logs": 0, "runs": 0, "commands": 0, "deliveries": 0}
-    while True:
-        async with pool.acquire() as conn:
-            run_ids = await conn.fetchval(_OLD_RUNS, older_than, RUNS_PER_BATCH)
-        if not run_ids:
-            break
-        deleted["run_logs"] += await _repeat(
-            pool,
-            _DELETE_RUN_LOGS,
-            run_ids,
-            batch,
-            pause,
-        )
-        async with pool.acquire() as conn:  # the logs are gone: the cascade has nothing left to do
-            deleted["runs"] += _count(await conn.execute(_DELETE_RUNS, run_ids))
-        if len(run_ids) < RUNS_PER_BATCH:
-            break
-        await asyncio.sleep(pause)
-    deleted["commands"] = await _repeat(pool, _DELETE_COMMANDS, older_than, batch, pause)
-    deleted["deliveries"] = await _repeat(
-        pool,
-        _DELETE_DELIVERIES,
-        min(older_than, DELIVERIES_KEPT),
-        batch,
-        pause,
-    )
+    async with pool.acquire() as conn:
+        if not await locks.try_lock(conn, locks.RETENTION):
+            return deleted
+        try:
+            await _prune(conn, older_than, batch, pause, deleted)
+        finally:
+            await locks.unlock(conn, locks.RETENTION)
     return deleted
 
 
-async def _repeat(pool: asyncpg.Pool, sql: str, arg: object, batch: int, pause: float) -> int:
+async def _prune(conn: asyncpg.Connection, older_than: float, batch: int, pause: float, deleted: dict) -> None:
+    while True:
+        run_ids = await conn.fetchval(_OLD_RUNS, older_than, RUNS_PER_BATCH)
+        if not run_ids:
+            break
+        deleted["run_logs"] += await _repeat(conn, _DELETE_RUN_LOGS, run_ids, batch, pause)
+        # the logs are gone: the cascade has nothing left to do
+        deleted["runs"] += _count(await conn.execute(_DELETE_RUNS, run_ids))
+        if len(run_ids) < RUNS_PER_BATCH:
+            break
+        await asyncio.sleep(pause)
+    deleted["commands"] = await _repeat(conn, _DELETE_COMMANDS, older_than, batch, pause)
+    deleted["deliveries"] = await _repeat(conn, _DELETE_DELIVERIES, min(older_than, DELIVERIES_KEPT), batch, pause)
+
+
+async def _repeat(conn: asyncpg.Connection, sql: str, arg: object, batch: int, pause: float) -> int:
     """Run a bounded DELETE (`$2` = batch) until it deletes less than a batch; each its own transaction."""
     total = 0
     while True:
-        async with pool.acquire() as conn:
-            n = _count(await conn.execute(sql, arg, batch))
+        n = _count(await conn.execute(sql, arg, batch))
         total += n
         if n < batch:
             return total
