@@ -3,12 +3,15 @@
   python -m bench.scale                       # all three, about 6 minutes
   python -m bench.scale --only 2 --delay 20   # one benchmark, a longer apply
   python -m bench.scale --profile DIR         # also py-spy the serve process during benchmark 2's burst
+  python -m bench.scale --environments 10000 --only 1,3,4 --variants converged   # 10,000 (issue 13), ~6 minutes
 
 Every `ghapp serve` here is a child process (bench/_common.GhappServe): its own GHAPP_DATA_DIR in a temp dir (so
 its own embedded PostgreSQL), offline (no GITHUB_APP_ID), GITHUB_WEBHOOK_SECRET set, GHAPP_MAX_PARALLEL_RUNS=8,
 GHAPP_TERRAFORM_MODULE=tests/modules/scripted (apply = two parallel `terraform_data` local-exec steps that sleep
 TF_VAR_delay seconds: a fixed-duration apply) and GHAPP_TERRAFORM_BIN = a wrapper script that appends each
 invocation's argv to a file, then execs `terraform` from PATH (else the bundled ghapp-terraform).
+
+--environments N (default 1,000) sets the number of environments of benchmarks 1 and 3 (written 1,000 below).
 
 1. Memory with 1,000 environments tracked and 8 runs in flight (TF_VAR_delay = --hold, so runs stay in flight).
    a) "converged": 992 converged (active) rows inserted directly in the database, then 8 PRs opened by signed
@@ -19,7 +22,9 @@ invocation's argv to a file, then execs `terraform` from PATH (else the bundled 
       publisher renders 1,000 fresh states. Everything through the real intake path.
    RSS of the serve process (/proc/PID/status VmRSS, peak VmHWM) sampled every 0.25 s; Terraform processes and
    PostgreSQL (PSS, shared buffers counted once) separately. The API is paged over all 1,000 environments and the
-   dashboard fetched while runs are in flight. Target: serve VmHWM <= 150 MB.
+   dashboard fetched while runs are in flight. Target: serve VmHWM <= 150 MB. Then, still with 8 runs in flight,
+   --requests sequential GETs over one keep-alive connection (after 3 warm-ups) of each dashboard and API page
+   (first page, a page in the middle, /metrics): p50 / p95 / max. Target: p95 <= 150 ms.
 2. Burst: one apply alone first (a warm-up PR that does `terraform init`, then --singles PRs one at a time,
    median from delivery to `active`), then --burst PRs opened at once; time from the first delivery to the last
    `active` vs ceil(burst / 8) x one apply. Times come from the database (environments.created_at at intake,
@@ -27,7 +32,14 @@ invocation's argv to a file, then execs `terraform` from PATH (else the bundled 
 3. Restart: 1,000 converged environments (benchmark 2's real ones plus converged rows inserted directly), then
    the serve process is stopped (SIGINT, graceful) and started again on the same data dir; after 3 x
    GHAPP_POLL_INTERVAL (plus 2 s), count rows in `runs` and Terraform invocations; then the same after a SIGKILL.
-   Target: 0 runs, 0 Terraform invocations.
+   Target: 0 runs, 0 Terraform invocations; "ready s" is from starting the process (embedded PostgreSQL included)
+   to /readyz answering 200 (target <= 5 s).
+4. Database size per environment-month with GHAPP_RETENTION (its own database on a serve's PostgreSQL, which no
+   ghapp process touches): --sample environments get two months of history written directly (rows as ghapp writes
+   them; the activity a month is in --help: pushes, sleep/wake cycles, log lines, deliveries, commands), timestamps
+   spread over the last 60 days; pg_total_relation_size per table (indexes and TOAST included) before, then after
+   ghapp's own retention.prune at --retention days and VACUUM FULL (the live data: without FULL, PostgreSQL keeps
+   the freed pages for reuse, which is the steady state's size plus bloat).
 Every process started (serve, PostgreSQL, Terraform and its provisioners) is stopped at the end, even on failure:
 the leftover check finds any process whose environment carries this run's GHAPP_DATA_DIR and kills it by pid.
 """
@@ -61,15 +73,21 @@ from bench._common import (
     busy_others,
     fake_sha,
     machine_facts,
+    percentile,
     print_facts,
     table,
     wait_quiet,
 )
+from bench.dashboard import timed_gets
+from ghapp import db as ghapp_db
 from ghapp.core.contract import environment_name
+from ghapp.db import retention
 
 PARALLEL = 8
 RSS_TARGET_MB = 150.0
 RATIO_TARGET = 1.10
+PAGE_TARGET_MS = 150.0
+READY_TARGET_S = 5.0
 OPENED = Payload("pull_request.opened")
 
 
@@ -218,6 +236,76 @@ def mb(kb: float) -> str:
     return f"{kb / 1024:.1f}"
 
 
+def page_paths(environments: int, middle: int) -> list[tuple[str, str]]:
+    """(label, path) of the pages an operator opens: each list's first page and one in the middle of the ids."""
+    return [
+        ("/healthz (no database: the floor)", "/healthz"),
+        ("dashboard: first page (200 newest)", "/"),
+        ("dashboard: a page in the middle (`before`)", f"/?before={middle}"),
+        ("dashboard: 1,000 rows on one page", "/?limit=1000"),
+        ("API: first page (100)", "/api/environments"),
+        ("API: a page in the middle (`after`)", f"/api/environments?after={middle}"),
+        ("API: 500 on one page", "/api/environments?limit=500"),
+        ("/metrics (counts over all environments)", "/metrics"),
+    ]
+
+
+# Benchmark 4: two months of history per sampled environment, as ghapp writes it (runs, their logs, deliveries,
+# commands), times spread evenly over the last 60 days. Arguments: the sample size; pushes and sleep/wake cycles a
+# month (a push is one apply, a cycle two); log lines of a push's apply and of a sleep's or wake's, pushes, cycles;
+# deliveries a month; commands a month.
+HISTORY = [
+    """
+INSERT INTO environments (repo_id, repository, pr_number, name, installation_id, head_ref, author, title, pr_url,
+                          desired, desired_sha, head_sha, generation, observed_generation, status, provisioned,
+                          deployed_sha, preview_url, expires_at)
+SELECT 1000 + g % 20, 'acme/service-' || g % 20, g, 'pr-' || g || '-service-' || g % 20, 7, 'feature/change-' || g,
+       'developer' || g % 37, 'Change ' || g || ': make the thing better', 'https://github.com/acme/service-'
+       || g % 20 || '/pull/' || g, 'present', sha, sha, 1, 1, 'active', true, sha,
+       'https://pr-' || g || '.preview.example.com/', now() + interval '72 hours'
+FROM (SELECT g, md5(g::text) || left(md5('s' || g), 8) AS sha FROM generate_series(1, $1::int) g) s
+""",
+    """
+INSERT INTO runs (environment_id, action, sha, generation, owner, state, started_at, finished_at, exit_code)
+SELECT e.id, 'apply', e.desired_sha, k, 'worker-1a2b3c', 'succeeded',
+       now() - make_interval(secs => (60 * 86400.0 * k / (2 * ($1 + 2 * $2)))::int + 45),
+       now() - make_interval(secs => (60 * 86400.0 * k / (2 * ($1 + 2 * $2)))::int), 0
+FROM environments e, generate_series(1, 2 * ($1::int + 2 * $2::int)) k
+""",
+    # a push's apply logs $1 lines, a sleep's or a wake's $2; of every $3 + 2 x $4 runs, $3 are pushes
+    """
+INSERT INTO run_logs (run_id, seq, at, line, source)
+SELECT r.id, s, r.started_at + make_interval(secs => s * 0.2),
+       CASE WHEN s % 4 = 0 THEN 'terraform_data.app[0]: Still creating... [' || s || 's elapsed]'
+            WHEN s % 4 = 1 THEN 'terraform_data.app[0] (local-exec): Executing: ["/bin/sh" "-c" "deploy --ref ' ||
+                                r.sha || '"]'
+            WHEN s % 4 = 2 THEN 'Plan: 2 to add, 0 to change, 2 to destroy.'
+            ELSE 'Apply complete! Resources: 2 added, 0 changed, 2 destroyed.' END,
+       CASE WHEN s % 4 = 1 THEN 'provisioner' ELSE 'terraform' END
+FROM runs r, generate_series(1, greatest($1::int, $2::int)) s
+WHERE s <= CASE WHEN r.generation % ($3::int + 2 * $4::int) < $3 THEN $1 ELSE $2 END
+""",
+    """
+INSERT INTO deliveries (id, event, received_at)
+SELECT gen_random_uuid()::text,
+       (ARRAY['pull_request', 'check_suite', 'check_run', 'status', 'issue_comment'])[1 + k % 5],
+       now() - make_interval(secs => (60 * 86400.0 * k / (2 * $1))::int)
+FROM environments e, generate_series(1, 2 * $1::int) k
+""",
+    """
+INSERT INTO commands (source, command, installation_id, repo_id, repository, pr_number, comment_id, author,
+                      created_at, next_attempt_at, attempts, done_at, outcome, steps)
+SELECT 'comment', (ARRAY['deploy', 'redeploy', 'keep', 'help'])[1 + k % 4], 7, e.repo_id, e.repository, e.pr_number,
+       e.id * 1000 + k, e.author, now() - make_interval(secs => (60 * 86400.0 * k / (2 * $1))::int),
+       now() - make_interval(secs => (60 * 86400.0 * k / (2 * $1))::int), 1,
+       now() - make_interval(secs => (60 * 86400.0 * k / (2 * $1))::int), 'done',
+       '{"reaction": true, "reply": 123456789}'
+FROM environments e, generate_series(1, 2 * $1::int) k
+""",
+]
+SIZED = ("environments", "runs", "run_logs", "deliveries", "commands")
+
+
 # --- ghapp ----------------------------------------------------------------------------------------------------------
 
 
@@ -357,9 +445,9 @@ class Bench:
 
     # --- 1 ------------------------------------------------------------------------------------------------------------
 
-    async def memory(self, variant: str) -> dict:
+    async def memory(self, variant: str, n: int) -> dict:
         a = self.args
-        g = self.serve(f"mem-{variant}", TF_VAR_delay=str(a.hold))
+        g = self.serve(f"mem-{variant}-{n}", TF_VAR_delay=str(a.hold))
         sampler = Sampler(g.proc.pid).start()
         out: dict = {"variant": variant, "ready_s": g.ready_s}
         conn = await self.db(g)
@@ -369,7 +457,8 @@ class Bench:
             async with aiohttp.ClientSession() as session:
                 t0 = time.perf_counter()
                 if variant == "converged":
-                    await self.insert_converged(conn, 10_001, 1000 - PARALLEL)
+                    await self.insert_converged(conn, 10_001, n - PARALLEL)
+                    await conn.execute("VACUUM ANALYZE environments")  # what autovacuum does within a minute
                     for i in range(PARALLEL):
                         await self.deliver(session, g, 1 + i)
                 else:
@@ -379,7 +468,7 @@ class Bench:
                         async with gate:
                             return await self.deliver(session, g, n)
 
-                    await asyncio.gather(*(one(n) for n in range(1, 1001)))
+                    await asyncio.gather(*(one(i) for i in range(1, n + 1)))
                 out["create_s"] = time.perf_counter() - t0
                 out["to_8_running_s"] = await self.wait_running(conn, PARALLEL, 120)
                 out["tracked"] = await conn.fetchval("SELECT count(*) FROM environments")
@@ -394,6 +483,26 @@ class Bench:
                 t_steady = time.monotonic()
                 await asyncio.sleep(a.steady)
                 out["steady"] = sampler.window(t_steady)
+                # an operator's pages, each timed over HTTP, while the 8 runs are in flight
+                middle = await conn.fetchval("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY id) FROM environments")
+                t_pages = time.monotonic()
+                out["pages"] = []
+                for label, path in page_paths(n, middle):
+                    meter = CpuMeter(ghapp=g.proc.pid).start()
+                    times, size = await asyncio.to_thread(timed_gets, g.port, path, a.requests)
+                    cpu = meter.stop()
+                    per_request = cpu["wall_s"] * 1000 / (a.requests + 3)  # timed_gets makes 3 warm-ups first
+                    out["pages"].append(
+                        (
+                            label,
+                            times,
+                            size,
+                            cpu["ghapp_main_cpu_pct"] / 100 * per_request,
+                            cpu["ghapp_cpu_pct"] / 100 * per_request,
+                            cpu["machine_busy_pct"],
+                        )
+                    )
+                out["during_pages"] = sampler.window(t_pages)
                 # an operator looks: page through all environments (API) and open the dashboard
                 t_api = time.monotonic()
                 url, pages = g.url + "/api/environments?limit=500", 0
@@ -511,17 +620,18 @@ class Bench:
 
     # --- 3 ------------------------------------------------------------------------------------------------------------
 
-    async def restart(self, g: GhappServe | None) -> dict:
-        """On benchmark 2's server (or a fresh one): top up to 1,000 converged environments, then restart twice."""
+    async def restart(self, g: GhappServe | None, total: int) -> dict:
+        """On benchmark 2's server (or a fresh one): top up to `total` converged environments, then restart twice."""
         a = self.args
         if g is None or g.proc.poll() is not None:
-            g = self.serve("burst", TF_VAR_delay="0")
+            g = self.serve(f"restart-{total}", TF_VAR_delay="0")
         out: dict = {}
         conn = await self.db(g)
         try:
             real = await conn.fetchval("SELECT count(*) FROM environments")
-            await self.insert_converged(conn, 20_001, 1000 - real)
-            out["real"], out["inserted"] = real, 1000 - real
+            await self.insert_converged(conn, 20_001, total - real)
+            await conn.execute("VACUUM ANALYZE environments")
+            out["real"], out["inserted"] = real, total - real
             out["before"] = await self.counts(conn)
         finally:
             await conn.close()
@@ -568,6 +678,60 @@ class Bench:
         g.stop()
         return out
 
+    # --- 4 ------------------------------------------------------------------------------------------------------------
+
+    async def size(self) -> dict:
+        """Two months of history for --sample environments in a database of its own, measured before and after the
+        retention at --retention days."""
+        a = self.args
+        g = self.serve("size", TF_VAR_delay="0")
+        url = g.database_url()
+        assert url
+        admin = await asyncpg.connect(url)
+        try:
+            await admin.execute("CREATE DATABASE sizing")
+        finally:
+            await admin.close()
+        sizing_url = url.replace("/postgres?", "/sizing?")  # the serve's own database is `postgres`
+        assert sizing_url != url, url
+        pool = await asyncpg.create_pool(sizing_url, min_size=1, max_size=2)
+        out: dict = {"sample": a.sample}
+        try:
+            await ghapp_db.migrate(pool)
+            async with pool.acquire() as conn:
+                out["empty"] = await self.sizes(conn)
+                t0 = time.perf_counter()
+                envs, runs_, logs, deliveries, commands = HISTORY
+                await conn.execute(envs, a.sample)
+                await conn.execute(runs_, a.pushes, a.sleep_cycles)
+                await conn.execute(logs, a.push_lines, a.sleep_lines, a.pushes, a.sleep_cycles)
+                await conn.execute(deliveries, a.deliveries)
+                await conn.execute(commands, a.commands)
+                out["generate_s"] = time.perf_counter() - t0
+                await conn.execute("VACUUM ANALYZE")
+                out["two_months"] = await self.sizes(conn)
+            out["pruned"] = await retention.prune(pool, a.retention * 86400.0, pause=0)
+            async with pool.acquire() as conn:
+                await conn.execute("VACUUM")
+                out["after_prune"] = await self.sizes(conn)
+                await conn.execute("VACUUM FULL")
+                out["after_prune_full"] = await self.sizes(conn)
+        finally:
+            await pool.close()
+            g.stop()
+        return out
+
+    @staticmethod
+    async def sizes(conn: asyncpg.Connection) -> dict[str, tuple[int, int]]:
+        """table -> (rows, pg_total_relation_size in bytes: heap, indexes and TOAST)."""
+        found = {}
+        for name in SIZED:
+            found[name] = (
+                await conn.fetchval(f"SELECT count(*) FROM {name}"),
+                await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", name),
+            )
+        return found
+
     @staticmethod
     async def counts(conn: asyncpg.Connection) -> dict:
         row = await conn.fetchrow(
@@ -575,7 +739,8 @@ class Bench:
                       (SELECT count(*) FROM environments WHERE status = 'active') AS active,
                       (SELECT count(*) FROM environments WHERE generation > observed_generation) AS unconverged,
                       (SELECT count(*) FROM environments WHERE version > published_version) AS unpublished,
-                      (SELECT count(*) FROM runs) AS runs"""
+                      (SELECT count(*) FROM runs) AS runs,
+                      pg_total_relation_size('environments') AS environments_bytes"""
         )
         return dict(row)
 
@@ -584,10 +749,10 @@ class Bench:
 
 
 def report_memory(results: list[dict]) -> None:
-    print("\n### 1. Memory: 1,000 environments tracked, 8 runs in flight\n")
+    print("\n### 1. Memory: environments tracked, 8 runs in flight\n")
     rows = []
     for r in results:
-        steady = r["steady"] + r["after_api"]
+        steady = r["steady"] + r["during_pages"] + r["after_api"]
         serve_rss = [s["rss"] for s in steady]
         hwm = max(s["hwm"] for s in [*steady, r["final"]])
         rows.append(
@@ -633,6 +798,97 @@ def report_memory(results: list[dict]) -> None:
             f"{r['running_at_end']}; serve RssAnon {mb(st['anon'])} MB, RssFile {mb(st['file'])} MB; "
             f"ready in {r['ready_s']:.1f}s"
         )
+
+
+def report_pages(results: list[dict]) -> None:
+    print("\nPages over HTTP with 8 runs in flight (ms; sequential GETs on one keep-alive connection):\n")
+    rows = []
+    smallest = {}
+    for r in sorted(results, key=lambda r: r["tracked"]):
+        smallest.setdefault(r["variant"], {label: percentile(t, 50) for label, t, *_ in r["pages"]})
+    for r in results:
+        for label, times, size, cpu_main, cpu_tree, busy in r["pages"]:
+            p95 = percentile(times, 95)
+            rows.append(
+                [
+                    r["variant"],
+                    f"{r['tracked']:,}",
+                    label,
+                    len(times),
+                    f"{percentile(times, 50):.1f}",
+                    f"**{p95:.1f}**",
+                    f"{max(times):.1f}",
+                    f"{size / 1024:.0f} KiB",
+                    "yes" if p95 <= PAGE_TARGET_MS else "**no**",
+                    f"{percentile(times, 50) / smallest[r['variant']][label]:.2f}",
+                    f"{cpu_main:.1f}",
+                    f"{cpu_tree:.1f}",
+                    f"{busy:.0f} %",
+                ]
+            )
+    headers = ["variant", "envs", "page", "n", "p50", "p95", "max", "body", f"p95 <= {PAGE_TARGET_MS:.0f} ms"]
+    cpu = ["serve CPU ms per request", "+ PostgreSQL (tree)", "machine busy (of 200 %)"]
+    print(table([*headers, "p50 / p50 with the fewest envs", *cpu], rows))
+
+
+def report_size(r: dict, a: argparse.Namespace) -> None:
+    runs_month = a.pushes + 2 * a.sleep_cycles
+    lines_month = a.pushes * a.push_lines + 2 * a.sleep_cycles * a.sleep_lines
+    print(
+        f"\n### 4. Database size per environment-month ({r['sample']} environments, two months of history each: per "
+        f"month {a.pushes} pushes x {a.push_lines} log lines, {a.sleep_cycles} sleep/wake cycles x 2 x "
+        f"{a.sleep_lines} lines = {runs_month} runs and {lines_month:,} log lines, {a.deliveries} deliveries, "
+        f"{a.commands} commands; GHAPP_RETENTION {a.retention:g} days; generated in {r['generate_s']:.1f}s)\n"
+    )
+    months = 2 * r["sample"]
+    rows, totals = [], {"two": 0, "kept": 0, "full": 0}
+    for name in SIZED:
+        e_rows, e_bytes = r["empty"][name]
+        t_rows, t_bytes = r["two_months"][name]
+        k_rows, k_bytes = r["after_prune"][name]
+        f_rows, f_bytes = r["after_prune_full"][name]
+        per = f"{(t_bytes - e_bytes) / months / 1024:.1f}" if name != "environments" else "-"
+        per_env = f"{(f_bytes - e_bytes) / r['sample'] / 1024:.1f}"
+        rows.append(
+            [
+                name,
+                f"{t_rows:,}",
+                f"{t_bytes / 2**20:.1f}",
+                per,
+                f"{k_rows:,}",
+                f"{k_bytes / 2**20:.1f}",
+                f"{f_bytes / 2**20:.1f}",
+                per_env,
+            ]
+        )
+        totals["two"] += t_bytes - e_bytes
+        totals["kept"] += k_bytes - e_bytes
+        totals["full"] += f_bytes - e_bytes
+    print(
+        table(
+            [
+                "table",
+                "rows, 2 months",
+                "MiB",
+                "KiB per env-month (no retention)",
+                "rows after prune",
+                "MiB after prune + VACUUM",
+                "MiB after VACUUM FULL",
+                "KiB per environment kept",
+            ],
+            rows,
+        )
+    )
+    history = totals["two"] - (r["two_months"]["environments"][1] - r["empty"]["environments"][1])
+    kept = (totals["full"] - (r["after_prune_full"]["environments"][1] - r["empty"]["environments"][1])) / r["sample"]
+    print(
+        f"\nin all: {totals['two'] / months / 1024:.0f} KiB per environment-month written, "
+        f"{history / months / 1024:.0f} KiB of it history (runs, logs, deliveries, commands); with retention an "
+        f"active environment's history stays at {kept / 1024:.0f} KiB (live data after prune and VACUUM FULL: the "
+        f"last {a.retention:g} days of runs and commands, 7 of deliveries); x 10,000 active environments: "
+        f"{kept * 10_000 / 2**30:.2f} GiB. Deleted by prune: {r['pruned']}. Without FULL the files keep their "
+        "high-water mark (the two months) and reuse the freed pages."
+    )
 
 
 def _stats(values: list[float]) -> str:
@@ -725,7 +981,8 @@ def report_burst(r: dict, burst: int, delay: float) -> None:
 
 def report_restart(r: dict, poll: float) -> None:
     print(
-        f"\n### 3. Restart with 1,000 converged environments ({r['real']} applied for real, {r['inserted']} "
+        f"\n### 3. Restart with {r['before']['environments']:,} converged environments ({r['real']} applied for real, "
+        f"{r['inserted']} "
         "inserted converged)\n"
     )
     b = r["before"]
@@ -739,6 +996,7 @@ def report_restart(r: dict, poll: float) -> None:
             b["unconverged"],
             b["unpublished"],
             b["runs"],
+            "-",
             "-",
             "-",
             "-",
@@ -759,6 +1017,7 @@ def report_restart(r: dict, poll: float) -> None:
                 a["runs"] - b["runs"],
                 len(s["tf_calls"]),
                 "yes" if a["runs"] == b["runs"] and not s["tf_calls"] else "**no**",
+                "yes" if s["ready_s"] <= READY_TARGET_S else "**no**",
             ]
         )
     print(
@@ -775,9 +1034,15 @@ def report_restart(r: dict, poll: float) -> None:
                 "new runs",
                 "Terraform invocations",
                 "0 runs?",
+                f"ready <= {READY_TARGET_S:.0f} s?",
             ],
             rows,
         )
+    )
+    print(
+        f"\nthe environments table (heap, TOAST, {b['environments']:,} rows' indexes): "
+        f"{b['environments_bytes'] / 2**20:.1f} MiB, {b['environments_bytes'] / b['environments'] / 1024:.1f} KiB "
+        "per environment"
     )
     for s in r["steps"]:
         print(
@@ -797,15 +1062,21 @@ async def main(args: argparse.Namespace) -> int:
     try:
         if 1 in args.only:
             results = []
-            for variant in ("converged", "all delivered"):
-                results.append(await bench.memory(variant))
+            for variant in args.variants:
+                for n in args.environments:
+                    results.append(await bench.memory(variant, n))
             report_memory(results)
+            report_pages(results)
         g = None
         if 2 in args.only:
             r, g = await bench.burst()
             report_burst(r, args.burst, args.delay)
         if 3 in args.only:
-            report_restart(await bench.restart(g), args.poll)
+            for n in args.environments:  # benchmark 2's server is topped up to the first count
+                report_restart(await bench.restart(g, n), args.poll)
+                g = None
+        if 4 in args.only:
+            report_size(await bench.size(), args)
     except BaseException:
         failed = True
         for g in bench.servers:
@@ -826,7 +1097,28 @@ async def main(args: argparse.Namespace) -> int:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="1,2,3", type=lambda s: {int(x) for x in s.split(",")})
+    p.add_argument("--only", default="1,2,3", type=lambda s: {int(x) for x in s.split(",")}, help="1,2,3,4")
+    p.add_argument(
+        "--environments",
+        default=[1000],
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="benchmarks 1 and 3: environments tracked, one server each (e.g. 1000,10000: side by side)",
+    )
+    p.add_argument(
+        "--variants",
+        default=("converged", "all delivered"),
+        type=lambda s: s.split(","),
+        help="benchmark 1: converged,all delivered",
+    )
+    p.add_argument("--requests", type=int, default=50, help="benchmark 1: sequential GETs of each page")
+    p.add_argument("--sample", type=int, default=200, help="benchmark 4: environments given two months of history")
+    p.add_argument("--pushes", type=int, default=20, help="benchmark 4: pushes a month (one apply each)")
+    p.add_argument("--push-lines", type=int, default=80, help="benchmark 4: log lines of a push's apply")
+    p.add_argument("--sleep-cycles", type=int, default=22, help="benchmark 4: sleep/wake cycles a month (2 applies)")
+    p.add_argument("--sleep-lines", type=int, default=25, help="benchmark 4: log lines of a sleep's or wake's apply")
+    p.add_argument("--deliveries", type=int, default=200, help="benchmark 4: webhook deliveries a month")
+    p.add_argument("--commands", type=int, default=4, help="benchmark 4: comment commands a month")
+    p.add_argument("--retention", type=float, default=30, help="benchmark 4: GHAPP_RETENTION in days")
     p.add_argument("--hold", type=float, default=120, help="benchmark 1: TF_VAR_delay, keeps runs in flight")
     p.add_argument("--steady", type=float, default=10, help="benchmark 1: seconds sampled with 8 runs in flight")
     p.add_argument("--delay", type=float, default=10, help="benchmark 2: TF_VAR_delay (apply = 2 x sleep, parallel)")

@@ -4,6 +4,7 @@ written directly."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from pathlib import Path
@@ -184,3 +185,17 @@ def _by_claim_key(candidates: dict, repo_load: dict, author_load: dict) -> list[
         author_load[author] = author_load.get(author, 0) + 1
         order.append(env_id)
     return order
+
+
+async def test_touching_the_line_does_not_wait_for_a_preview_another_transaction_holds(migrated):
+    """Two new previews of one repository starting at once each held its own row and waited for the other's in
+    touch_queue: a deadlock. A waiting preview locked elsewhere is now skipped (its own transaction gives it a new
+    version); the others get theirs."""
+    waiting = [await _env(migrated, 5, pr, "a") for pr in range(1, 5)]
+    before = dict(await migrated.fetch("SELECT id, version FROM environments"))
+    async with migrated.acquire() as starting, starting.transaction():
+        await starting.execute("UPDATE environments SET status = 'creating' WHERE id = $1", waiting[0])
+        async with migrated.acquire() as conn, conn.transaction():
+            await asyncio.wait_for(run_sql.touch_queue(conn, 5), 10)
+    after = dict(await migrated.fetch("SELECT id, version FROM environments"))
+    assert all(after[i] > before[i] for i in waiting)

@@ -4,12 +4,14 @@ is kept."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from ghapp import db as ghapp_db
 from ghapp.config import Settings
-from ghapp.db import retention
+from ghapp.db import locks, retention
 from ghapp.workers.periodic import expire_and_prune
 
 DAY = 86400
@@ -164,3 +166,21 @@ async def test_commits_in_use_are_those_wanted_or_running(pool):
         )
     async with pool.acquire() as conn:
         assert await retention.commits_in_use(conn) == {(1, "a" * 40), (1, "b" * 40), (1, "c" * 40), (2, "e" * 40)}
+
+
+async def test_one_replica_prunes_at_a_time(pool):
+    """Two replicas pruning the same old runs at once deadlocked (each DELETE of a batch of logs waited for rows the
+    other's cascade held); now the second finds the retention lock taken and deletes nothing on that pass."""
+    gone = await _env(pool, 2, live=False)
+    old = [await _run(pool, gone, 40, lines=20) for _ in range(30)]
+    async with pool.acquire() as other_replica:
+        assert await other_replica.fetchval("SELECT pg_try_advisory_lock($1, 0)", locks.RETENTION)
+        skipped = await retention.prune(pool, 30 * DAY, pause=0)
+        await other_replica.execute("SELECT pg_advisory_unlock($1, 0)", locks.RETENTION)
+    assert skipped == {"run_logs": 0, "runs": 0, "commands": 0, "deliveries": 0}
+    assert set(old) <= await _ids(pool, "runs")
+
+    more = [await _run(pool, gone, 40, lines=20) for _ in range(300)]
+    results = await asyncio.gather(*(retention.prune(pool, 30 * DAY, batch=7, pause=0) for _ in range(3)))
+    assert sum(r["runs"] for r in results) == len(old) + len(more)  # each run deleted once, by whoever held the lock
+    assert await _ids(pool, "runs") == set()

@@ -52,16 +52,20 @@ async def store(
     return True
 
 
+_CLAIM = """
+UPDATE commands SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $1)
+WHERE id = (SELECT id FROM commands WHERE done_at IS NULL AND next_attempt_at <= now()
+            ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING *"""
+
+_NEXT_DUE = """
+SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8 FROM commands WHERE done_at IS NULL"""
+
+
 async def claim(conn: asyncpg.Connection, lease_seconds: float) -> asyncpg.Record | None:
     """The oldest command that is due, leased for `lease_seconds` (then another processor may take it). Its
     `attempts` after the claim identifies this claim: `renew` and `retry_in` act only while it is unchanged."""
-    return await conn.fetchrow(
-        """UPDATE commands SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $1)
-           WHERE id = (SELECT id FROM commands WHERE done_at IS NULL AND next_attempt_at <= now()
-                       ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-           RETURNING *""",
-        lease_seconds,
-    )
+    return await conn.fetchrow(_CLAIM, lease_seconds)
 
 
 async def renew(conn: asyncpg.Connection, command_id: int, claim: int, lease_seconds: float) -> bool:
@@ -78,10 +82,7 @@ async def renew(conn: asyncpg.Connection, command_id: int, claim: int, lease_sec
 
 async def next_due(conn: asyncpg.Connection) -> float | None:
     """Seconds until the next pending command is due (0 if one is), None if none is pending."""
-    return await conn.fetchval(
-        """SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8
-           FROM commands WHERE done_at IS NULL"""
-    )
+    return await conn.fetchval(_NEXT_DUE)
 
 
 async def record_steps(conn: asyncpg.Connection, command_id: int, steps: dict[str, Any]) -> None:

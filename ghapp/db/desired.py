@@ -238,10 +238,11 @@ async def mark_absent(
 async def expire(conn: asyncpg.Connection) -> list[int]:
     """Environments with no push for their TTL: destroyed, remembering why. Returns their ids."""
     async with conn.transaction():
-        due = await conn.fetch(
-            "SELECT id FROM environments WHERE desired = 'present' AND expires_at < now() FOR UPDATE SKIP LOCKED"
-        )
+        due = await conn.fetch(_EXPIRED)
         return await mark_absent(conn, [r["id"] for r in due], expired=True)
+
+
+_EXPIRED = "SELECT id FROM environments WHERE desired = 'present' AND expires_at < now() FOR UPDATE SKIP LOCKED"
 
 
 # policy.reminder_due, found through environments_expiry_reminder (migration 016).

@@ -8,6 +8,7 @@ import asyncpg
 RESYNC = 0x72737963  # one replica resyncs at a time
 PUBLISH = 0x70756231  # with an environment id: one publisher per environment
 CLAIM = 0x636C6169  # claims of run slots take turns (transaction-level)
+RETENTION = 0x72657465  # one replica prunes at a time: two deleting the same old runs and logs deadlock
 
 
 async def try_lock(conn: asyncpg.Connection, space: int, key: int = 0) -> bool:

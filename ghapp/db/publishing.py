@@ -11,14 +11,14 @@ import asyncpg
 from ghapp.core.model import Environment
 from ghapp.db.rows import maybe_environment, to_environment
 
+_DUE = """
+SELECT * FROM environments WHERE version > published_version AND publish_after <= now()
+ORDER BY publish_after LIMIT $1"""
+
 
 async def due(conn: asyncpg.Connection, limit: int) -> list[Environment]:
     """Environments whose state changed since it was last published and whose pause is over."""
-    found = await conn.fetch(
-        """SELECT * FROM environments WHERE version > published_version AND publish_after <= now()
-           ORDER BY publish_after LIMIT $1""",
-        limit,
-    )
+    found = await conn.fetch(_DUE, limit)
     return [to_environment(r) for r in found]
 
 

@@ -69,16 +69,21 @@ async def seconds_until_due(conn: asyncpg.Connection, max_previews: int | None =
     return await conn.fetchval(_DUE, max_previews)
 
 
+# SKIP LOCKED: a waiting preview locked by another transaction is being started or touched by it (and gets a new
+# version from it). Waiting for it instead deadlocked: two new previews of one repository starting at once each
+# held its own row and wanted the other's (seen with 10,000 waiting: bench/scale.py "all delivered").
+_TOUCH_QUEUE = """
+UPDATE environments SET updated_at = now()
+WHERE id IN (SELECT id FROM environments
+             WHERE repo_id = $1 AND desired = 'present' AND NOT provisioned AND generation > observed_generation
+             FOR UPDATE SKIP LOCKED)
+RETURNING pg_notify($2, id::text)"""
+
+
 async def touch_queue(conn: asyncpg.Connection, repo_id: int) -> None:
     """The line of new previews of a repository moved (one started, or one was destroyed): each waiting one gets a
     new version, so the publisher shows its new place."""
-    await conn.execute(
-        """UPDATE environments SET updated_at = now()
-           WHERE repo_id = $1 AND desired = 'present' AND NOT provisioned AND generation > observed_generation
-           RETURNING pg_notify($2, id::text)""",
-        repo_id,
-        NOTIFY_CHANNEL,
-    )
+    await conn.execute(_TOUCH_QUEUE, repo_id, NOTIFY_CHANNEL)
 
 
 async def renew_lease(conn: asyncpg.Connection, env_id: int, owner: str, lease_seconds: float) -> int | None:
