@@ -134,6 +134,64 @@ async def test_a_malformed_and_an_ignored_delivery_do_not_fail_their_batch_mates
     assert status == 202, "the refused delivery was not remembered as accepted"
 
 
+async def test_a_failed_delivery_sends_its_batch_round_again_and_each_mate_is_applied_once(start_app, deliveries, db):
+    """The batch is first written without savepoints; a failure rolls that attempt back whole and writes it again
+    with them: the batch-mates' writes land once (one generation each), the failed delivery's not at all."""
+    client = await start_app(batch=1)
+    status, reply = (await send_in_order(client, deliveries, [(PR, deliveries.pull_request("opened"), None)]))[0]
+    assert status == 202
+    env_id = reply["environment_id"]
+    await client.close()
+
+    client = await start_app(batch=4)
+    malformed = deliveries.pull_request("synchronize", sha=fake_sha("bad"))
+    malformed["pull_request"]["head"]["sha"] = "not a sha"
+    answers = await send_in_order(
+        client,
+        deliveries,
+        [
+            (PR, deliveries.pull_request("synchronize", sha=fake_sha(1)), None),
+            (PR, deliveries.pull_request("opened", number=7), None),
+            (PR, malformed, None),
+            (PR, deliveries.pull_request("synchronize", sha=fake_sha(3)), None),
+        ],
+    )
+
+    assert [status for status, _ in answers] == [202, 202, 400, 202], answers
+    env = await environment(db, env_id)
+    assert (env["desired_sha"], env["generation"]) == (fake_sha(3), 3), "each push applied once, in order"
+    assert await db.fetchval("SELECT count(*) FROM environments") == 2
+    assert client.app[keys.INTAKE].batches == 1
+
+
+async def test_pushes_to_an_existing_pull_request_in_one_batch_each_see_the_one_before(start_app, deliveries, db):
+    """The batch reads and locks its pull requests' rows once; each delivery starts from the row the one before
+    it wrote: an older push after a newer one in the same batch is recognised as outdated."""
+    client = await start_app(batch=1)
+    status, reply = (await send_in_order(client, deliveries, [(PR, deliveries.pull_request("opened"), None)]))[0]
+    env_id = reply["environment_id"]
+    await client.close()
+
+    client = await start_app(batch=4)
+    newer = deliveries.pull_request("synchronize", sha=fake_sha("newer"), updated_at="2030-01-01T00:00:02Z")
+    older = deliveries.pull_request("synchronize", sha=fake_sha("older"), updated_at="2030-01-01T00:00:01Z")
+    answers = await send_in_order(
+        client,
+        deliveries,
+        [
+            (PR, deliveries.pull_request("synchronize", sha=fake_sha(1)), None),
+            (PR, newer, None),
+            (PR, older, None),
+            (PR, deliveries.pull_request("closed", number=404), None),
+        ],
+    )
+
+    assert [status for status, _ in answers] == [202, 202, 200, 200], answers
+    assert answers[2][1]["environment_id"] == env_id and "older state" in answers[2][1]["ignored"]
+    env = await environment(db, env_id)
+    assert (env["desired_sha"], env["generation"]) == (fake_sha("newer"), 3)
+
+
 def _fillers(deliveries: Deliveries, n: int) -> list[tuple[str, dict, None]]:
     return [(PR, deliveries.pull_request("opened", number=100 + i), None) for i in range(n)]
 

@@ -23,6 +23,20 @@ ON CONFLICT (repo_id, pr_number) DO NOTHING
 RETURNING id, pg_notify($16, id::text)
 """
 
+# What `apply_change` reads of the environment before it writes it (_CURRENT, _LOCK) is what _UPDATE returns.
+_CURRENT = """
+SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha, head_ref,
+       base_ref, draft, labels, deploy_requested, config, hold
+FROM environments WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE
+"""
+
+_LOCK = """
+SELECT repo_id, pr_number, id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha,
+       head_ref, base_ref, draft, labels, deploy_requested, config, hold
+FROM environments WHERE (repo_id, pr_number) IN (SELECT * FROM unnest($1::bigint[], $2::int[]))
+ORDER BY id FOR UPDATE
+"""
+
 # $12: the operator's TTL (the environment's own `ttl` wins); $15: whether (desired, desired_sha) changed;
 # $16, $17: the pull request's `updated_at` and closed state (kept when the change has none); $18: the desired sleep
 # (a new commit wakes the preview). A burst of pushes settles into one run at the last SHA ($13 seconds); a destroy
@@ -53,7 +67,8 @@ UPDATE environments AS e SET
     github_gone = false,
     updated_at = now()
 WHERE e.id = $1
-RETURNING id, pg_notify($14, id::text)
+RETURNING id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha, head_ref,
+          base_ref, draft, labels, deploy_requested, config, hold, pg_notify($14, id::text)
 """
 
 # Desired absent for the environments `$1` that are present: a new generation, due now. `$2` remembers that they
@@ -84,6 +99,27 @@ class Outdated(Exception):
         self.env_id = env_id
 
 
+class LockedRows:
+    """The environments of several pull requests (a batch of deliveries), read and locked in one statement with
+    `lock`. `apply_change` takes a pull request's row from here instead of reading it, and puts back the row it
+    wrote, so that the next change to the same pull request in the transaction starts from it. A pull request
+    without an environment is `None` until one is inserted; a pull request not locked here is read as usual."""
+
+    def __init__(self, rows: dict[tuple[int, int], asyncpg.Record | None]) -> None:
+        self.rows = rows
+
+    @classmethod
+    async def lock(cls, conn: asyncpg.Connection, pull_requests: list[tuple[int, int]]) -> LockedRows:
+        """(repo_id, pr_number) pairs; inside the caller's transaction, which keeps the locks."""
+        wanted = list(dict.fromkeys(pull_requests))
+        if not wanted:
+            return cls({})
+        found = await conn.fetch(_LOCK, [repo_id for repo_id, _n in wanted], [number for _r, number in wanted])
+        rows: dict[tuple[int, int], asyncpg.Record | None] = dict.fromkeys(wanted)
+        rows.update({(r["repo_id"], r["pr_number"]): r for r in found})
+        return cls(rows)
+
+
 async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str) -> bool:
     """False if this delivery id was accepted before (GitHub redelivered it)."""
     status = await conn.execute(
@@ -99,6 +135,7 @@ async def apply_change(
     settle_seconds: float = 0.0,
     gated: bool = True,
     facts_only: bool = False,
+    locked: LockedRows | None = None,
 ) -> int | None:
     """Write the desired state of one PR (inside the caller's transaction); returns the environment id (None:
     nothing to do, e.g. closing an unknown PR). A new SHA for an existing environment is due after
@@ -106,14 +143,13 @@ async def apply_change(
     New labels, draft state or base branch are kept, and resolve the preview again when they may change its
     outcome (core/rules.resolve_again). `facts_only`: the change tells only those facts (`labeled`, `edited`, ...):
     what should exist, its commit and its expiry stay as they are, and a pull request without an environment gets
-    none. Raises `Outdated` (changing nothing) for a change older than the pull request state already applied."""
-    current = await conn.fetchrow(
-        """SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha,
-                  head_ref, base_ref, draft, labels, deploy_requested, config, hold
-           FROM environments WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE""",
-        change.repo_id,
-        change.pr_number,
-    )
+    none. Raises `Outdated` (changing nothing) for a change older than the pull request state already applied.
+    `locked`: the rows of a batch, read and locked before (`LockedRows`)."""
+    key = (change.repo_id, change.pr_number)
+    if locked is not None and key in locked.rows:
+        current = locked.rows[key]
+    else:
+        current = await conn.fetchrow(_CURRENT, *key)
     if current is None and (change.desired is Desired.ABSENT or facts_only):
         return None
     if current is not None and outdated(change, AppliedEvent(current["pr_updated_at"], current["pr_closed"])):
@@ -122,6 +158,7 @@ async def apply_change(
     now = current and CurrentDesire(Desired(current["desired"]), current["desired_sha"], current["approved_sha"])
     desired, sha = desired_state(change, now, gated)
     if facts_only:
+        assert current is not None  # returned above otherwise
         desired, sha = Desired(current["desired"]), current["desired_sha"]
         change = dataclasses.replace(change, head_sha=current["head_sha"] or change.head_sha)
     if current is None:
@@ -151,6 +188,8 @@ async def apply_change(
             list(change.labels),
         )
         if inserted is not None:
+            if locked is not None:
+                locked.rows.pop(key, None)  # read again if the batch changes it once more
             return env_id
         return await apply_change(conn, change, ttl_seconds, settle_seconds, gated)  # inserted meanwhile
     facts_before = PullFacts(
@@ -165,7 +204,7 @@ async def apply_change(
     )
     config = None if current["config"] is None else json.loads(current["config"])
     desire_changed = (current["desired"], current["desired_sha"]) != (str(desired), sha)
-    await conn.fetchrow(
+    updated = await conn.fetchrow(
         _UPDATE,
         current["id"],
         change.repository,
@@ -191,6 +230,8 @@ async def apply_change(
         desired is Desired.PRESENT and resolve_again(facts_before, facts_now, config, current["hold"] is not None),
         not facts_only,
     )
+    if locked is not None:
+        locked.rows[key] = updated
     return current["id"]
 
 
