@@ -222,6 +222,24 @@ async def test_the_database_going_away_mid_batch_is_503_for_the_whole_batch(star
     assert [status for status, _ in answers] == [202] * 3, answers
 
 
+async def test_a_batch_undone_to_end_a_deadlock_is_written_again(start_app, deliveries, db):
+    client = await start_app(batch=2)
+    opened = [(PR, deliveries.pull_request("opened", number=n), None) for n in (1, 2)]
+    first, second = [reply["environment_id"] for _, reply in await send_in_order(client, deliveries, opened)]
+    pushes = [(PR, deliveries.pull_request("synchronize", number=n, sha=fake_sha("push", n)), None) for n in (1, 2)]
+    async with db.acquire() as holder, holder.transaction():
+        await holder.execute("SET LOCAL deadlock_timeout = '1h'")  # PostgreSQL undoes the batch, not this
+        await holder.execute("SELECT 1 FROM environments WHERE id = $1 FOR UPDATE", second)
+        sending = asyncio.create_task(send_in_order(client, deliveries, pushes))
+        await wait_for(lambda: _waiting_on_a_lock(db), what="the batch to hold the first row and wait for the second")
+        await holder.execute("SELECT 1 FROM environments WHERE id = $1 FOR UPDATE", first)  # a deadlock
+    answers = await sending
+
+    assert [status for status, _ in answers] == [202, 202], answers
+    for n, env_id in ((1, first), (2, second)):
+        assert (await environment(db, env_id))["desired_sha"] == fake_sha("push", n)
+
+
 async def _waiting_on_a_lock(db) -> int | None:
     return await db.fetchval(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"

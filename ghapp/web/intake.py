@@ -8,6 +8,7 @@ commit. Each one still gets its own answer, given only once the commit has made 
 - A delivery id seen twice in one batch, or stored before, is a duplicate (200).
 - Each delivery's handler runs under its own savepoint: a malformed payload (400), an ignored event (200) or a
   failing handler (500) rolls back only its own writes, never its batch-mates'.
+- A batch that PostgreSQL rolls back to end a deadlock (with another replica's batch, or a worker) is written again.
 - The database unreachable at any point of the batch (or its commit): 503 for every delivery of the batch, and
   GitHub can redeliver; a delivery whose commit did succeed is then a duplicate."""
 
@@ -40,6 +41,7 @@ class Answer:
     body: dict
 
 
+DEADLOCK_RETRIES = 3  # times a batch is written again after PostgreSQL undid it to end a deadlock
 UNAVAILABLE_ANSWER = Answer(503, {"error": "database unavailable; redeliver later"})
 
 
@@ -147,11 +149,19 @@ class GroupCommit:
             else:
                 first_of[delivery_id] = i
         conn = await self._connection()
+        deadlocks = 0
         try:
-            try:
-                return await self._attempt(conn, batch, first_of, answers, careful=False)
-            except _Failed:
-                return await self._attempt(conn, batch, first_of, answers, careful=True)
+            while True:
+                try:
+                    try:
+                        return await self._attempt(conn, batch, first_of, answers, careful=False)
+                    except _Failed:
+                        return await self._attempt(conn, batch, first_of, answers, careful=True)
+                except asyncpg.DeadlockDetectedError:  # the batch was chosen to undo a deadlock: write it again
+                    deadlocks += 1
+                    if deadlocks > DEADLOCK_RETRIES:
+                        raise
+                    log.info("a batch of %d deliveries ended a deadlock; writing it again", len(batch))
         except BaseException:
             await self._release()  # the connection may be broken: the next batch takes another one
             raise
@@ -209,7 +219,7 @@ class GroupCommit:
             await router.dispatch(event, conn=conn, settings=self.settings, result=result, locked=locked)
         except MalformedPayload as e:
             return Answer(400, {"error": str(e)})
-        except UNAVAILABLE:
+        except (*UNAVAILABLE, asyncpg.DeadlockDetectedError):  # the whole batch's
             raise
         except Exception:  # a bug in one handler must not fail its batch-mates
             log.exception("delivery %s (%s): the handler failed", event.delivery_id, event.event)
