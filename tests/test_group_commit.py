@@ -192,6 +192,58 @@ async def test_pushes_to_an_existing_pull_request_in_one_batch_each_see_the_one_
     assert (env["desired_sha"], env["generation"]) == (fake_sha("newer"), 3)
 
 
+async def test_an_uninstall_after_a_push_in_one_batch_sees_the_push(start_app, deliveries, db):
+    """The pull requests' UPDATEs of a batch are sent together, but before any other event's handler runs: the
+    uninstall that follows a push destroys the environment, the push does not bring it back."""
+    client = await start_app(batch=1)
+    status, reply = (await send_in_order(client, deliveries, [(PR, deliveries.pull_request("opened"), None)]))[0]
+    env_id = reply["environment_id"]
+    await client.close()
+
+    client = await start_app(batch=3)
+    uninstalled = deliveries.payload("installation.deleted")
+    uninstalled["installation"]["id"] = (await environment(db, env_id))["installation_id"]
+    answers = await send_in_order(
+        client,
+        deliveries,
+        [
+            (PR, deliveries.pull_request("synchronize", sha=fake_sha("pushed")), None),
+            ("installation", uninstalled, None),
+            (PR, deliveries.pull_request("opened", number=7), None),
+        ],
+    )
+
+    assert [status for status, _ in answers] == [202, 202, 202], answers
+    env = await environment(db, env_id)
+    assert (env["desired"], env["desired_sha"], env["github_gone"]) == ("absent", fake_sha("pushed"), True)
+
+
+async def test_an_update_that_fails_when_the_batch_is_written_fails_only_its_delivery(start_app, deliveries, db):
+    client = await start_app(batch=1)
+    opened = [(PR, deliveries.pull_request("opened", number=n), None) for n in (1, 2)]
+    first, second = [reply["environment_id"] for _, reply in await send_in_order(client, deliveries, opened)]
+    await client.close()
+    await db.execute(
+        """CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.head_sha = repeat('b', 40) THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
+           CREATE TRIGGER refuse_bad BEFORE UPDATE ON environments FOR EACH ROW EXECUTE FUNCTION refuse_bad()"""
+    )
+
+    client = await start_app(batch=2)
+    answers = await send_in_order(
+        client,
+        deliveries,
+        [
+            (PR, deliveries.pull_request("synchronize", number=1, sha="b" * 40), None),
+            (PR, deliveries.pull_request("synchronize", number=2, sha=fake_sha("good")), None),
+        ],
+    )
+
+    assert [status for status, _ in answers] == [500, 202], answers
+    assert (await environment(db, first))["head_sha"] != "b" * 40
+    assert (await environment(db, second))["desired_sha"] == fake_sha("good")
+
+
 def _fillers(deliveries: Deliveries, n: int) -> list[tuple[str, dict, None]]:
     return [(PR, deliveries.pull_request("opened", number=100 + i), None) for i in range(n)]
 

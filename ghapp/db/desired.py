@@ -101,23 +101,46 @@ class Outdated(Exception):
 
 class LockedRows:
     """The environments of several pull requests (a batch of deliveries), read and locked in one statement with
-    `lock`. `apply_change` takes a pull request's row from here instead of reading it, and puts back the row it
-    wrote, so that the next change to the same pull request in the transaction starts from it. A pull request
-    without an environment is `None` until one is inserted; a pull request not locked here is read as usual."""
+    `lock`, and written together: `apply_change` takes a pull request's row from here instead of reading it, and
+    leaves its UPDATE here; `flush()` sends the UPDATEs left in one round trip (pipelined) and keeps the rows they
+    return, so the next change to the same pull request (which flushes first) starts from what was written. A pull
+    request without an environment is `None` until one is inserted; one not locked here is read as usual. Whoever
+    reads or writes these environments by other means in the same transaction flushes first."""
 
-    def __init__(self, rows: dict[tuple[int, int], asyncpg.Record | None]) -> None:
+    def __init__(self, conn: asyncpg.Connection, rows: dict[tuple[int, int], asyncpg.Record | None]) -> None:
+        self.conn = conn
         self.rows = rows
+        self._updates: dict[tuple[int, int], tuple] = {}  # at most one per pull request: a second one flushes
 
     @classmethod
     async def lock(cls, conn: asyncpg.Connection, pull_requests: list[tuple[int, int]]) -> LockedRows:
         """(repo_id, pr_number) pairs; inside the caller's transaction, which keeps the locks."""
         wanted = list(dict.fromkeys(pull_requests))
         if not wanted:
-            return cls({})
+            return cls(conn, {})
         found = await conn.fetch(_LOCK, [repo_id for repo_id, _n in wanted], [number for _r, number in wanted])
         rows: dict[tuple[int, int], asyncpg.Record | None] = dict.fromkeys(wanted)
         rows.update({(r["repo_id"], r["pr_number"]): r for r in found})
-        return cls(rows)
+        return cls(conn, rows)
+
+    async def current(self, key: tuple[int, int]) -> asyncpg.Record | None:
+        if key in self._updates:
+            await self.flush()
+        return self.rows[key]
+
+    def update(self, key: tuple[int, int], update: tuple) -> None:
+        """Leave the UPDATE of this pull request's environment (_UPDATE's arguments) for `flush()`."""
+        self._updates[key] = update
+
+    async def flush(self) -> None:
+        if not self._updates:
+            return
+        keys, updates = list(self._updates), list(self._updates.values())
+        self._updates = {}
+        written = await self.conn.fetchmany(_UPDATE, updates)
+        if len(written) != len(keys):  # each UPDATE is of one locked row
+            raise RuntimeError(f"{len(keys)} environments updated, {len(written)} rows returned")
+        self.rows.update(zip(keys, written, strict=True))
 
 
 async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str) -> bool:
@@ -147,7 +170,7 @@ async def apply_change(
     `locked`: the rows of a batch, read and locked before (`LockedRows`)."""
     key = (change.repo_id, change.pr_number)
     if locked is not None and key in locked.rows:
-        current = locked.rows[key]
+        current = await locked.current(key)
     else:
         current = await conn.fetchrow(_CURRENT, *key)
     if current is None and (change.desired is Desired.ABSENT or facts_only):
@@ -204,8 +227,7 @@ async def apply_change(
     )
     config = None if current["config"] is None else json.loads(current["config"])
     desire_changed = (current["desired"], current["desired_sha"]) != (str(desired), sha)
-    updated = await conn.fetchrow(
-        _UPDATE,
+    update = (
         current["id"],
         change.repository,
         change.installation_id,
@@ -230,8 +252,10 @@ async def apply_change(
         desired is Desired.PRESENT and resolve_again(facts_before, facts_now, config, current["hold"] is not None),
         not facts_only,
     )
-    if locked is not None:
-        locked.rows[key] = updated
+    if locked is not None and key in locked.rows:
+        locked.update(key, update)
+    else:
+        await conn.fetchrow(_UPDATE, *update)
     return current["id"]
 
 

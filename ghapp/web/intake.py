@@ -189,6 +189,8 @@ class GroupCommit:
             for delivery_id, event in todo:
                 if careful:
                     await savepoints.next()
+                elif event.event != "pull_request":  # its handler reads and writes environments by other means
+                    await self._flush(locked)
                 answer = await self._dispatch(event, conn, locked)
                 answers[first_of[delivery_id]] = answer
                 if answer.status >= 400:
@@ -196,9 +198,23 @@ class GroupCommit:
                         raise _Failed
                     await savepoints.rollback()
                     failed.append(delivery_id)
+            await self._flush(locked)
             if failed:
                 await intake.forget_deliveries(conn, failed)
         return [a if a is not None else UNAVAILABLE_ANSWER for a in answers]
+
+    async def _flush(self, locked: desired.LockedRows | None) -> None:
+        """The pull requests' UPDATEs left by their handlers; one that fails sends the batch round again with a
+        savepoint around each delivery, where the failing one is answered 500 alone."""
+        if locked is None:
+            return
+        try:
+            await locked.flush()
+        except (*UNAVAILABLE, asyncpg.DeadlockDetectedError):
+            raise
+        except Exception as e:
+            log.warning("writing a batch's pull requests failed (%s); writing them one by one", e)
+            raise _Failed from e
 
     async def _connection(self) -> asyncpg.Connection:
         """The writer's connection, kept from batch to batch (the pool's reset on release would cost a round trip
