@@ -6,8 +6,12 @@ commit. Each one still gets its own answer, given only once the commit has made 
 - One batch is written at a time, deliveries in arrival order: two deliveries for the same pull request are
   applied in the order they arrived, within a batch and across batches.
 - A delivery id seen twice in one batch, or stored before, is a duplicate (200).
-- Each delivery's handler runs under its own savepoint: a malformed payload (400), an ignored event (200) or a
-  failing handler (500) rolls back only its own writes, never its batch-mates'.
+- A malformed payload (400), an ignored event (200) or a failing handler (500) rolls back only its own writes,
+  never its batch-mates'. A batch is written first in a few round trips whatever its size: the delivery ids in one
+  statement, the rows of its pull requests read and locked in one, their UPDATEs sent together in one pipelined
+  round trip (desired.LockedRows), the commit. If a delivery fails, that attempt is rolled back and the batch is
+  written again with a savepoint around each delivery.
+- The writer keeps one pool connection while it works (no reset round trip per batch); an error returns it.
 - A batch that PostgreSQL rolls back to end a deadlock (with another replica's batch, or a worker) is written again.
 - The database unreachable at any point of the batch (or its commit): 503 for every delivery of the batch, and
   GitHub can redeliver; a delivery whose commit did succeed is then a duplicate."""
