@@ -14,6 +14,7 @@ import signal
 import uuid
 
 import aiohttp
+import asyncpg
 import pytest
 
 from ghapp.web import keys
@@ -290,6 +291,24 @@ async def test_a_batch_undone_to_end_a_deadlock_is_written_again(start_app, deli
     assert [status for status, _ in answers] == [202, 202], answers
     for n, env_id in ((1, first), (2, second)):
         assert (await environment(db, env_id))["desired_sha"] == fake_sha("push", n)
+
+
+async def test_a_connection_the_server_closed_between_batches_is_replaced_not_answered_503(start_app, deliveries, db):
+    client = await start_app(batch=1)
+    assert (await send_in_order(client, deliveries, [(PR, deliveries.pull_request("opened"), None)]))[0][0] == 202
+    held = client.app[keys.INTAKE]._conn
+    await db.execute("SELECT pg_terminate_backend($1)", held.get_server_pid())  # e.g. PostgreSQL restarted
+    await wait_for(lambda: _closed(held), what="the writer's connection to see it was closed")
+
+    pushed = deliveries.pull_request("synchronize", sha=fake_sha("after"))
+    assert (await send_in_order(client, deliveries, [(PR, pushed, None)]))[0][0] == 202
+
+
+async def _closed(conn) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool took it back when the server closed it
+        return True
 
 
 async def _waiting_on_a_lock(db) -> int | None:

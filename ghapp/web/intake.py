@@ -222,7 +222,9 @@ class GroupCommit:
 
     async def _connection(self) -> asyncpg.Connection:
         """The writer's connection, kept from batch to batch (the pool's reset on release would cost a round trip
-        per batch)."""
+        per batch); one the server closed meanwhile (a restart) is given back and another taken."""
+        if self._conn is not None and _closed(self._conn):
+            await self._release()
         if self._conn is None:
             self._conn = await self.pool.acquire()
         return self._conn
@@ -261,6 +263,13 @@ def _pull_requests(events: Iterable[Event]) -> list[tuple[int, int]]:
             with contextlib.suppress(MalformedPayload):
                 found.append(pull_request_key(event.data))
     return found
+
+
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # asyncpg gave it back to the pool itself when the server closed it
+        return True
 
 
 def _answer(future: asyncio.Future[Answer], answer: Answer) -> None:
