@@ -11,7 +11,8 @@ commit. Each one still gets its own answer, given only once the commit has made 
   statement, the rows of its pull requests read and locked in one, their UPDATEs sent together in one pipelined
   round trip (desired.LockedRows), the commit. If a delivery fails, that attempt is rolled back and the batch is
   written again with a savepoint around each delivery.
-- The writer keeps one pool connection while it works (no reset round trip per batch); an error returns it.
+- The writer keeps one pool connection while it works (no reset round trip per batch); an error returns it, and
+  one the server closed between batches is replaced before the next.
 - A batch that PostgreSQL rolls back to end a deadlock (with another replica's batch, or a worker) is written again.
 - The database unreachable at any point of the batch (or its commit): 503 for every delivery of the batch, and
   GitHub can redeliver; a delivery whose commit did succeed is then a duplicate."""
