@@ -14,6 +14,7 @@ import signal
 import uuid
 
 import aiohttp
+import asyncpg
 import pytest
 
 from ghapp.web import keys
@@ -134,6 +135,116 @@ async def test_a_malformed_and_an_ignored_delivery_do_not_fail_their_batch_mates
     assert status == 202, "the refused delivery was not remembered as accepted"
 
 
+async def test_a_failed_delivery_sends_its_batch_round_again_and_each_mate_is_applied_once(start_app, deliveries, db):
+    """The batch is first written without savepoints; a failure rolls that attempt back whole and writes it again
+    with them: the batch-mates' writes land once (one generation each), the failed delivery's not at all."""
+    client = await start_app(batch=1)
+    status, reply = (await send_in_order(client, deliveries, [(PR, deliveries.pull_request("opened"), None)]))[0]
+    assert status == 202
+    env_id = reply["environment_id"]
+    await client.close()
+
+    client = await start_app(batch=4)
+    malformed = deliveries.pull_request("synchronize", sha=fake_sha("bad"))
+    malformed["pull_request"]["head"]["sha"] = "not a sha"
+    answers = await send_in_order(
+        client,
+        deliveries,
+        [
+            (PR, deliveries.pull_request("synchronize", sha=fake_sha(1)), None),
+            (PR, deliveries.pull_request("opened", number=7), None),
+            (PR, malformed, None),
+            (PR, deliveries.pull_request("synchronize", sha=fake_sha(3)), None),
+        ],
+    )
+
+    assert [status for status, _ in answers] == [202, 202, 400, 202], answers
+    env = await environment(db, env_id)
+    assert (env["desired_sha"], env["generation"]) == (fake_sha(3), 3), "each push applied once, in order"
+    assert await db.fetchval("SELECT count(*) FROM environments") == 2
+    assert client.app[keys.INTAKE].batches == 1
+
+
+async def test_pushes_to_an_existing_pull_request_in_one_batch_each_see_the_one_before(start_app, deliveries, db):
+    """The batch reads and locks its pull requests' rows once; each delivery starts from the row the one before
+    it wrote: an older push after a newer one in the same batch is recognised as outdated."""
+    client = await start_app(batch=1)
+    status, reply = (await send_in_order(client, deliveries, [(PR, deliveries.pull_request("opened"), None)]))[0]
+    env_id = reply["environment_id"]
+    await client.close()
+
+    client = await start_app(batch=4)
+    newer = deliveries.pull_request("synchronize", sha=fake_sha("newer"), updated_at="2030-01-01T00:00:02Z")
+    older = deliveries.pull_request("synchronize", sha=fake_sha("older"), updated_at="2030-01-01T00:00:01Z")
+    answers = await send_in_order(
+        client,
+        deliveries,
+        [
+            (PR, deliveries.pull_request("synchronize", sha=fake_sha(1)), None),
+            (PR, newer, None),
+            (PR, older, None),
+            (PR, deliveries.pull_request("closed", number=404), None),
+        ],
+    )
+
+    assert [status for status, _ in answers] == [202, 202, 200, 200], answers
+    assert answers[2][1]["environment_id"] == env_id and "older state" in answers[2][1]["ignored"]
+    env = await environment(db, env_id)
+    assert (env["desired_sha"], env["generation"]) == (fake_sha("newer"), 3)
+
+
+async def test_an_uninstall_after_a_push_in_one_batch_sees_the_push(start_app, deliveries, db):
+    """The pull requests' UPDATEs of a batch are sent together, but before any other event's handler runs: the
+    uninstall that follows a push destroys the environment, the push does not bring it back."""
+    client = await start_app(batch=1)
+    status, reply = (await send_in_order(client, deliveries, [(PR, deliveries.pull_request("opened"), None)]))[0]
+    env_id = reply["environment_id"]
+    await client.close()
+
+    client = await start_app(batch=3)
+    uninstalled = deliveries.payload("installation.deleted")
+    uninstalled["installation"]["id"] = (await environment(db, env_id))["installation_id"]
+    answers = await send_in_order(
+        client,
+        deliveries,
+        [
+            (PR, deliveries.pull_request("synchronize", sha=fake_sha("pushed")), None),
+            ("installation", uninstalled, None),
+            (PR, deliveries.pull_request("opened", number=7), None),
+        ],
+    )
+
+    assert [status for status, _ in answers] == [202, 202, 202], answers
+    env = await environment(db, env_id)
+    assert (env["desired"], env["desired_sha"], env["github_gone"]) == ("absent", fake_sha("pushed"), True)
+
+
+async def test_an_update_that_fails_when_the_batch_is_written_fails_only_its_delivery(start_app, deliveries, db):
+    client = await start_app(batch=1)
+    opened = [(PR, deliveries.pull_request("opened", number=n), None) for n in (1, 2)]
+    first, second = [reply["environment_id"] for _, reply in await send_in_order(client, deliveries, opened)]
+    await client.close()
+    await db.execute(
+        """CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.head_sha = repeat('b', 40) THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
+           CREATE TRIGGER refuse_bad BEFORE UPDATE ON environments FOR EACH ROW EXECUTE FUNCTION refuse_bad()"""
+    )
+
+    client = await start_app(batch=2)
+    answers = await send_in_order(
+        client,
+        deliveries,
+        [
+            (PR, deliveries.pull_request("synchronize", number=1, sha="b" * 40), None),
+            (PR, deliveries.pull_request("synchronize", number=2, sha=fake_sha("good")), None),
+        ],
+    )
+
+    assert [status for status, _ in answers] == [500, 202], answers
+    assert (await environment(db, first))["head_sha"] != "b" * 40
+    assert (await environment(db, second))["desired_sha"] == fake_sha("good")
+
+
 def _fillers(deliveries: Deliveries, n: int) -> list[tuple[str, dict, None]]:
     return [(PR, deliveries.pull_request("opened", number=100 + i), None) for i in range(n)]
 
@@ -162,6 +273,42 @@ async def test_the_database_going_away_mid_batch_is_503_for_the_whole_batch(star
 
     answers = await send_in_order(client, deliveries, items)  # GitHub's "Redeliver", database back
     assert [status for status, _ in answers] == [202] * 3, answers
+
+
+async def test_a_batch_undone_to_end_a_deadlock_is_written_again(start_app, deliveries, db):
+    client = await start_app(batch=2)
+    opened = [(PR, deliveries.pull_request("opened", number=n), None) for n in (1, 2)]
+    first, second = [reply["environment_id"] for _, reply in await send_in_order(client, deliveries, opened)]
+    pushes = [(PR, deliveries.pull_request("synchronize", number=n, sha=fake_sha("push", n)), None) for n in (1, 2)]
+    async with db.acquire() as holder, holder.transaction():
+        await holder.execute("SET LOCAL deadlock_timeout = '1h'")  # PostgreSQL undoes the batch, not this
+        await holder.execute("SELECT 1 FROM environments WHERE id = $1 FOR UPDATE", second)
+        sending = asyncio.create_task(send_in_order(client, deliveries, pushes))
+        await wait_for(lambda: _waiting_on_a_lock(db), what="the batch to hold the first row and wait for the second")
+        await holder.execute("SELECT 1 FROM environments WHERE id = $1 FOR UPDATE", first)  # a deadlock
+    answers = await sending
+
+    assert [status for status, _ in answers] == [202, 202], answers
+    for n, env_id in ((1, first), (2, second)):
+        assert (await environment(db, env_id))["desired_sha"] == fake_sha("push", n)
+
+
+async def test_a_connection_the_server_closed_between_batches_is_replaced_not_answered_503(start_app, deliveries, db):
+    client = await start_app(batch=1)
+    assert (await send_in_order(client, deliveries, [(PR, deliveries.pull_request("opened"), None)]))[0][0] == 202
+    held = client.app[keys.INTAKE]._conn
+    await db.execute("SELECT pg_terminate_backend($1)", held.get_server_pid())  # e.g. PostgreSQL restarted
+    await wait_for(lambda: _closed(held), what="the writer's connection to see it was closed")
+
+    pushed = deliveries.pull_request("synchronize", sha=fake_sha("after"))
+    assert (await send_in_order(client, deliveries, [(PR, pushed, None)]))[0][0] == 202
+
+
+async def _closed(conn) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool took it back when the server closed it
+        return True
 
 
 async def _waiting_on_a_lock(db) -> int | None:

@@ -29,6 +29,13 @@ def change_from_payload(data: Any, desired: Desired) -> PullRequestChange:
     return _change(pr, field(data, "repository", dict), number, desired, installation_id, action)
 
 
+def pull_request_key(data: Any) -> tuple[int, int]:
+    """(repository id, number) of a `pull_request` webhook payload: the environment it is about, as
+    `change_from_payload` finds it."""
+    number = integer(data, "number", bits=31) if "number" in data else integer(data, "pull_request.number", bits=31)
+    return integer(data, "repository.id"), number
+
+
 def _change(
     pr: Any,
     base_repo: dict[str, Any],

@@ -23,6 +23,20 @@ ON CONFLICT (repo_id, pr_number) DO NOTHING
 RETURNING id, pg_notify($16, id::text)
 """
 
+# What `apply_change` reads of the environment before it writes it (_CURRENT, _LOCK) is what _UPDATE returns.
+_CURRENT = """
+SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha, head_ref,
+       base_ref, draft, labels, deploy_requested, config, hold
+FROM environments WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE
+"""
+
+_LOCK = """
+SELECT repo_id, pr_number, id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha,
+       head_ref, base_ref, draft, labels, deploy_requested, config, hold
+FROM environments WHERE (repo_id, pr_number) IN (SELECT * FROM unnest($1::bigint[], $2::int[]))
+ORDER BY id FOR UPDATE
+"""
+
 # $12: the operator's TTL (the environment's own `ttl` wins); $15: whether (desired, desired_sha) changed;
 # $16, $17: the pull request's `updated_at` and closed state (kept when the change has none); $18: the desired sleep
 # (a new commit wakes the preview). A burst of pushes settles into one run at the last SHA ($13 seconds); a destroy
@@ -53,7 +67,8 @@ UPDATE environments AS e SET
     github_gone = false,
     updated_at = now()
 WHERE e.id = $1
-RETURNING id, pg_notify($14, id::text)
+RETURNING id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha, head_ref,
+          base_ref, draft, labels, deploy_requested, config, hold, pg_notify($14, id::text)
 """
 
 # Desired absent for the environments `$1` that are present: a new generation, due now. `$2` remembers that they
@@ -84,6 +99,50 @@ class Outdated(Exception):
         self.env_id = env_id
 
 
+class LockedRows:
+    """The environments of several pull requests (a batch of deliveries), read and locked in one statement with
+    `lock`, and written together: `apply_change` takes a pull request's row from here instead of reading it, and
+    leaves its UPDATE here; `flush()` sends the UPDATEs left in one round trip (pipelined) and keeps the rows they
+    return, so the next change to the same pull request (which flushes first) starts from what was written. A pull
+    request without an environment is `None` until one is inserted; one not locked here is read as usual. Whoever
+    reads or writes these environments by other means in the same transaction flushes first."""
+
+    def __init__(self, conn: asyncpg.Connection, rows: dict[tuple[int, int], asyncpg.Record | None]) -> None:
+        self.conn = conn
+        self.rows = rows
+        self._updates: dict[tuple[int, int], tuple] = {}  # at most one per pull request: a second one flushes
+
+    @classmethod
+    async def lock(cls, conn: asyncpg.Connection, pull_requests: list[tuple[int, int]]) -> LockedRows:
+        """(repo_id, pr_number) pairs; inside the caller's transaction, which keeps the locks."""
+        wanted = list(dict.fromkeys(pull_requests))
+        if not wanted:
+            return cls(conn, {})
+        found = await conn.fetch(_LOCK, [repo_id for repo_id, _n in wanted], [number for _r, number in wanted])
+        rows: dict[tuple[int, int], asyncpg.Record | None] = dict.fromkeys(wanted)
+        rows.update({(r["repo_id"], r["pr_number"]): r for r in found})
+        return cls(conn, rows)
+
+    async def current(self, key: tuple[int, int]) -> asyncpg.Record | None:
+        if key in self._updates:
+            await self.flush()
+        return self.rows[key]
+
+    def update(self, key: tuple[int, int], update: tuple) -> None:
+        """Leave the UPDATE of this pull request's environment (_UPDATE's arguments) for `flush()`."""
+        self._updates[key] = update
+
+    async def flush(self) -> None:
+        if not self._updates:
+            return
+        keys, updates = list(self._updates), list(self._updates.values())
+        self._updates = {}
+        written = await self.conn.fetchmany(_UPDATE, updates)
+        if len(written) != len(keys):  # each UPDATE is of one locked row
+            raise RuntimeError(f"{len(keys)} environments updated, {len(written)} rows returned")
+        self.rows.update(zip(keys, written, strict=True))
+
+
 async def record_delivery(conn: asyncpg.Connection, delivery_id: str, event: str) -> bool:
     """False if this delivery id was accepted before (GitHub redelivered it)."""
     status = await conn.execute(
@@ -99,6 +158,7 @@ async def apply_change(
     settle_seconds: float = 0.0,
     gated: bool = True,
     facts_only: bool = False,
+    locked: LockedRows | None = None,
 ) -> int | None:
     """Write the desired state of one PR (inside the caller's transaction); returns the environment id (None:
     nothing to do, e.g. closing an unknown PR). A new SHA for an existing environment is due after
@@ -106,14 +166,13 @@ async def apply_change(
     New labels, draft state or base branch are kept, and resolve the preview again when they may change its
     outcome (core/rules.resolve_again). `facts_only`: the change tells only those facts (`labeled`, `edited`, ...):
     what should exist, its commit and its expiry stay as they are, and a pull request without an environment gets
-    none. Raises `Outdated` (changing nothing) for a change older than the pull request state already applied."""
-    current = await conn.fetchrow(
-        """SELECT id, desired, desired_sha, approved_sha, pr_updated_at, pr_closed, desired_sleeping, head_sha,
-                  head_ref, base_ref, draft, labels, deploy_requested, config, hold
-           FROM environments WHERE repo_id = $1 AND pr_number = $2 FOR UPDATE""",
-        change.repo_id,
-        change.pr_number,
-    )
+    none. Raises `Outdated` (changing nothing) for a change older than the pull request state already applied.
+    `locked`: the rows of a batch, read and locked before (`LockedRows`)."""
+    key = (change.repo_id, change.pr_number)
+    if locked is not None and key in locked.rows:
+        current = await locked.current(key)
+    else:
+        current = await conn.fetchrow(_CURRENT, *key)
     if current is None and (change.desired is Desired.ABSENT or facts_only):
         return None
     if current is not None and outdated(change, AppliedEvent(current["pr_updated_at"], current["pr_closed"])):
@@ -122,6 +181,7 @@ async def apply_change(
     now = current and CurrentDesire(Desired(current["desired"]), current["desired_sha"], current["approved_sha"])
     desired, sha = desired_state(change, now, gated)
     if facts_only:
+        assert current is not None  # returned above otherwise
         desired, sha = Desired(current["desired"]), current["desired_sha"]
         change = dataclasses.replace(change, head_sha=current["head_sha"] or change.head_sha)
     if current is None:
@@ -151,6 +211,8 @@ async def apply_change(
             list(change.labels),
         )
         if inserted is not None:
+            if locked is not None:
+                locked.rows.pop(key, None)  # read again if the batch changes it once more
             return env_id
         return await apply_change(conn, change, ttl_seconds, settle_seconds, gated)  # inserted meanwhile
     facts_before = PullFacts(
@@ -165,8 +227,7 @@ async def apply_change(
     )
     config = None if current["config"] is None else json.loads(current["config"])
     desire_changed = (current["desired"], current["desired_sha"]) != (str(desired), sha)
-    await conn.fetchrow(
-        _UPDATE,
+    update = (
         current["id"],
         change.repository,
         change.installation_id,
@@ -191,6 +252,10 @@ async def apply_change(
         desired is Desired.PRESENT and resolve_again(facts_before, facts_now, config, current["hold"] is not None),
         not facts_only,
     )
+    if locked is not None and key in locked.rows:
+        locked.update(key, update)
+    else:
+        await conn.fetchrow(_UPDATE, *update)
     return current["id"]
 
 

@@ -119,14 +119,16 @@ class Publisher:
         if self._drain.stopping:
             return None
         with self._drain.busy():
-            return 0 if await self.publish_due() else None
+            # At once again only if the batch was full; what changed during this pass sent a NOTIFY, which wakes
+            # the loop after WAKE_COALESCE (under a stream of pushes a pass does not follow a pass back to back).
+            return 0 if await self.publish_due() >= BATCH else None
 
-    async def publish_due(self) -> bool:
-        """Publish every environment whose state changed; True if there was any."""
+    async def publish_due(self) -> int:
+        """Publish every environment whose state changed, at most BATCH; how many were due."""
         async with self.pool.acquire() as conn:
             due = await publishing.due(conn, BATCH)
         await asyncio.gather(*(self.publish_one(env) for env in due))
-        return bool(due)
+        return len(due)
 
     async def publish_one(self, env: Environment) -> None:
         async with self.pool.acquire() as conn:

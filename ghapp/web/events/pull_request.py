@@ -21,13 +21,21 @@ FACT_ACTIONS = ("labeled", "unlabeled", "converted_to_draft", "edited")
 
 
 async def _write(
-    event: Event, wanted: Desired, *, conn, settings, result: dict, facts_only: bool = False, **_deps
+    event: Event,
+    wanted: Desired,
+    *,
+    conn,
+    settings,
+    result: dict,
+    facts_only: bool = False,
+    locked: desired.LockedRows | None = None,
+    **_deps,
 ) -> None:
     change = change_from_payload(event.data, wanted)
     gated = fork_gated(change.is_fork, settings.allow_forks)
     try:
         env_id = await desired.apply_change(
-            conn, change, settings.env_ttl, settings.push_settle, gated=gated, facts_only=facts_only
+            conn, change, settings.env_ttl, settings.push_settle, gated=gated, facts_only=facts_only, locked=locked
         )
     except desired.Outdated as e:  # a replayed or late delivery: what it says is no longer true
         result["ignored"] = "an older state of this pull request than one already applied"
