@@ -81,6 +81,8 @@ STATEMENTS = [
     ("reconciler claim (operator cap 3)", runs._CLAIM, ("worker-2", 600.0, 3)),
     ("reconciler claim (no cap)", runs._CLAIM, ("worker-2", 600.0, None)),
     ("reconciler wake-up: seconds until due", runs._DUE, (3,)),
+    ("intake: a batch locks its pull requests", desired._LOCK, ([1042, 1043, 1044], [42, 43, 44])),
+    ("intake: one pull request", desired._CURRENT, (1042, 42)),
     ("resync: repositories with live environments", reads._LIVE_REPOSITORIES, ()),
     ("resync: live environments of a repository", reads._LIVE_ENVIRONMENTS, (1042,)),
     ("expiry: TTL reaper", desired._EXPIRED, ()),
