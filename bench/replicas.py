@@ -42,8 +42,8 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -108,13 +108,24 @@ def applies(log: Path) -> list[tuple[float, str, str]]:
 
 class ConnectionSampler:
     """The peak, per replica (application_name), of its connections to PostgreSQL: all, the app's pool (the app's
-    role, not LISTEN), LISTEN, and Terraform's state role; sampled every `every` s from pg_stat_activity."""
+    role, not LISTEN), LISTEN, and Terraform's state role; sampled every `every` s from pg_stat_activity, in a thread
+    of its own (this process's event loop also serves the fake GitHub)."""
 
-    def __init__(self, url: str, every: float = 0.1):
+    QUERY = """SELECT application_name AS app,
+                      count(*) AS total,
+                      count(*) FILTER (WHERE usename = current_user AND query NOT LIKE 'LISTEN %') AS pool,
+                      count(*) FILTER (WHERE usename = current_user AND query LIKE 'LISTEN %') AS listen,
+                      count(*) FILTER (WHERE usename <> current_user) AS state
+               FROM pg_stat_activity
+               WHERE backend_type = 'client backend' AND application_name LIKE 'ghapp-r%'
+               GROUP BY 1"""
+
+    def __init__(self, url: str, every: float = 0.05):
         self.url, self.every = url, every
         self.peak: dict[str, Counter] = defaultdict(Counter)
         self.samples = 0
-        self._task: asyncio.Task | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
 
     def reset(self) -> None:
         self.peak = defaultdict(Counter)
@@ -123,19 +134,10 @@ class ConnectionSampler:
     async def _loop(self) -> None:
         conn = await asyncpg.connect(self.url, server_settings={"application_name": "bench"})
         try:
-            while True:
-                rows = await conn.fetch(
-                    """SELECT application_name AS app,
-                              count(*) AS total,
-                              count(*) FILTER (WHERE usename = current_user AND query NOT LIKE 'LISTEN %') AS pool,
-                              count(*) FILTER (WHERE usename = current_user AND query LIKE 'LISTEN %') AS listen,
-                              count(*) FILTER (WHERE usename <> current_user) AS state
-                       FROM pg_stat_activity
-                       WHERE backend_type = 'client backend' AND application_name LIKE 'ghapp-r%'
-                       GROUP BY 1"""
-                )
-                for r in rows:
-                    peak = self.peak[r["app"]]
+            while not self._stop.is_set():
+                peaks = self.peak
+                for r in await conn.fetch(self.QUERY):
+                    peak = peaks[r["app"]]
                     for key in ("total", "pool", "listen", "state"):
                         peak[key] = max(peak[key], r[key])
                 self.samples += 1
@@ -144,13 +146,12 @@ class ConnectionSampler:
             await conn.close()
 
     def start(self) -> ConnectionSampler:
-        self._task = asyncio.create_task(self._loop())
+        self._thread.start()
         return self
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, 10)
 
 
 class Bench:
@@ -368,7 +369,9 @@ async def run(args: argparse.Namespace, root: Path) -> tuple[list[dict], dict]:
                     await bench.wait_converged(conn, ids, wave, timeout=300)
                     singles = []
                     for pr in warm[len(wave) :]:
-                        env_id = await bench.deliver(session, bench.replicas[len(singles) % args.replicas], "opened", pr)
+                        env_id = await bench.deliver(
+                            session, bench.replicas[len(singles) % args.replicas], "opened", pr
+                        )
                         await bench.wait_converged(conn, [env_id], [pr], timeout=120)
                         singles.append(
                             await conn.fetchrow(
