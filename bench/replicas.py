@@ -353,7 +353,16 @@ async def run(args: argparse.Namespace, root: Path) -> tuple[list[dict], dict]:
             measured = [bench.pr(k) for k in range(FIRST_PR, FIRST_PR + args.prs)]
             for pr in warm + measured:
                 bench.heads[pr] = fake_sha("replicas", *pr, 1)
-                github.add_pull(pr[0], pr[1], head_sha=bench.heads[pr], head_ref=f"change-{pr[1]}", user=AUTHOR)
+                github.add_pull(  # as the deliveries say it (else the resync sees a change and resolves again)
+                    pr[0],
+                    pr[1],
+                    head_sha=bench.heads[pr],
+                    head_ref=f"change-{pr[1]}",
+                    base_ref="master",
+                    labels=["bug"],
+                    title="Update the README with new information.",
+                    user=AUTHOR,
+                )
             t0 = time.perf_counter()
             for i in range(args.replicas):
                 bench.replicas.append(bench.serve(i, url, github))
