@@ -7,13 +7,13 @@ prints Markdown tables.
 One PostgreSQL (the embedded server's binaries, started here over loopback TCP with a password: it stands for an
 external server, as in tests/test_external_database.py) and --replicas real `ghapp serve` processes on it through
 DATABASE_URL, each with its own GHAPP_DATA_DIR (a pod's volume: nothing shared but the database) and
-GHAPP_MAX_PARALLEL_RUNS = --slots, online against the fake GitHub (tests/fake_github, in this process: every
-request validated against GitHub's description), GHAPP_PUSH_SETTLE=0 (a push is due at once, so the ideal below
-holds). Each replica's DATABASE_URL carries `application_name=ghapp-rN`, which the state role's PG_CONN_STR keeps,
-so pg_stat_activity tells whose connection is whose. The module is tests/modules/scripted (apply = two parallel
-`terraform_data` local-exec steps sleeping TF_VAR_delay s: a fixed, known apply) with `backend "pg" {}`: states in
-the same database, as replicas need. GHAPP_TERRAFORM_BIN is a wrapper that logs time, TF_WORKSPACE,
-TF_VAR_git_sha and argv of every invocation, then execs Terraform.
+GHAPP_MAX_PARALLEL_RUNS = --slots, online against the fake GitHub (tests/fake_github, in this process; without its
+OpenAPI validation unless --validate-github: see QuickFakeGitHub), GHAPP_PUSH_SETTLE=0 (a push is due at once, so the
+ideal below holds). Each replica's DATABASE_URL carries `application_name=ghapp-rN`, which the state role's PG_CONN_STR
+keeps, so pg_stat_activity tells whose connection is whose. The module is tests/modules/scripted (apply = two parallel
+`terraform_data` local-exec steps sleeping TF_VAR_delay s: a fixed, known apply) with `backend "pg" {}`: states in the
+same database, as replicas need. GHAPP_TERRAFORM_BIN is a wrapper that logs time, TF_WORKSPACE, TF_VAR_git_sha and argv
+of every invocation, then execs Terraform.
 
 1. Warm-up: one full wave (replicas x slots PRs at once: no replica can take more than its slots, so every replica
    runs `terraform init` now, not during the measurement), then --singles PRs one at a time: one apply = the median
@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import secrets
@@ -49,6 +50,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 
 from bench._common import (
     SCRIPTED_MODULE,
@@ -71,6 +73,24 @@ OWNER = "bench-org"
 AUTHOR = "Codertocat"
 INSTALLATION = 1
 FIRST_PR = 1000  # measured PRs: 1000.. ; warm-up and singles below
+
+
+class QuickFakeGitHub(FakeGitHub):
+    """The fake GitHub without its OpenAPI validation of every request and answer (the tests keep it): validating
+    costs tens of ms of this process's CPU per call, so with 4 replicas publishing 200 previews the fake, not ghapp,
+    became the bottleneck (found in the first runs). Requests are still authenticated, routed and answered alike."""
+
+    def _request_problems(self, request, spec_request, raw, body) -> list[str]:
+        return []
+
+    def _respond(self, call, spec_request, headers, status, data):
+        call.status = status
+        binary = isinstance(data, bytes)
+        raw = data if binary else b"" if status in (204, 304) or data is None else json.dumps(data).encode()
+        response = web.Response(status=status, body=raw or None, headers=headers)
+        if raw and not binary:
+            response.content_type, response.charset = "application/json", "utf-8"
+        return response
 
 
 def write_module(path: Path) -> None:
@@ -344,7 +364,7 @@ async def run(args: argparse.Namespace, root: Path) -> tuple[list[dict], dict]:
     url = await asyncio.to_thread(server.start)
     info: dict = {}
     try:
-        async with FakeGitHub() as github:
+        async with FakeGitHub() if args.validate_github else QuickFakeGitHub() as github:
             for name in bench.repos:
                 github.add_repo(name, bench.repo_ids[name])
                 github.set_permission(name, AUTHOR, "admin")
@@ -558,6 +578,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repos", type=int, default=10)
     p.add_argument("--delay", type=float, default=10, help="TF_VAR_delay: apply = 2 x sleep in parallel")
     p.add_argument("--singles", type=int, default=3)
+    p.add_argument("--validate-github", action="store_true", help="the fake GitHub validates every call (slow)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     return p.parse_args()
 
