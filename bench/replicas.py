@@ -1,7 +1,7 @@
 """Benchmark: 4 replicas on one PostgreSQL, 200 pull requests, a fast module (issue 13, item 4). Run by hand;
 prints Markdown tables.
 
-  python -m bench.replicas                          # 4 replicas x 4 slots, 200 PRs, apply = sleep 10 s (~8 min)
+  python -m bench.replicas                          # 4 replicas x 4 slots, 200 PRs, apply = sleep 10 s (~8-20 min)
   python -m bench.replicas --slots 8 --delay 5      # other slot counts and apply lengths
 
 One PostgreSQL (the embedded server's binaries, started here over loopback TCP with a password: it stands for an
