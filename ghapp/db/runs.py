@@ -110,10 +110,15 @@ async def start_run(
     plan: Plan | None = None,
     *,
     ttl_seconds: float,
-) -> int:
-    """A run starts; an apply records the configuration it was resolved with (and clears any hold), and its expiry
-    follows the configuration's `ttl` (else the operator's `ttl_seconds`) from the last activity."""
+    lease_seconds: float,
+) -> int | None:
+    """A run starts, if `owner` still holds the environment's lease (renewed here for `lease_seconds`); None if
+    the lease was lost meanwhile: someone else may be running it. An apply records the configuration it was resolved
+    with (and clears any hold), and its expiry follows the configuration's `ttl` (else the operator's `ttl_seconds`)
+    from the last activity."""
     async with conn.transaction():
+        if await renew_lease(conn, env.id, owner, lease_seconds) is None:
+            return None
         if plan is not None:
             await conn.execute(
                 """UPDATE environments SET hold = NULL, hold_reason = NULL, config = $2, config_source = $3,

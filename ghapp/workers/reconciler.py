@@ -157,7 +157,7 @@ class Reconciler:
         action = next_action(env.desired, env.provisioned)
         plan, held = Plan(), None
         if action is Action.APPLY:
-            resolution = await self._resolve(env)
+            resolution = await self._resolve_holding_lease(env)
             if resolution is None:
                 return
             if isinstance(resolution, Held):
@@ -188,7 +188,18 @@ class Reconciler:
             return
         async with self.pool.acquire() as conn:
             applying = plan if action is Action.APPLY else None
-            run_id = await runs.start_run(conn, env, action, self.owner, applying, ttl_seconds=self.settings.env_ttl)
+            run_id = await runs.start_run(
+                conn,
+                env,
+                action,
+                self.owner,
+                applying,
+                ttl_seconds=self.settings.env_ttl,
+                lease_seconds=self.settings.lease_ttl,
+            )
+        if run_id is None:
+            log.info("%s: lease lost before its %s started; left to its new owner", env.label, action)
+            return
         run = RunInfo(run_id, action, env.desired_sha if action is Action.APPLY else env.deployed_sha, plan, held)
         runlog = RunLog(self.pool, run_id, env.id)
         started = time.monotonic()
@@ -216,7 +227,17 @@ class Reconciler:
         """Destroy what the module the preview was applied with made, before another module applies; False if
         that did not succeed (recorded as a failure and retried like one)."""
         async with self.pool.acquire() as conn:
-            run_id = await runs.start_run(conn, env, Action.DESTROY, self.owner, ttl_seconds=self.settings.env_ttl)
+            run_id = await runs.start_run(
+                conn,
+                env,
+                Action.DESTROY,
+                self.owner,
+                ttl_seconds=self.settings.env_ttl,
+                lease_seconds=self.settings.lease_ttl,
+            )
+        if run_id is None:
+            log.info("%s: lease lost before its destroy started; left to its new owner", env.label)
+            return False
         run = RunInfo(run_id, Action.DESTROY, env.deployed_sha)
         log.info("%s: its module changed: destroying with %s first (run %d)", env.label, env.module, run_id)
         runlog = RunLog(self.pool, run_id, env.id)
@@ -228,6 +249,28 @@ class Reconciler:
         async with self.pool.acquire() as conn:
             await runs.finish_run(conn, run_id, RunState.SUCCEEDED)
         return True
+
+    async def _resolve_holding_lease(self, env: Environment) -> Plan | Held | None:
+        """`_resolve`, the lease renewed meanwhile: reading GitHub (the configuration, a commit's archive) may take
+        longer than a lease. None, the resolving cancelled, if the lease is lost all the same (the database away)."""
+        task = asyncio.create_task(self._resolve(env))
+        heartbeat = self.settings.lease_ttl / 3
+        valid_until = time.monotonic() + self.settings.lease_ttl
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=heartbeat)
+            if done:
+                return task.result()
+            try:
+                async with self.pool.acquire() as conn:
+                    renewed = await runs.renew_lease(conn, env.id, self.owner, self.settings.lease_ttl) is not None
+            except UNAVAILABLE:
+                renewed = time.monotonic() < valid_until - heartbeat
+            if not renewed:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                log.info("%s: lease lost while resolving; left to its new owner", env.label)
+                return None
+            valid_until = time.monotonic() + self.settings.lease_ttl
 
     async def _resolve(self, env: Environment) -> Plan | Held | None:
         """The plan to apply `env` with, or why not now; None: resolving failed (GitHub unreachable, ...) and the
