@@ -59,7 +59,7 @@ WHERE id = (SELECT id FROM commands WHERE done_at IS NULL AND next_attempt_at <=
 RETURNING *"""
 
 _NEXT_DUE = """
-SELECT greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8 FROM commands WHERE done_at IS NULL"""
+SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 FROM commands WHERE done_at IS NULL"""
 
 
 async def claim(conn: asyncpg.Connection, lease_seconds: float) -> asyncpg.Record | None:
@@ -82,7 +82,8 @@ async def renew(conn: asyncpg.Connection, command_id: int, claim: int, lease_sec
 
 async def next_due(conn: asyncpg.Connection) -> float | None:
     """Seconds until the next pending command is due (0 if one is), None if none is pending."""
-    return await conn.fetchval(_NEXT_DUE)
+    seconds = await conn.fetchval(_NEXT_DUE)
+    return None if seconds is None else max(0.0, seconds)  # not GREATEST(0, NULL), which is 0
 
 
 async def record_steps(conn: asyncpg.Connection, command_id: int, steps: dict[str, Any]) -> None:

@@ -57,7 +57,7 @@ async def claim(
 
 
 _DUE = """
-SELECT greatest(0, extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now()))::float8
+SELECT extract(epoch FROM min(greatest(next_attempt_at, lease_until)) - now())::float8
 FROM environments e WHERE generation > observed_generation AND next_attempt_at IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM preview_queue q
                   WHERE q.id = e.id AND q.live + q.position > least(q.max_previews, $1::int))"""
@@ -66,7 +66,12 @@ FROM environments e WHERE generation > observed_generation AND next_attempt_at I
 async def seconds_until_due(conn: asyncpg.Connection, max_previews: int | None = None) -> float | None:
     """When the next unconverged environment becomes due (retry backoff, settling pushes); None if none waits (a
     new preview held by its repository's cap waits for a NOTIFY: a destroy sends one)."""
-    return await conn.fetchval(_DUE, max_previews)
+    return _not_before_now(await conn.fetchval(_DUE, max_previews))
+
+
+def _not_before_now(seconds: float | None) -> float | None:
+    # In Python, not GREATEST(0, ...): PostgreSQL's GREATEST(0, NULL) is 0, which made "nothing due" read "due now".
+    return None if seconds is None else max(0.0, seconds)
 
 
 # SKIP LOCKED: a waiting preview locked by another transaction is being started or touched by it (and gets a new
