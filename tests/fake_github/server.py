@@ -160,6 +160,8 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
         self._latency: tuple[float, float, random.Random] | None = None
         self._holds: list[Hold] = []
         self._started = time.time()
+        # when installation tokens expire (a benchmark of a simulated day moves it; JWTs and rate limits stay real)
+        self.clock: Callable[[], float] = time.time
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port = 0
@@ -464,7 +466,7 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
                 raise Reply(403, "Resource not accessible by integration", violation=True)
         else:
             token = next((t for t in self.tokens if t.token == credential), None)
-            if scheme not in ("token", "bearer") or token is None or token.expires_at <= time.time():
+            if scheme not in ("token", "bearer") or token is None or token.expires_at <= self.clock():
                 raise Reply(401, "Bad credentials")
             installation = self.installations[token.installation_id]
             call.installation_id, call.token = installation.id, token.token
