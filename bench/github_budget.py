@@ -89,6 +89,8 @@ class Day:
         self.root = root
         self.rng = random.Random(args.seed)
         self.github = FakeGitHub(rate_limit=HOURLY)
+        self.github.etag_per_token = args.etag_per_token
+        self.github.validate_responses = False  # its own answers (the tests check them); requests are still checked
         self.deliveries = Deliveries(SECRET)
         self.repos = [(f"{ORG}/service-{i:03d}", 700_000 + i) for i in range(args.repos)]
         self.live: dict[tuple[str, int], int] = {}  # (repository, number) -> repo id, open on GitHub
@@ -331,7 +333,8 @@ def report(r: dict, args: argparse.Namespace) -> None:
     print(
         f"day: {args.envs} live environments over {args.repos} repositories, {len(hours)} simulated hours in "
         f"{r['elapsed']:.0f} s (warm-up {r['warmup']:.0f} s); trickle: {args.pushes} pushes, {args.opens} opened, "
-        f"{args.closes} closed; {r['runs']} Terraform runs in all; at the end {r['live']} live, {r['expired']} "
+        f"{args.closes} closed; ETags per token: {args.etag_per_token}; {r['runs']} Terraform runs in all; "
+        f"at the end {r['live']} live, {r['expired']} "
         f"expired, {r['reminded']} reminded; steps that did not settle in time: {r['unsettled']}; fake GitHub "
         f"violations: {len(r['violations'])}"
     )
@@ -389,6 +392,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--closes", type=int, default=50, help="pull requests closed over the day")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--progress", action="store_true", help="a line per simulated hour")
+    p.add_argument(
+        "--etag-per-token",
+        action="store_true",
+        help="the fake GitHub's ETags depend on the token too: a renewed token's first listing is counted",
+    )
     return p.parse_args()
 
 
