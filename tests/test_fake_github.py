@@ -269,6 +269,21 @@ async def test_token_lifetime_is_configurable(session):
         assert before + 3600 - 2 <= expires <= time.time() + 3600
 
 
+async def test_tokens_expire_on_the_fakes_clock(fake_github, session):
+    """A benchmark of a simulated day moves the fake's clock: a token lives its hour of that clock."""
+    fake = fake_github
+    setup_repo(fake)
+    now = time.time()
+    fake.clock = lambda: now
+    gh = await installation_gh(fake, session)
+    assert (await gh.getitem(f"/repos/{REPO}/pulls/7"))["number"] == 7
+    fake.clock = lambda: now + 3601
+    with pytest.raises(gidgethub.BadRequest) as expired:
+        await gh.getitem(f"/repos/{REPO}/pulls/7")
+    assert expired.value.status_code == 401
+    assert (await (await installation_gh(fake, session)).getitem(f"/repos/{REPO}/pulls/7"))["number"] == 7
+
+
 async def test_narrowed_tokens_are_enforced(fake_github, session):
     fake = fake_github
     setup_repo(fake)

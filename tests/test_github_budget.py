@@ -3,14 +3,22 @@ the resync (optional work) held back when an installation's budget is low while 
 
 from __future__ import annotations
 
+import collections
+
 import aiohttp
 import pytest
 
+from ghapp.core.repoconfig import PATH
 from ghapp.github.client import GitHubApp, RateBudget, ResponseCache
+from ghapp.github.repository import UNREADABLE_TTL, GitHubRepositoryFiles
 from ghapp.web import keys
 from ghapp.workers.periodic import Resync
 from tests.support import environment, fake_sha, wait_for
-from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA, github  # noqa: F401 - the fixture
+from tests.test_github_app import INSTALLATION, REPO, REPO_ID, SHA, as_github_app, github, published  # noqa: F401
+from tests.test_policy import environment as make_environment
+
+ORG_REPO = "Codertocat/.github"
+TOKENS = "apps/create-installation-access-token"
 
 
 @pytest.fixture
@@ -97,3 +105,126 @@ def test_the_response_cache_is_bounded_by_size_and_skips_what_does_not_fit():
     assert "huge" not in cache and "b" in cache
     cache["c"] = ("etag-c", None, {"x": "y" * 40}, None)
     assert "a" not in cache and set(cache) == {"b", "c"}
+
+
+# --- what a read that cannot succeed costs --------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def files(github):
+    """The repository reader on an App whose clock the test moves."""
+    async with aiohttp.ClientSession() as session:
+        app = GitHubApp(session, str(github.app_id), github.private_key_pem, github.base_url)
+        app.clock = Clock(app.clock())
+        yield GitHubRepositoryFiles(app)
+
+
+ENV = make_environment(repository=REPO, repo_id=REPO_ID, installation_id=INSTALLATION, is_fork=False)
+
+
+def refused(github, operation: str) -> int:
+    return sum(1 for c in github.calls(operation) if c.status >= 400)
+
+
+async def test_an_organisation_without_a_readable_github_repository_is_asked_once_in_a_while(files, github):
+    for _ in range(3):
+        assert await files.read(ENV, ORG_REPO, PATH, None) is None
+    assert refused(github, TOKENS) == 1, "the refused token request is remembered, not made at every resolve"
+    files.app.clock.now += UNREADABLE_TTL + 1
+    assert await files.read(ENV, ORG_REPO, PATH, None) is None
+    assert refused(github, TOKENS) == 2, "after a while it is asked again (a .github repository may exist now)"
+    # the pull request's own repository is not affected
+    head = github.add_commit(REPO, {PATH: "version: 1\n"}, sha=fake_sha("own"))
+    assert (await files.read(ENV, REPO, PATH, head)) is not None
+
+
+async def test_an_organisation_github_repository_without_the_file_is_read_once_in_a_while(files, github):
+    github.add_repo(ORG_REPO)
+    github.installations[INSTALLATION].repositories.append(ORG_REPO)
+    for _ in range(3):
+        assert await files.read(ENV, ORG_REPO, PATH, None) is None
+    assert refused(github, "repos/get-content") == 1
+    github.add_commit(ORG_REPO, {PATH: "ttl: 24h\n"}, branch="main")
+    files.app.clock.now += UNREADABLE_TTL + 1
+    found = await files.read(ENV, ORG_REPO, PATH, None)
+    assert found is not None and found.text == "ttl: 24h\n", "the file added meanwhile is read after a while"
+
+
+async def test_the_own_files_absence_is_never_remembered(files, github):
+    assert await files.read(ENV, REPO, PATH, fake_sha("none")) is None
+    head = github.add_commit(REPO, {PATH: "version: 1\n"}, sha=fake_sha("added"))
+    assert (await files.read(ENV, REPO, PATH, head)) is not None
+    assert refused(github, "repos/get-content") == 1
+
+
+async def test_an_installation_without_the_contents_grant_is_asked_once_in_a_while(files, github):
+    github.installations[INSTALLATION].permissions.pop("contents")
+    head = github.add_commit(REPO, {PATH: "version: 1\n"}, sha=fake_sha("grant"))
+    for _ in range(3):
+        assert await files.read(ENV, REPO, PATH, head) is None
+        assert await files.read(ENV, ORG_REPO, PATH, None) is None
+    assert refused(github, TOKENS) == 1
+    github.installations[INSTALLATION].permissions["contents"] = "read"  # an owner accepted it
+    files.app.clock.now += UNREADABLE_TTL + 1
+    assert (await files.read(ENV, REPO, PATH, head)) is not None
+
+
+# --- the calls of one environment's life ----------------------------------------------------------------------------
+
+PUSHES = 3
+# (at least, at most) calls per operation of open, 3 pushes and close, on a repository without .github/preview.yml
+# in an organisation without a .github repository. The bounds differ by the progress states the publisher sees:
+# a fast apply may go from queued to active before the publisher shows "deploying" (docs/benchmarks.md lists them).
+LIFECYCLE = {
+    # one to read content, one to report (each narrowed to the repository, renewed hourly), and one refused for the
+    # organisation's `.github` repository (there is none), then remembered: not asked again at every push
+    TOKENS: (3, 3),
+    "repos/get-content": (1 + PUSHES, 1 + PUSHES),  # .github/preview.yml at each commit (404: none)
+    "checks/create": (1 + PUSHES, 1 + PUSHES),
+    "checks/update": (1 + PUSHES, 2 * (1 + PUSHES)),  # in progress (if seen), completed
+    "issues/list-comments": (1, 1),  # the sticky comment is looked for once, before it is first written
+    "issues/create-comment": (1, 1),
+    "issues/update-comment": (1 + PUSHES, 2 + 3 * PUSHES + 2),
+    "repos/create-deployment": (1 + PUSHES, 1 + PUSHES),
+    "repos/create-deployment-status": (1 + PUSHES + 1, 2 * (1 + PUSHES) + 1),  # in progress, success; inactive
+}
+
+
+async def test_the_calls_of_an_environments_life_are_these_and_no_more(start_app, deliveries, db, github):
+    client = await as_github_app(start_app, github)()
+    env_id = (await post(client, deliveries, "pull_request", deliveries.pull_request("opened")))["environment_id"]
+    await wait_for(lambda: _deployed(db, env_id, SHA), what="the first apply published")
+    for n in range(PUSHES):
+        sha = fake_sha("lifecycle", n)
+        github.pulls[(REPO.lower(), 2)].head_sha = sha
+        await post(client, deliveries, "pull_request", deliveries.pull_request("synchronize", sha=sha))
+        await wait_for(lambda sha=sha: _deployed(db, env_id, sha), what=f"push {n} published")
+    github.pulls[(REPO.lower(), 2)].state = "closed"
+    await post(client, deliveries, "pull_request", deliveries.pull_request("closed"))
+    await wait_for(lambda: _destroyed(db, env_id), what="the destroy published")
+
+    counted = collections.Counter(github.call_counts())
+    assert set(counted) == set(LIFECYCLE), counted
+    for operation, (least, most) in LIFECYCLE.items():
+        assert least <= counted[operation] <= most, (operation, counted[operation])
+    assert [c.operation_id for c in github.calls() if c.status >= 400 and c.operation_id != "repos/get-content"] == [
+        TOKENS
+    ], "one refused token request for the organisation's missing .github, not one per push"
+
+
+async def _deployed(db, env_id: int, sha: str):
+    env = await published(db, env_id)
+    return env if env and env["status"] == "active" and env["deployed_sha"] == sha else None
+
+
+async def _destroyed(db, env_id: int):
+    env = await published(db, env_id)
+    return env if env and env["status"] == "destroyed" else None

@@ -153,6 +153,7 @@ class GitHubApp:
         # gidgethub keys it by URL and sends If-None-Match / If-Modified-Since; 304s are answered from here.
         self.cache = ResponseCache(cache_bytes)
         self.budget = RateBudget()
+        self.clock: Callable[[], float] = time.time  # when a token needs renewing (a benchmark simulates a day)
 
     def jwt(self) -> str:
         return gh_apps.get_jwt(app_id=self.app_id, private_key=self.private_key)
@@ -167,12 +168,12 @@ class GitHubApp:
         is known, like an organisation's `.github`) by name."""
         key = (installation_id, repository_id, tuple(sorted(permissions.items())))
         cached = self._tokens.get(key)
-        if cached and cached[1] - time.time() > TOKEN_REFRESH_MARGIN:
+        if cached and cached[1] - self.clock() > TOKEN_REFRESH_MARGIN:
             return cached[0]
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(key)
-            if cached and cached[1] - time.time() > TOKEN_REFRESH_MARGIN:
+            if cached and cached[1] - self.clock() > TOKEN_REFRESH_MARGIN:
                 return cached[0]
             body: dict = {"permissions": dict(permissions)}
             if isinstance(repository_id, str):

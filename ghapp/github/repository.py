@@ -11,6 +11,7 @@ import os
 from urllib.parse import quote
 
 import aiohttp
+import cachetools
 from gidgethub import BadRequest
 
 from ghapp.core.model import Environment
@@ -22,12 +23,24 @@ log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 # An archive may take longer than the session's 30 s in all; a stalled one still fails.
 ARCHIVE_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30, sock_read=60)
+# How long a read that cannot succeed is not tried again: an organisation without a `.github` repository the
+# installation can read (or without the file in it), an installation that has not granted `contents: read`.
+# Every resolve would otherwise pay a refused token request or a 404 for it; a `.github` repository or a grant
+# added meanwhile is seen this long after at the latest.
+UNREADABLE_TTL = 600.0
+UNREADABLE_MAX = 4096  # (installation, repository) pairs remembered, least recently used first out
 
 
 class GitHubRepositoryFiles:
     def __init__(self, app: GitHubApp, archive_limit: int = SourceLimits.max_bytes) -> None:
         self.app = app
         self.archive_limit = archive_limit
+        # (installation,): no `contents` grant; (installation, repository): not readable; (installation, repository,
+        # path): no such file at its default branch. Only another repository's (the organisation's `.github`) is
+        # remembered: the pull request's own file may appear at its next commit.
+        self._unreadable: cachetools.TTLCache = cachetools.TTLCache(
+            maxsize=UNREADABLE_MAX, ttl=UNREADABLE_TTL, timer=lambda: app.clock()
+        )
 
     async def read(self, env: Environment, repository: str, path: str, ref: str | None) -> RepositoryFile | None:
         """The contents API, as the environment's installation with a token narrowed to `repository`: the
@@ -36,6 +49,13 @@ class GitHubRepositoryFiles:
         if env.installation_id is None:
             return None
         same = repository.lower() == env.repository.lower()
+        grant, readable, file = (
+            (env.installation_id,),
+            (env.installation_id, repository.lower()),
+            (env.installation_id, repository.lower(), path),
+        )
+        if grant in self._unreadable or (not same and (readable in self._unreadable or file in self._unreadable)):
+            return None
         try:
             gh = await self.app.installation(
                 env.installation_id, env.repo_id if same else repository.split("/")[-1], CONTENT_PERMISSIONS
@@ -50,8 +70,10 @@ class GitHubRepositoryFiles:
                     env.installation_id,
                     env.label,
                 )
+                self._unreadable[grant] = True
                 return None
             if not same:  # the installation cannot read that repository (or there is none)
+                self._unreadable[readable] = True
                 return None
             raise
         url = f"/repos/{repository}/contents/{quote(path)}"
@@ -61,6 +83,8 @@ class GitHubRepositoryFiles:
             data = await gh.getitem(url)
         except BadRequest as e:
             if e.status_code == 404:
+                if not same and ref is None:
+                    self._unreadable[file] = True
                 return None
             raise
         if not isinstance(data, dict) or data.get("type") != "file":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
-import time
 from collections.abc import Iterable
 
 from tests.fake_github.state import (
@@ -57,7 +56,7 @@ class AppsMixin:
     def expire_tokens(self) -> None:
         """Make every installation token issued so far expired (the next use gets 401)."""
         for token in self.tokens:
-            token.expires_at = min(token.expires_at, time.time() - 1)
+            token.expires_at = min(token.expires_at, self.clock() - 1)
 
     @handles("apps/get-authenticated")
     def _get_app(self, ctx: Ctx):
@@ -92,7 +91,7 @@ class AppsMixin:
         token = Token(
             "ghs_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36)),
             installation.id,
-            time.time() + self.token_lifetime,
+            self.clock() + self.token_lifetime,
             repositories,
             permissions,
         )

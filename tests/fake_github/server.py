@@ -160,6 +160,10 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
         self._latency: tuple[float, float, random.Random] | None = None
         self._holds: list[Hold] = []
         self._started = time.time()
+        # when installation tokens expire (a benchmark of a simulated day moves it; JWTs and rate limits stay real)
+        self.clock: Callable[[], float] = time.time
+        self.validate_responses = True  # the fake's own answers; a long benchmark may spare the time
+        self.etag_per_token = False  # True: a renewed token's first conditional GET gets 200, not 304
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port = 0
@@ -390,7 +394,9 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
             status, data, extra = reply.status, reply.body, reply.headers
         if status == 200 and request.method == "GET" and isinstance(data, dict | list):
             # ETags as GitHub's: a conditional GET whose answer is unchanged gets 304 and costs no rate limit
-            etag = 'W/"' + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest() + '"'
+            # (with `etag_per_token`, the token is part of it: the pessimistic reading of GitHub's `Vary: Authorization`)
+            tagged = json.dumps(data, sort_keys=True) + ((call.token or "") if self.etag_per_token else "")
+            etag = 'W/"' + hashlib.sha256(tagged.encode()).hexdigest() + '"'
             headers["ETag"] = etag
             if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
                 status, data = 304, None
@@ -413,7 +419,7 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
         call.status = status
         binary = isinstance(data, bytes)  # the raw media type of the contents API
         raw = data if binary else b"" if status in (204, 304) or data is None else json.dumps(data).encode()
-        if call.operation_id is not None and not binary:
+        if call.operation_id is not None and not binary and self.validate_responses:
             result = spec.openapi().unmarshal_response(spec_request, spec.SpecResponse(status, raw, headers))
             for error in result.errors:
                 if not isinstance(error, ResponseNotFound):  # GitHub documents few error statuses
@@ -464,7 +470,7 @@ class FakeGitHub(AppsMixin, ChecksMixin, IssuesMixin, PullsMixin, DeploymentsMix
                 raise Reply(403, "Resource not accessible by integration", violation=True)
         else:
             token = next((t for t in self.tokens if t.token == credential), None)
-            if scheme not in ("token", "bearer") or token is None or token.expires_at <= time.time():
+            if scheme not in ("token", "bearer") or token is None or token.expires_at <= self.clock():
                 raise Reply(401, "Bad credentials")
             installation = self.installations[token.installation_id]
             call.installation_id, call.token = installation.id, token.token
