@@ -187,7 +187,9 @@ LIFECYCLE = {
     # one to read content, one to report (each narrowed to the repository, renewed hourly), and one refused for the
     # organisation's `.github` repository (there is none), then remembered: not asked again at every push
     TOKENS: (3, 3),
-    "repos/get-content": (1 + PUSHES, 1 + PUSHES),  # .github/preview.yml at each commit (404: none)
+    # .github/preview.yml at each commit, and the base branch's, which bounds `access` (a free 304 while it exists
+    # unchanged; here there is none: a counted 404 each time)
+    "repos/get-content": (2 * (1 + PUSHES), 2 * (1 + PUSHES)),
     "checks/create": (1 + PUSHES, 1 + PUSHES),
     "checks/update": (1 + PUSHES, 2 * (1 + PUSHES)),  # in progress (if seen), completed
     "issues/list-comments": (1, 1),  # the sticky comment is looked for once, before it is first written
