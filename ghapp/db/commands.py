@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from ghapp.core.contract import COMMANDS_CHANNEL
+from ghapp.db.rows import seconds_due
 
 
 async def store(
@@ -82,8 +83,7 @@ async def renew(conn: asyncpg.Connection, command_id: int, claim: int, lease_sec
 
 async def next_due(conn: asyncpg.Connection) -> float | None:
     """Seconds until the next pending command is due (0 if one is), None if none is pending."""
-    seconds = await conn.fetchval(_NEXT_DUE)
-    return None if seconds is None else max(0.0, seconds)  # not GREATEST(0, NULL), which is 0
+    return seconds_due(await conn.fetchval(_NEXT_DUE))
 
 
 async def record_steps(conn: asyncpg.Connection, command_id: int, steps: dict[str, Any]) -> None:

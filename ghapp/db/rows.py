@@ -14,6 +14,12 @@ _FIELDS = frozenset(f.name for f in dataclasses.fields(Environment))
 _JSON = ("outputs", "progress", "published", "config")
 
 
+def seconds_due(seconds: float | None) -> float | None:
+    """A "seconds until due" read from the database: None (nothing due) stays None, the past is 0. Clamped here, not
+    with GREATEST(0, ...) in SQL: PostgreSQL's GREATEST(0, NULL) is 0, which made "nothing due" read "due now"."""
+    return None if seconds is None else max(0.0, seconds)
+
+
 def to_environment(record: asyncpg.Record) -> Environment:
     values = {k: v for k, v in record.items() if k in _FIELDS}
     for key in _JSON:

@@ -14,7 +14,7 @@ from ghapp.core.policy import status_after_apply
 from ghapp.core.repoconfig import Held, Plan
 from ghapp.db import locks
 from ghapp.db.desired import notify
-from ghapp.db.rows import maybe_environment
+from ghapp.db.rows import maybe_environment, seconds_due
 
 # The fair claim (policy.claim_key): among due environments not leased by a live worker, destroys first, then the
 # repository with the fewest runs in flight (leases held, on any replica), then the author with the fewest, then
@@ -66,12 +66,7 @@ FROM environments e WHERE generation > observed_generation AND next_attempt_at I
 async def seconds_until_due(conn: asyncpg.Connection, max_previews: int | None = None) -> float | None:
     """When the next unconverged environment becomes due (retry backoff, settling pushes); None if none waits (a
     new preview held by its repository's cap waits for a NOTIFY: a destroy sends one)."""
-    return _not_before_now(await conn.fetchval(_DUE, max_previews))
-
-
-def _not_before_now(seconds: float | None) -> float | None:
-    # In Python, not GREATEST(0, ...): PostgreSQL's GREATEST(0, NULL) is 0, which made "nothing due" read "due now".
-    return None if seconds is None else max(0.0, seconds)
+    return seconds_due(await conn.fetchval(_DUE, max_previews))
 
 
 # SKIP LOCKED: a waiting preview locked by another transaction is being started or touched by it (and gets a new
